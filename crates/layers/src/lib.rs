@@ -3,10 +3,18 @@
 //! The layers a convolutional image classifier is built from (convolution, pooling, linear,
 //! activations, batch norm, dropout, residual blocks), each with an explicit forward and
 //! backward pass, and the `Sequential` container a model is defined with.
-//!
-//! Work in progress: the layers land with the layers issue; the [`Layer`] trait is the
-//! contract the rest of Ember is written against.
 
+pub mod activation;
+pub mod conv;
+pub mod dropout;
+pub mod flatten;
 pub mod layer;
+pub mod linear;
+pub mod loss;
+pub mod norm;
+pub mod pool;
+pub mod reference;
+pub mod residual;
+pub mod sequential;
 
 pub use layer::{Layer, LayerError, Mode, Param};

@@ -1,0 +1,1 @@
+//! Seeded `Dropout` (identity in eval mode).

@@ -1,0 +1,1 @@
+//! `Flatten`: NCHW to `[N, C*H*W]`.

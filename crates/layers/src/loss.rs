@@ -1,0 +1,1 @@
+//! Softmax cross-entropy with label smoothing.

@@ -1,0 +1,1 @@
+//! Max, average and global average pooling layers with vectorised kernels.

@@ -1,0 +1,1 @@
+//! Reference convolution forward and backward (f64).

@@ -1,0 +1,1 @@
+//! Reference linear, activations, loss (f64).

@@ -1,0 +1,1 @@
+//! Reference batch norm (f64).

@@ -1,0 +1,1 @@
+//! Reference pooling forward and backward (f64).

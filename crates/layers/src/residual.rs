@@ -1,0 +1,1 @@
+//! `Residual`: `block(x) + shortcut(x)`.
