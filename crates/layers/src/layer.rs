@@ -1,6 +1,6 @@
 //! The `Layer` trait, trainable parameters and the train/eval mode.
 
-use ember_tensor::{Shape, Tensor};
+use ember_tensor::{Rng, Shape, Tensor};
 
 /// Training or evaluation: decides batch-norm statistics and whether dropout drops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +33,29 @@ impl Param {
     /// Resets the gradient to zero.
     pub fn zero_grad(&mut self) {
         self.grad.fill(0.0);
+    }
+}
+
+/// A pair of sizes `(height, width)` for kernels, strides, paddings and dilations.
+/// Built from one `usize` (both sides) or a `(h, w)` tuple / `[h, w]` array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pair(pub usize, pub usize);
+
+impl From<usize> for Pair {
+    fn from(v: usize) -> Self {
+        Pair(v, v)
+    }
+}
+
+impl From<(usize, usize)> for Pair {
+    fn from((h, w): (usize, usize)) -> Self {
+        Pair(h, w)
+    }
+}
+
+impl From<[usize; 2]> for Pair {
+    fn from([h, w]: [usize; 2]) -> Self {
+        Pair(h, w)
     }
 }
 
@@ -78,6 +101,16 @@ pub trait Layer: Send {
     /// Calls `f` with each non-trainable state tensor (batch-norm running statistics) and
     /// its `state_dict` name under `prefix`. Most layers have none.
     fn visit_buffers(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut Tensor)) {}
+
+    /// Re-initialises the trainable parameters from `rng` (PyTorch's default schemes unless
+    /// the layer documents otherwise). Layers are built initialised from a fixed seed, so a
+    /// model is usable at once; a seeded run calls this on the whole model.
+    fn reset_parameters(&mut self, _rng: &mut Rng) {}
+
+    /// Tells the layer the global training step before a forward pass, so that randomised
+    /// layers (dropout) draw from a stream derived from (seed, step) and a resumed run
+    /// repeats exactly.
+    fn begin_step(&mut self, _step: u64) {}
 
     /// The output shape for an input shape, or an error saying why the input does not fit.
     fn output_shape(&self, input: Shape) -> Result<Shape, LayerError>;

@@ -17,4 +17,4 @@ pub mod reference;
 pub mod residual;
 pub mod sequential;
 
-pub use layer::{Layer, LayerError, Mode, Param};
+pub use layer::{Layer, LayerError, Mode, Pair, Param};
