@@ -51,6 +51,10 @@ pub struct TrainConfig {
     /// total (0: never); for time-boxed runs and tests of `--resume`.
     #[serde(default)]
     pub max_steps: u64,
+    /// Also score the test set after every epoch (recorded as `test_accuracy`), as the
+    /// time-to-accuracy benchmarks report it.
+    #[serde(default)]
+    pub test_every_epoch: bool,
 }
 
 impl Default for TrainConfig {
@@ -76,6 +80,7 @@ impl Default for TrainConfig {
             out: PathBuf::from("runs/latest"),
             limit: 0,
             max_steps: 0,
+            test_every_epoch: false,
         }
     }
 }

@@ -23,6 +23,9 @@ pub struct EpochRecord {
     pub val_loss: Option<f64>,
     /// Validation accuracy, when there is a validation set.
     pub val_accuracy: Option<f64>,
+    /// Test accuracy after the epoch, when asked for (`--test-every-epoch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_accuracy: Option<f64>,
     /// Learning rate at the end of the epoch.
     pub lr: f64,
     /// Training images per second in this epoch.
@@ -31,8 +34,7 @@ pub struct EpochRecord {
     pub train_seconds: f64,
 }
 
-const CSV_HEADER: &str =
-    "epoch,step,train_loss,train_accuracy,val_loss,val_accuracy,lr,images_per_s,train_seconds";
+const CSV_HEADER: &str = "epoch,step,train_loss,train_accuracy,val_loss,val_accuracy,test_accuracy,lr,images_per_s,train_seconds";
 
 /// Appends epoch records to `metrics.jsonl` and `metrics.csv` in a run folder.
 pub struct MetricsLog {
@@ -55,13 +57,14 @@ impl MetricsLog {
         append_line(&self.jsonl, &json, None)?;
         let opt = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
         let row = format!(
-            "{},{},{:.6},{:.6},{},{},{:.6e},{:.1},{:.3}",
+            "{},{},{:.6},{:.6},{},{},{},{:.6e},{:.1},{:.3}",
             r.epoch,
             r.step,
             r.train_loss,
             r.train_accuracy,
             opt(r.val_loss),
             opt(r.val_accuracy),
+            opt(r.test_accuracy),
             r.lr,
             r.images_per_s,
             r.train_seconds
@@ -242,6 +245,7 @@ mod tests {
                 train_accuracy: 0.5,
                 val_loss: None,
                 val_accuracy: Some(0.6),
+                test_accuracy: None,
                 lr: 0.1,
                 images_per_s: 100.0,
                 train_seconds: epoch as f64,

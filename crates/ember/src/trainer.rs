@@ -344,6 +344,11 @@ impl Run {
         }
         let elapsed = epoch_start.elapsed().as_secs_f64();
         let (val_loss, val_acc) = self.validate_and_keep_best()?;
+        let test_accuracy = if self.cfg.test_every_epoch {
+            Some(evaluate(&mut self.model, &self.test, &self.normalize, &self.meta.classes)?.accuracy)
+        } else {
+            None
+        };
         let p = &mut self.progress;
         p.epoch += 1;
         let record = EpochRecord {
@@ -353,6 +358,7 @@ impl Run {
             train_accuracy: p.correct as f64 / p.seen.max(1) as f64,
             val_loss,
             val_accuracy: val_acc,
+            test_accuracy,
             lr: self.opt.lr(p.step) as f64,
             images_per_s: epoch_images as f64 / elapsed.max(1e-9),
             train_seconds: p.train_seconds,
@@ -369,13 +375,14 @@ impl Run {
         match self.output {
             Output::Json => println!("{}", serde_json::json!({"event": "epoch", "epochs": self.cfg.epochs, "record": record})),
             Output::Human => eprintln!(
-                "epoch {:>3}/{}  loss {:.4}  acc {:.4}  val_loss {}  val_acc {}  {:.0} img/s  {:.1}s",
+                "epoch {:>3}/{}  loss {:.4}  acc {:.4}  val_loss {}  val_acc {}{}  {:.0} img/s  {:.1}s",
                 record.epoch,
                 self.cfg.epochs,
                 record.train_loss,
                 record.train_accuracy,
                 record.val_loss.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into()),
                 record.val_accuracy.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into()),
+                record.test_accuracy.map(|v| format!("  test_acc {v:.4}")).unwrap_or_default(),
                 record.images_per_s,
                 record.train_seconds
             ),

@@ -77,8 +77,9 @@ struct TrainArgs {
     nesterov: bool,
     #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
     weight_decay: f32,
-    /// Learning-rate schedule: constant, step:EPOCHS:GAMMA, multistep:E1,E2:GAMMA, exp:GAMMA,
-    /// cosine[:warmup=STEPS], onecycle, linear.
+    /// Learning-rate schedule, in optimizer steps: constant, step:EVERY[:GAMMA],
+    /// multistep:M1,M2[:GAMMA], exp:GAMMA, cosine[:warmup=W][:min=LR], linear[:warmup=W][:end=F],
+    /// onecycle[:max=LR].
     #[arg(long, default_value = "constant")]
     schedule: String,
     /// Fraction of the training set held out for validation.
@@ -112,10 +113,13 @@ struct TrainArgs {
     /// Stop after this many optimizer steps in all, with a checkpoint (0: never).
     #[arg(long, default_value_t = 0)]
     max_steps: u64,
+    /// Also score the test set after every epoch.
+    #[arg(long)]
+    test_every_epoch: bool,
     /// Machine-readable output: one JSON object per epoch and a final one.
     #[arg(long)]
     json: bool,
-    /// Distributed data-parallel training under mpirun (needs the `mpi` feature).
+    /// Distributed data-parallel training under mpirun (not available yet).
     #[arg(long)]
     distributed: bool,
 }
@@ -230,7 +234,7 @@ fn run(command: Command) -> Result<()> {
 fn cmd_train(a: TrainArgs) -> Result<()> {
     if a.distributed {
         return Err(Error::msg(
-            "--distributed needs a build with the `mpi` feature (cargo build --release -p ember --features mpi) and mpirun",
+            "--distributed (MPI data-parallel training under mpirun) is not available in this version of ember yet",
         ));
     }
     ember::datasets::check_augment(&a.augment)?;
@@ -255,6 +259,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         out: a.out,
         limit: a.limit,
         max_steps: a.max_steps,
+        test_every_epoch: a.test_every_epoch,
     };
     let output = if a.json { Output::Json } else { Output::Human };
     let report = train(&cfg, a.resume.as_deref(), output)?;
