@@ -71,7 +71,9 @@ pub fn bench(model: &str, batch: usize, seconds: f64, threads: usize) -> Result<
         let mut rng = Rng::new(0);
         net.reset_parameters(&mut rng);
         let x = Tensor::normal([batch, c, h, w], 0.0, 1.0, &mut rng);
-        let labels: Vec<usize> = (0..batch).map(|_| rng.below(classes as u64) as usize).collect();
+        let labels: Vec<usize> = (0..batch)
+            .map(|_| rng.below(classes as u64) as usize)
+            .collect();
         let mut opt = TrainOptimizer::sgd(0.01, 0.9)?;
         let mut grad = Tensor::zeros([1]);
         let mut losses = Vec::new();

@@ -122,9 +122,15 @@ pub fn content_hash(tensors: &TensorMap) -> String {
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename,
 /// fsync of the folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| io_error(dir, "cannot create folder", e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -143,9 +149,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Writes tensors and string metadata as one safetensors file, atomically.
-pub fn write_safetensors(path: &Path, tensors: &TensorMap, metadata: HashMap<String, String>) -> Result<()> {
-    let bytes: Vec<(String, Vec<u8>, &StoredTensor)> =
-        tensors.iter().map(|(n, t)| (n.clone(), t.bytes(), t)).collect();
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &TensorMap,
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let bytes: Vec<(String, Vec<u8>, &StoredTensor)> = tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), t.bytes(), t))
+        .collect();
     let views = bytes
         .iter()
         .map(|(n, b, t)| {
@@ -162,7 +174,12 @@ pub fn write_safetensors(path: &Path, tensors: &TensorMap, metadata: HashMap<Str
 /// Reads a safetensors file: its tensors (F32 and I64 only) and its string metadata.
 pub fn read_safetensors(path: &Path) -> Result<(TensorMap, HashMap<String, String>)> {
     let bytes = std::fs::read(path).map_err(|e| io_error(path, "cannot read checkpoint", e))?;
-    let bad = |what: String| Error(format!("{}: not a valid safetensors checkpoint: {what}", path.display()));
+    let bad = |what: String| {
+        Error(format!(
+            "{}: not a valid safetensors checkpoint: {what}",
+            path.display()
+        ))
+    };
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
     let mut map = TensorMap::new();
@@ -179,9 +196,19 @@ pub fn read_safetensors(path: &Path) -> Result<(TensorMap, HashMap<String, Strin
                     .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
                     .collect(),
             ),
-            other => return Err(bad(format!("tensor {name} has dtype {other:?}; only F32 and I64 are supported"))),
+            other => {
+                return Err(bad(format!(
+                    "tensor {name} has dtype {other:?}; only F32 and I64 are supported"
+                )));
+            }
         };
-        map.insert(name.to_string(), StoredTensor { shape: view.shape().to_vec(), data });
+        map.insert(
+            name.to_string(),
+            StoredTensor {
+                shape: view.shape().to_vec(),
+                data,
+            },
+        );
     }
     Ok((map, header.metadata().clone().unwrap_or_default()))
 }
@@ -193,7 +220,10 @@ pub fn model_state(model: &mut dyn Layer) -> TensorMap {
     model.visit_params("", &mut |name, p| {
         map.insert(
             name.to_string(),
-            StoredTensor { shape: p.value.shape().dims().to_vec(), data: TensorData::F32(p.value.to_vec()) },
+            StoredTensor {
+                shape: p.value.shape().dims().to_vec(),
+                data: TensorData::F32(p.value.to_vec()),
+            },
         );
     });
     model.visit_buffers("", &mut |name, t| {
@@ -202,7 +232,13 @@ pub fn model_state(model: &mut dyn Layer) -> TensorMap {
         } else {
             TensorData::F32(t.to_vec())
         };
-        map.insert(name.to_string(), StoredTensor { shape: t.shape().dims().to_vec(), data });
+        map.insert(
+            name.to_string(),
+            StoredTensor {
+                shape: t.shape().dims().to_vec(),
+                data,
+            },
+        );
     });
     map
 }
@@ -214,8 +250,14 @@ pub fn load_model_state(model: &mut dyn Layer, state: &TensorMap, origin: &Path)
     let mut used = 0usize;
     let mut take = |name: &str, shape: &[usize], dst: &mut [f32]| match state.get(name) {
         None => problems.push(format!("missing tensor {name}")),
-        Some(t) if t.shape.iter().product::<usize>() != dst.len() || (t.shape != shape && !(t.shape.is_empty() && shape.is_empty())) => {
-            problems.push(format!("tensor {name} has shape {:?}, the model needs {:?}", t.shape, shape))
+        Some(t)
+            if t.shape.iter().product::<usize>() != dst.len()
+                || (t.shape != shape && !(t.shape.is_empty() && shape.is_empty())) =>
+        {
+            problems.push(format!(
+                "tensor {name} has shape {:?}, the model needs {:?}",
+                t.shape, shape
+            ))
         }
         Some(t) => {
             used += 1;
@@ -235,12 +277,18 @@ pub fn load_model_state(model: &mut dyn Layer, state: &TensorMap, origin: &Path)
         model.visit_params("", &mut |n, _| names.push(n.to_string()));
         model.visit_buffers("", &mut |n, _| names.push(n.to_string()));
         let extra: Vec<&String> = state.keys().filter(|k| !names.contains(k)).collect();
-        problems.push(format!("unexpected tensors {extra:?} (a checkpoint of another architecture?)"));
+        problems.push(format!(
+            "unexpected tensors {extra:?} (a checkpoint of another architecture?)"
+        ));
     }
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(Error(format!("{}: does not fit the model: {}", origin.display(), problems.join("; "))))
+        Err(Error(format!(
+            "{}: does not fit the model: {}",
+            origin.display(),
+            problems.join("; ")
+        )))
     }
 }
 
@@ -256,7 +304,10 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
         if last.exists() {
             return Ok(last);
         }
-        return Err(Error(format!("{}: no best.safetensors or last.safetensors in this folder", path.display())));
+        return Err(Error(format!(
+            "{}: no best.safetensors or last.safetensors in this folder",
+            path.display()
+        )));
     }
     if path.extension().is_some_and(|e| e == "json") {
         return Ok(path.with_extension("safetensors"));
@@ -272,7 +323,8 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
 pub fn save(path: &Path, model: &mut Sequential, meta: &mut CheckpointMeta) -> Result<()> {
     let state = model_state(model);
     meta.content_sha256 = content_hash(&state);
-    let json = serde_json::to_string_pretty(meta).map_err(|e| Error(format!("{}: {e}", path.display())))?;
+    let json = serde_json::to_string_pretty(meta)
+        .map_err(|e| Error(format!("{}: {e}", path.display())))?;
     let mut md = HashMap::new();
     md.insert("format".to_string(), "pt".to_string());
     md.insert("ember".to_string(), json.clone());
@@ -294,22 +346,35 @@ pub fn load(path: &Path) -> Result<(CheckpointMeta, Sequential)> {
             meta.content_sha256
         )));
     }
-    let mut model = meta
-        .model
-        .build()
-        .map_err(|e| Error(format!("{}: its architecture does not build: {e}", file.display())))?;
+    let mut model = meta.model.build().map_err(|e| {
+        Error(format!(
+            "{}: its architecture does not build: {e}",
+            file.display()
+        ))
+    })?;
     load_model_state(&mut model, &state, &file)?;
     Ok((meta, model))
 }
 
 fn meta_from(file: &Path, md: &HashMap<String, String>) -> Result<CheckpointMeta> {
     let json = md.get("ember").ok_or_else(|| {
-        Error(format!("{}: no Ember metadata in this safetensors file (not written by Ember?)", file.display()))
+        Error(format!(
+            "{}: no Ember metadata in this safetensors file (not written by Ember?)",
+            file.display()
+        ))
     })?;
-    let meta: CheckpointMeta = serde_json::from_str(json)
-        .map_err(|e| Error(format!("{}: unreadable Ember metadata: {e}", file.display())))?;
+    let meta: CheckpointMeta = serde_json::from_str(json).map_err(|e| {
+        Error(format!(
+            "{}: unreadable Ember metadata: {e}",
+            file.display()
+        ))
+    })?;
     if meta.format != FORMAT {
-        return Err(Error(format!("{}: format {:?}, this Ember reads {FORMAT:?}", file.display(), meta.format)));
+        return Err(Error(format!(
+            "{}: format {:?}, this Ember reads {FORMAT:?}",
+            file.display(),
+            meta.format
+        )));
     }
     Ok(meta)
 }

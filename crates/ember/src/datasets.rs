@@ -8,7 +8,13 @@ use ember_data::{Augment, Splits};
 use crate::error::{Error, Result};
 
 /// Names `cargo xtask download` knows, and the folder each lands in under the data folder.
-pub const DOWNLOADABLE: &[&str] = &["fashion-mnist", "mnist", "cifar10", "cifar10-python", "cifar100"];
+pub const DOWNLOADABLE: &[&str] = &[
+    "fashion-mnist",
+    "mnist",
+    "cifar10",
+    "cifar10-python",
+    "cifar100",
+];
 
 /// The folder where downloaded datasets live: `$EMBER_DATA` if set, else `data/` in the
 /// current folder (the same rule as `cargo xtask download`).
@@ -60,7 +66,9 @@ pub fn augment_from(list: &str) -> Augment {
 pub fn check_augment(list: &str) -> Result<()> {
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if !["crop", "flip", "cutout", "none"].contains(&item) {
-            return Err(Error(format!("--augment: unknown augmentation {item:?} (use crop, flip, cutout)")));
+            return Err(Error(format!(
+                "--augment: unknown augmentation {item:?} (use crop, flip, cutout)"
+            )));
         }
     }
     Ok(())

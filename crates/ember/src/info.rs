@@ -7,7 +7,10 @@ use crate::error::Result;
 /// CPU features, kernel paths and threads, as text.
 pub fn machine_info() -> String {
     let mut s = format!("ember {}\n", env!("CARGO_PKG_VERSION"));
-    s += &format!("simd kernels: {} (compiled for this instruction set)\n", ember_tensor::simd::active_isa());
+    s += &format!(
+        "simd kernels: {} (compiled for this instruction set)\n",
+        ember_tensor::simd::active_isa()
+    );
     #[cfg(target_arch = "x86_64")]
     {
         let feats: Vec<&str> = [
@@ -22,14 +25,23 @@ pub fn machine_info() -> String {
         .map(|f| f.0)
         .collect();
         s += &format!("cpu features: {}\n", feats.join(" "));
-        let gemm = if std::arch::is_x86_feature_detected!("fma") { "fma (matrixmultiply, chosen at run time)" } else { "sse2/avx (matrixmultiply)" };
+        let gemm = if std::arch::is_x86_feature_detected!("fma") {
+            "fma (matrixmultiply, chosen at run time)"
+        } else {
+            "sse2/avx (matrixmultiply)"
+        };
         s += &format!("gemm kernel: {gemm}\n");
     }
     s += &format!(
         "threads: {} (rayon; set with --threads or RAYON_NUM_THREADS)\n",
         rayon::current_num_threads()
     );
-    s += &format!("available parallelism: {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    s += &format!(
+        "available parallelism: {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
     s
 }
 
@@ -60,7 +72,10 @@ pub struct DatasetInfo {
 /// Opens a dataset and describes it.
 pub fn dataset_info(what: &str) -> Result<DatasetInfo> {
     let s = crate::datasets::open(what)?;
-    let split = |d: &ember_data::Dataset| SplitInfo { count: d.len(), class_counts: d.class_counts() };
+    let split = |d: &ember_data::Dataset| SplitInfo {
+        count: d.len(),
+        class_counts: d.class_counts(),
+    };
     Ok(DatasetInfo {
         format: s.format.clone(),
         shape: s.train.shape(),

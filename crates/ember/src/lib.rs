@@ -49,7 +49,8 @@ pub fn resolve_model(name: &str) -> Result<(ModelSpec, Option<String>)> {
     }
     let path = Path::new(name);
     if path.extension().is_some_and(|e| e == "toml") || path.exists() {
-        let text = std::fs::read_to_string(path).map_err(|e| error::io_error(path, "cannot read model spec", e))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| error::io_error(path, "cannot read model spec", e))?;
         return Ok((ModelSpec::from_toml(&text, name)?, None));
     }
     Err(Error(format!(
@@ -63,16 +64,25 @@ const EVAL_BATCH: usize = 256;
 
 /// Scores a model on a dataset in eval mode: accuracy, loss, per-class statistics and the
 /// confusion matrix.
-pub fn evaluate(model: &mut Sequential, data: &Arc<Dataset>, normalize: &Normalize, classes: &[String]) -> Result<Evaluation> {
+pub fn evaluate(
+    model: &mut Sequential,
+    data: &Arc<Dataset>,
+    normalize: &Normalize,
+    classes: &[String],
+) -> Result<Evaluation> {
     let k = classes.len();
     let mut confusion = vec![vec![0u64; k]; k];
     let mut loss_sum = 0.0f64;
     let mut grad = Tensor::zeros([1]);
     let mut pred = Vec::new();
-    let mut lc = LoaderConfig::new(EVAL_BATCH);
-    lc.shuffle = false;
-    lc.normalize = normalize.clone();
-    for batch in Loader::new(data.clone(), lc).epoch(0) {
+    let lc = LoaderConfig {
+        batch_size: EVAL_BATCH,
+        shuffle: false,
+        normalize: normalize.clone(),
+        threads: Some(rayon::current_num_threads()),
+        ..LoaderConfig::default()
+    };
+    for batch in Loader::new(data.clone(), lc)?.epoch(0) {
         let logits = model.forward(&batch.images, Mode::Eval);
         let n = batch.labels.len();
         if logits.shape().item_numel() != k {
@@ -111,7 +121,10 @@ pub fn evaluate_checkpoint(clf: &mut Classifier, dataset: &str) -> Result<Evalua
             meta.classes.len()
         )));
     }
-    let normalize = Normalize { mean: meta.normalization.mean.clone(), std: meta.normalization.std.clone() };
+    let normalize = Normalize {
+        mean: meta.normalization.mean.clone(),
+        std: meta.normalization.std.clone(),
+    };
     let classes = meta.classes.clone();
     evaluate(model, &Arc::new(splits.test), &normalize, &classes)
 }

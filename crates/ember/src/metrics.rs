@@ -79,12 +79,19 @@ impl MetricsLog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
             Err(e) => return Err(io_error(&self.jsonl, "cannot read", e)),
         };
-        Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect())
     }
 
     /// Drops records after `epoch` (a resumed run rewrites what follows its checkpoint).
     pub fn truncate_after(&self, epoch: u64) -> Result<()> {
-        let keep: Vec<EpochRecord> = self.read()?.into_iter().filter(|r| r.epoch <= epoch).collect();
+        let keep: Vec<EpochRecord> = self
+            .read()?
+            .into_iter()
+            .filter(|r| r.epoch <= epoch)
+            .collect();
         for p in [&self.jsonl, &self.csv] {
             if p.exists() {
                 std::fs::remove_file(p).map_err(|e| io_error(p, "cannot rewrite", e))?;
@@ -108,7 +115,8 @@ fn append_line(path: &Path, line: &str, header: Option<&str>) -> Result<()> {
     }
     text.push_str(line);
     text.push('\n');
-    f.write_all(text.as_bytes()).map_err(|e| io_error(path, "cannot append", e))
+    f.write_all(text.as_bytes())
+        .map_err(|e| io_error(path, "cannot append", e))
 }
 
 /// Precision, recall and F1 of one class.
@@ -158,14 +166,26 @@ impl Evaluation {
                     class: classes.get(c).cloned().unwrap_or_else(|| c.to_string()),
                     precision: p,
                     recall: r,
-                    f1: if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) },
+                    f1: if p + r == 0.0 {
+                        0.0
+                    } else {
+                        2.0 * p * r / (p + r)
+                    },
                     support,
                 }
             })
             .collect();
         Evaluation {
-            accuracy: if count == 0 { 0.0 } else { correct as f64 / count as f64 },
-            loss: if count == 0 { 0.0 } else { loss_sum / count as f64 },
+            accuracy: if count == 0 {
+                0.0
+            } else {
+                correct as f64 / count as f64
+            },
+            loss: if count == 0 {
+                0.0
+            } else {
+                loss_sum / count as f64
+            },
             count,
             per_class,
             confusion,
@@ -195,7 +215,11 @@ impl Evaluation {
         }
         s.push('\n');
         for (i, row) in self.confusion.iter().enumerate() {
-            let name = self.per_class.get(i).map(|c| c.class.as_str()).unwrap_or("");
+            let name = self
+                .per_class
+                .get(i)
+                .map(|c| c.class.as_str())
+                .unwrap_or("");
             s += &format!("{:>16}", format!("{i} {}", truncate(name, 13)));
             for v in row {
                 s += &format!(" {v:>6}");

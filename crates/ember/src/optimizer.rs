@@ -32,7 +32,11 @@ impl TrainOptimizer {
             ),
             "adam" => Box::new(Adam::new(cfg.lr).weight_decay(cfg.weight_decay)),
             "adamw" => Box::new(AdamW::new(cfg.lr).weight_decay(cfg.weight_decay)),
-            other => return Err(Error(format!("--optimizer: unknown optimizer {other:?} (use sgd, adam or adamw)"))),
+            other => {
+                return Err(Error(format!(
+                    "--optimizer: unknown optimizer {other:?} (use sgd, adam or adamw)"
+                )));
+            }
         };
         let mut no_decay = Vec::new();
         model.visit_params("", &mut |name, p| {
@@ -41,18 +45,31 @@ impl TrainOptimizer {
             }
         });
         opt.add_group(ParamGroup::no_decay(no_decay));
-        opt.validate().map_err(|e| Error(format!("--optimizer {}: {e}", cfg.optimizer)))?;
-        let schedule = Schedule::parse(&cfg.schedule, cfg.lr, total_steps.max(1)).map_err(|e| Error(format!("--schedule: {e}")))?;
+        opt.validate()
+            .map_err(|e| Error(format!("--optimizer {}: {e}", cfg.optimizer)))?;
+        let schedule = Schedule::parse(&cfg.schedule, cfg.lr, total_steps.max(1))
+            .map_err(|e| Error(format!("--schedule: {e}")))?;
         if !(cfg.clip_norm >= 0.0 && cfg.clip_norm.is_finite()) {
-            return Err(Error(format!("--clip-norm {} must be a finite number >= 0", cfg.clip_norm)));
+            return Err(Error(format!(
+                "--clip-norm {} must be a finite number >= 0",
+                cfg.clip_norm
+            )));
         }
-        Ok(TrainOptimizer { opt, schedule, clip_norm: cfg.clip_norm })
+        Ok(TrainOptimizer {
+            opt,
+            schedule,
+            clip_norm: cfg.clip_norm,
+        })
     }
 
     /// Plain SGD with momentum and a constant rate (the benchmark settings).
     pub fn sgd(lr: f32, momentum: f32) -> Result<Self> {
         let schedule = Schedule::parse("constant", lr, 1).map_err(|e| Error(e.to_string()))?;
-        Ok(TrainOptimizer { opt: Box::new(Sgd::new(lr).momentum(momentum)), schedule, clip_norm: 0.0 })
+        Ok(TrainOptimizer {
+            opt: Box::new(Sgd::new(lr).momentum(momentum)),
+            schedule,
+            clip_norm: 0.0,
+        })
     }
 
     /// The learning rate of update number `step`.
@@ -96,11 +113,22 @@ impl TrainOptimizer {
         let tensors: TensorMap = state
             .buffers
             .into_iter()
-            .map(|(k, v)| (k, StoredTensor { shape: vec![v.len()], data: TensorData::F32(v) }))
+            .map(|(k, v)| {
+                (
+                    k,
+                    StoredTensor {
+                        shape: vec![v.len()],
+                        data: TensorData::F32(v),
+                    },
+                )
+            })
             .collect();
         let mut md = HashMap::new();
         md.insert("optimizer".into(), state.optimizer);
-        md.insert("counters".into(), serde_json::to_string(&state.counters).unwrap_or_default());
+        md.insert(
+            "counters".into(),
+            serde_json::to_string(&state.counters).unwrap_or_default(),
+        );
         md.insert("progress".into(), progress_json.to_string());
         checkpoint::write_safetensors(path, &tensors, md)
     }
@@ -109,7 +137,12 @@ impl TrainOptimizer {
     pub fn load_state(&mut self, path: &Path) -> Result<String> {
         let (tensors, md) = checkpoint::read_safetensors(path)?;
         let get = |k: &str| {
-            md.get(k).cloned().ok_or_else(|| Error(format!("{}: no {k:?} entry; not an Ember training state", path.display())))
+            md.get(k).cloned().ok_or_else(|| {
+                Error(format!(
+                    "{}: no {k:?} entry; not an Ember training state",
+                    path.display()
+                ))
+            })
         };
         let counters = serde_json::from_str(&get("counters")?)
             .map_err(|e| Error(format!("{}: unreadable counters: {e}", path.display())))?;
@@ -118,7 +151,9 @@ impl TrainOptimizer {
             buffers: tensors.into_iter().map(|(k, t)| (k, t.to_f32())).collect(),
             counters,
         };
-        self.opt.load_state(state).map_err(|e| Error(format!("{}: {e}", path.display())))?;
+        self.opt
+            .load_state(state)
+            .map_err(|e| Error(format!("{}: {e}", path.display())))?;
         get("progress")
     }
 }

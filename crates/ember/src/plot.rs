@@ -40,7 +40,9 @@ fn line_chart(path: &Path, title: &str, y_label: &str, curves: &[Curve]) -> Resu
     let x_max = points.iter().map(|p| p.0).fold(1.0, f64::max);
     let (mut y_min, mut y_max) = points
         .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+            (lo.min(p.1), hi.max(p.1))
+        });
     if !(y_min.is_finite() && y_max.is_finite()) {
         return Ok(());
     }
@@ -71,7 +73,9 @@ fn line_chart(path: &Path, title: &str, y_label: &str, curves: &[Curve]) -> Resu
             .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
             .map_err(|e| plot_err(path, e))?
             .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         chart
             .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
             .map_err(|e| plot_err(path, e))?;
@@ -89,7 +93,10 @@ fn line_chart(path: &Path, title: &str, y_label: &str, curves: &[Curve]) -> Resu
 /// Writes `loss.png` and `accuracy.png` in `dir` from the epoch records.
 pub fn plot_curves(dir: &Path, records: &[EpochRecord]) -> Result<()> {
     let series = |f: &dyn Fn(&EpochRecord) -> Option<f64>| -> Vec<(f64, f64)> {
-        records.iter().filter_map(|r| f(r).map(|v| (r.epoch as f64, v))).collect()
+        records
+            .iter()
+            .filter_map(|r| f(r).map(|v| (r.epoch as f64, v)))
+            .collect()
     };
     line_chart(
         &dir.join("loss.png"),
@@ -124,7 +131,10 @@ pub fn plot_confusion(path: &Path, eval: &Evaluation) -> Result<()> {
     let root = BitMapBackend::new(path, (side + 200, side + 120)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("confusion matrix (rows: true, columns: predicted)", (FONT, 18))
+        .caption(
+            "confusion matrix (rows: true, columns: predicted)",
+            (FONT, 18),
+        )
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(150)
@@ -145,7 +155,10 @@ pub fn plot_confusion(path: &Path, eval: &Evaluation) -> Result<()> {
         row.iter().enumerate().map(move |(p, &v)| {
             let f = v as f64 / total as f64;
             let shade = (255.0 * (1.0 - f)) as u8;
-            Rectangle::new([(p as i32, t as i32), (p as i32 + 1, t as i32 + 1)], RGBColor(shade, shade, 255).filled())
+            Rectangle::new(
+                [(p as i32, t as i32), (p as i32 + 1, t as i32 + 1)],
+                RGBColor(shade, shade, 255).filled(),
+            )
         })
     });
     chart.draw_series(cells).map_err(|e| plot_err(path, e))?;

@@ -42,7 +42,13 @@ impl Prediction {
         idx.sort_by(|&a, &b| self.probabilities[b].total_cmp(&self.probabilities[a]));
         idx.into_iter()
             .take(k)
-            .map(|i| (i, classes.get(i).cloned().unwrap_or_else(|| i.to_string()), self.probabilities[i]))
+            .map(|i| {
+                (
+                    i,
+                    classes.get(i).cloned().unwrap_or_else(|| i.to_string()),
+                    self.probabilities[i],
+                )
+            })
             .collect()
     }
 }
@@ -102,7 +108,10 @@ impl Classifier {
                 }
                 let dst = x.item_mut(i);
                 for ch in 0..c {
-                    let (m, s) = (self.meta.normalization.mean[ch], self.meta.normalization.std[ch]);
+                    let (m, s) = (
+                        self.meta.normalization.mean[ch],
+                        self.meta.normalization.std[ch],
+                    );
                     for p in 0..h * w {
                         dst[ch * h * w + p] = (img[ch * h * w + p] as f32 / 255.0 - m) / s;
                     }
@@ -115,7 +124,12 @@ impl Classifier {
                 let index = (0..k).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
                 preds.push(Prediction {
                     index,
-                    class: self.meta.classes.get(index).cloned().unwrap_or_else(|| index.to_string()),
+                    class: self
+                        .meta
+                        .classes
+                        .get(index)
+                        .cloned()
+                        .unwrap_or_else(|| index.to_string()),
                     probabilities: p,
                 });
             }

@@ -33,7 +33,7 @@ use std::ops::Range;
 use ember_layers::conv::Conv2d;
 use ember_layers::pool::{AvgPool2d, GlobalAvgPool2d, MaxPool2d};
 use ember_layers::{
-    BatchNorm2d, Dropout, Flatten, LeakyReLU, Layer, Linear, ReLU, Residual, Scale, Sequential,
+    BatchNorm2d, Dropout, Flatten, Layer, LeakyReLU, Linear, ReLU, Residual, Scale, Sequential,
 };
 use ember_tensor::Shape;
 use serde::{Deserialize, Serialize};
@@ -279,7 +279,10 @@ impl std::fmt::Display for BuildError {
 impl std::error::Error for BuildError {}
 
 fn path_name(path: &[usize]) -> String {
-    path.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(".")
+    path.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 fn build_seq(
@@ -316,10 +319,11 @@ enum Made {
 }
 
 fn channels(shape: Shape, what: &str) -> Result<usize, Made> {
-    shape
-        .nchw()
-        .map(|(_, c, _, _)| c)
-        .map_err(|_| Made::Msg(format!("{what} needs an image input [N, C, H, W], got {shape}")))
+    shape.nchw().map(|(_, c, _, _)| c).map_err(|_| {
+        Made::Msg(format!(
+            "{what} needs an image input [N, C, H, W], got {shape}"
+        ))
+    })
 }
 
 fn make_layer(spec: &LayerSpec, shape: Shape, path: &[usize]) -> Result<Box<dyn Layer>, Made> {
@@ -339,7 +343,11 @@ fn make_layer(spec: &LayerSpec, shape: Shape, path: &[usize]) -> Result<Box<dyn 
                     "groups = {groups} must divide input channels {cin} and output channels {out}"
                 )));
             }
-            if kernel.pair().0 == 0 || kernel.pair().1 == 0 || stride.pair().0 == 0 || stride.pair().1 == 0 {
+            if kernel.pair().0 == 0
+                || kernel.pair().1 == 0
+                || stride.pair().0 == 0
+                || stride.pair().1 == 0
+            {
                 return Err(Made::Msg("kernel and stride must be positive".into()));
             }
             Box::new(
@@ -458,10 +466,7 @@ fn layer_lines(text: &str) -> Vec<usize> {
     let Ok(raw) = toml::from_str::<RawSpec>(text) else {
         return vec![];
     };
-    raw.layers
-        .iter()
-        .map(|l| line_of(text, l.span()))
-        .collect()
+    raw.layers.iter().map(|l| line_of(text, l.span())).collect()
 }
 
 fn line_of(text: &str, span: Range<usize>) -> usize {

@@ -109,9 +109,11 @@ impl Run {
         let (cfg, dir) = match resume {
             Some(dir) => {
                 let path = dir.join("config.json");
-                let text = std::fs::read_to_string(&path).map_err(|e| io_error(&path, "cannot read the run's configuration", e))?;
-                let mut saved: TrainConfig = serde_json::from_str(&text)
-                    .map_err(|e| Error(format!("{}: unreadable configuration: {e}", path.display())))?;
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| io_error(&path, "cannot read the run's configuration", e))?;
+                let mut saved: TrainConfig = serde_json::from_str(&text).map_err(|e| {
+                    Error(format!("{}: unreadable configuration: {e}", path.display()))
+                })?;
                 // A resumed run may be extended or given a new step limit; nothing else changes.
                 saved.epochs = saved.epochs.max(cfg.epochs);
                 saved.max_steps = cfg.max_steps;
@@ -124,7 +126,10 @@ impl Run {
             return Err(Error::msg("--batch-size must be at least 1"));
         }
         if !(0.0..1.0).contains(&cfg.val_split) {
-            return Err(Error(format!("--val-split {} must be in [0, 1)", cfg.val_split)));
+            return Err(Error(format!(
+                "--val-split {} must be in [0, 1)",
+                cfg.val_split
+            )));
         }
         let splits = datasets::open(&cfg.dataset)?;
         let mut train = splits.train;
@@ -139,7 +144,10 @@ impl Run {
             (train, None)
         };
         if train.is_empty() {
-            return Err(Error(format!("dataset {}: no training images left after the split", cfg.dataset)));
+            return Err(Error(format!(
+                "dataset {}: no training images left after the split",
+                cfg.dataset
+            )));
         }
         let (spec, zoo) = resolve_model(&cfg.model)?;
         let shape = train.shape();
@@ -169,7 +177,10 @@ impl Run {
             zoo,
             model: spec.clone(),
             input_shape: shape,
-            normalization: Normalization { mean: normalize.mean.clone(), std: normalize.std.clone() },
+            normalization: Normalization {
+                mean: normalize.mean.clone(),
+                std: normalize.std.clone(),
+            },
             classes,
             epoch: 0,
             step: 0,
@@ -177,7 +188,8 @@ impl Run {
             content_sha256: String::new(),
         };
         let train = Arc::new(train);
-        let steps_per_epoch = Loader::new(train.clone(), loader_config(&cfg, &normalize, true)).num_batches() as u64;
+        let steps_per_epoch =
+            Loader::new(train.clone(), loader_config(&cfg, &normalize, true))?.num_batches() as u64;
         let opt = TrainOptimizer::new(&cfg, &mut model, steps_per_epoch * cfg.epochs)?;
         std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, "cannot create run folder", e))?;
         let mut run = Run {
@@ -228,7 +240,12 @@ impl Run {
             evaluate(&mut best, &self.test, &self.normalize, &self.meta.classes)?
         } else {
             // Stopped before any validation: score the current weights.
-            evaluate(&mut self.model, &self.test, &self.normalize, &self.meta.classes)?
+            evaluate(
+                &mut self.model,
+                &self.test,
+                &self.normalize,
+                &self.meta.classes,
+            )?
         };
         let report = TrainReport {
             epochs: self.progress.epoch,
@@ -275,7 +292,10 @@ impl Run {
     /// One epoch (or its remainder after a resume). Returns false when interrupted.
     fn train_epoch(&mut self) -> Result<bool> {
         let epoch = self.progress.epoch;
-        let loader = Loader::new(self.train.clone(), loader_config(&self.cfg, &self.normalize, true));
+        let loader = Loader::new(
+            self.train.clone(),
+            loader_config(&self.cfg, &self.normalize, true),
+        )?;
         let bar = self.progress_bar(epoch);
         let skip = self.progress.batch_in_epoch as usize;
         let mut grad = Tensor::zeros([1]);
@@ -287,7 +307,8 @@ impl Run {
             let n = batch.labels.len();
             self.model.begin_step(self.progress.step);
             let logits = self.model.forward(&batch.images, Mode::Train);
-            let loss = softmax_cross_entropy(logits, &batch.labels, self.cfg.label_smoothing, &mut grad);
+            let loss =
+                softmax_cross_entropy(logits, &batch.labels, self.cfg.label_smoothing, &mut grad);
             pred.resize(n, 0);
             simd::argmax_rows(logits.data(), logits.shape().item_numel(), &mut pred);
             if !loss.is_finite() {
@@ -306,7 +327,11 @@ impl Run {
             p.step += 1;
             p.batch_in_epoch += 1;
             p.loss_sum += loss as f64 * n as f64;
-            p.correct += pred.iter().zip(&batch.labels).filter(|(a, b)| a == b).count() as u64;
+            p.correct += pred
+                .iter()
+                .zip(&batch.labels)
+                .filter(|(a, b)| a == b)
+                .count() as u64;
             p.seen += n as u64;
             p.train_seconds += t0.elapsed().as_secs_f64();
             epoch_images += n as u64;
@@ -330,7 +355,11 @@ impl Run {
                     bar.abandon();
                 }
                 self.save_last()?;
-                let why = if limit_reached { "step limit reached" } else { "interrupted" };
+                let why = if limit_reached {
+                    "step limit reached"
+                } else {
+                    "interrupted"
+                };
                 self.say(&format!(
                     "{why}: checkpoint written at step {}; continue with --resume {}",
                     self.progress.step,
@@ -345,7 +374,15 @@ impl Run {
         let elapsed = epoch_start.elapsed().as_secs_f64();
         let (val_loss, val_acc) = self.validate_and_keep_best()?;
         let test_accuracy = if self.cfg.test_every_epoch {
-            Some(evaluate(&mut self.model, &self.test, &self.normalize, &self.meta.classes)?.accuracy)
+            Some(
+                evaluate(
+                    &mut self.model,
+                    &self.test,
+                    &self.normalize,
+                    &self.meta.classes,
+                )?
+                .accuracy,
+            )
         } else {
             None
         };
@@ -373,16 +410,28 @@ impl Run {
             self.save_checkpoint("best")?;
         }
         match self.output {
-            Output::Json => println!("{}", serde_json::json!({"event": "epoch", "epochs": self.cfg.epochs, "record": record})),
+            Output::Json => println!(
+                "{}",
+                serde_json::json!({"event": "epoch", "epochs": self.cfg.epochs, "record": record})
+            ),
             Output::Human => eprintln!(
                 "epoch {:>3}/{}  loss {:.4}  acc {:.4}  val_loss {}  val_acc {}{}  {:.0} img/s  {:.1}s",
                 record.epoch,
                 self.cfg.epochs,
                 record.train_loss,
                 record.train_accuracy,
-                record.val_loss.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into()),
-                record.val_accuracy.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into()),
-                record.test_accuracy.map(|v| format!("  test_acc {v:.4}")).unwrap_or_default(),
+                record
+                    .val_loss
+                    .map(|v| format!("{v:.4}"))
+                    .unwrap_or_else(|| "-".into()),
+                record
+                    .val_accuracy
+                    .map(|v| format!("{v:.4}"))
+                    .unwrap_or_else(|| "-".into()),
+                record
+                    .test_accuracy
+                    .map(|v| format!("  test_acc {v:.4}"))
+                    .unwrap_or_default(),
                 record.images_per_s,
                 record.train_seconds
             ),
@@ -412,7 +461,11 @@ impl Run {
             return Ok((None, None));
         };
         let e = evaluate(&mut self.model, &val, &self.normalize, &self.meta.classes)?;
-        if self.progress.best_val_accuracy.is_none_or(|b| e.accuracy > b) {
+        if self
+            .progress
+            .best_val_accuracy
+            .is_none_or(|b| e.accuracy > b)
+        {
             self.progress.best_val_accuracy = Some(e.accuracy);
             self.meta.metrics.insert("val_accuracy".into(), e.accuracy);
             self.meta.metrics.insert("val_loss".into(), e.loss);
@@ -434,20 +487,28 @@ impl Run {
         self.save_checkpoint("last")?;
         self.progress.weights_sha256 = self.meta.content_sha256.clone();
         let progress = serde_json::to_string(&self.progress).unwrap_or_default();
-        self.opt.save_state(&self.dir.join("last.state.safetensors"), &progress)
+        self.opt
+            .save_state(&self.dir.join("last.state.safetensors"), &progress)
     }
 
     fn restore(&mut self) -> Result<()> {
         let last = self.dir.join("last.safetensors");
         let (meta, model) = checkpoint::load(&last)?;
         if meta.model != self.meta.model {
-            return Err(Error(format!("{}: its architecture differs from the run's configuration", last.display())));
+            return Err(Error(format!(
+                "{}: its architecture differs from the run's configuration",
+                last.display()
+            )));
         }
         self.model = model;
         let state_path = self.dir.join("last.state.safetensors");
         let progress_json = self.opt.load_state(&state_path)?;
-        let progress: Progress = serde_json::from_str(&progress_json)
-            .map_err(|e| Error(format!("{}: unreadable progress record: {e}", state_path.display())))?;
+        let progress: Progress = serde_json::from_str(&progress_json).map_err(|e| {
+            Error(format!(
+                "{}: unreadable progress record: {e}",
+                state_path.display()
+            ))
+        })?;
         if progress.weights_sha256 != meta.content_sha256 {
             return Err(Error(format!(
                 "{}: belongs to other weights than {} (was the run stopped while saving?)",
@@ -470,12 +531,18 @@ impl Run {
 
 /// The loader settings of a run: training batches are shuffled and augmented.
 fn loader_config(cfg: &TrainConfig, normalize: &Normalize, train: bool) -> LoaderConfig {
-    let mut lc = LoaderConfig::new(cfg.batch_size);
-    lc.shuffle = train;
-    lc.seed = cfg.seed;
-    lc.normalize = normalize.clone();
-    if train {
-        lc.augment = datasets::augment_from(&cfg.augment);
+    LoaderConfig {
+        batch_size: cfg.batch_size,
+        shuffle: train,
+        seed: cfg.seed,
+        normalize: normalize.clone(),
+        augment: if train {
+            datasets::augment_from(&cfg.augment)
+        } else {
+            Default::default()
+        },
+        // The loader prepares batches on its own thread, outside this run's rayon pool.
+        threads: (cfg.threads > 0).then_some(cfg.threads),
+        ..LoaderConfig::default()
     }
-    lc
 }

@@ -20,8 +20,18 @@ fn golden() -> Value {
 }
 
 fn tensor(v: &Value) -> (Vec<usize>, Vec<f64>) {
-    let shape = v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-    let data = v["data"].as_array().unwrap().iter().map(|d| d.as_f64().unwrap()).collect();
+    let shape = v["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
+    let data = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_f64().unwrap())
+        .collect();
     (shape, data)
 }
 
@@ -39,7 +49,10 @@ fn golden_spec(g: &Value) -> ModelSpec {
 fn close(got: &[f32], want: &[f64], tol: f64, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}");
     for (g, w) in got.iter().zip(want) {
-        assert!((*g as f64 - w).abs() / (1.0 + w.abs()) <= tol, "{what}: {g} vs {w}");
+        assert!(
+            (*g as f64 - w).abs() / (1.0 + w.abs()) <= tol,
+            "{what}: {g} vs {w}"
+        );
     }
 }
 
@@ -52,30 +65,63 @@ fn pytorch_state_dict_loads_trains_and_saves_back() {
     let mut state = TensorMap::new();
     for name in ["0.weight", "0.bias", "4.weight", "4.bias"] {
         let (shape, data) = tensor(&g["inputs"][name]);
-        state.insert(name.into(), StoredTensor { shape, data: TensorData::F32(data.iter().map(|&x| x as f32).collect()) });
+        state.insert(
+            name.into(),
+            StoredTensor {
+                shape,
+                data: TensorData::F32(data.iter().map(|&x| x as f32).collect()),
+            },
+        );
     }
     let dir = common::temp_dir("interop");
     let torch_file = dir.join("torch.safetensors");
-    checkpoint::write_safetensors(&torch_file, &state, HashMap::from([("format".into(), "pt".into())])).unwrap();
+    checkpoint::write_safetensors(
+        &torch_file,
+        &state,
+        HashMap::from([("format".into(), "pt".into())]),
+    )
+    .unwrap();
     let (read, _) = checkpoint::read_safetensors(&torch_file).unwrap();
     checkpoint::load_model_state(&mut model, &read, &torch_file).unwrap();
 
     // Same logits, loss and SGD update as PyTorch.
     let (xs, xd) = tensor(&g["inputs"]["input"]);
-    let x = Tensor::from_vec([xs[0], xs[1], xs[2], xs[3]], xd.iter().map(|&v| v as f32).collect()).unwrap();
-    let labels: Vec<usize> = g["inputs"]["labels"]["data"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let x = Tensor::from_vec(
+        [xs[0], xs[1], xs[2], xs[3]],
+        xd.iter().map(|&v| v as f32).collect(),
+    )
+    .unwrap();
+    let labels: Vec<usize> = g["inputs"]["labels"]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
     let mut grad = Tensor::zeros([1]);
     let logits = model.forward(&x, Mode::Train);
-    close(logits.data(), &tensor(&g["expected"]["logits"]).1, 1e-4, "logits");
+    close(
+        logits.data(),
+        &tensor(&g["expected"]["logits"]).1,
+        1e-4,
+        "logits",
+    );
     let loss = softmax_cross_entropy(logits, &labels, 0.0, &mut grad);
     close(&[loss], &tensor(&g["expected"]["loss"]).1, 1e-4, "loss");
     model.zero_grad();
     model.backward(&x, &grad, false);
     let lr = g["params"]["optimizer"]["lr"].as_f64().unwrap() as f32;
     let momentum = g["params"]["optimizer"]["momentum"].as_f64().unwrap() as f32;
-    TrainOptimizer::sgd(lr, momentum).unwrap().step(&mut model, 0).unwrap();
+    TrainOptimizer::sgd(lr, momentum)
+        .unwrap()
+        .step(&mut model, 0)
+        .unwrap();
     model.visit_params("", &mut |name, p| {
-        close(p.value.data(), &tensor(&g["expected"][format!("updated.{name}")]).1, 1e-4, name);
+        close(
+            p.value.data(),
+            &tensor(&g["expected"][format!("updated.{name}")]).1,
+            1e-4,
+            name,
+        );
     });
 
     // Back: an Ember checkpoint is a plain state_dict with exactly PyTorch's keys.
@@ -85,7 +131,10 @@ fn pytorch_state_dict_loads_trains_and_saves_back() {
         zoo: None,
         model: spec.clone(),
         input_shape: spec.input,
-        normalization: Normalization { mean: vec![0.0], std: vec![1.0] },
+        normalization: Normalization {
+            mean: vec![0.0],
+            std: vec![1.0],
+        },
         classes: vec!["a".into(), "b".into(), "c".into()],
         epoch: 1,
         step: 1,
@@ -95,7 +144,10 @@ fn pytorch_state_dict_loads_trains_and_saves_back() {
     let ours = dir.join("ember.safetensors");
     checkpoint::save(&ours, &mut model, &mut meta).unwrap();
     let (back, md) = checkpoint::read_safetensors(&ours).unwrap();
-    assert_eq!(back.keys().collect::<Vec<_>>(), state.keys().collect::<Vec<_>>());
+    assert_eq!(
+        back.keys().collect::<Vec<_>>(),
+        state.keys().collect::<Vec<_>>()
+    );
     assert_eq!(md.get("format").map(String::as_str), Some("pt"));
     for (name, t) in &back {
         assert_eq!(t.shape, state[name].shape);
@@ -117,7 +169,10 @@ fn saved_checkpoint(dir: &Path) -> std::path::PathBuf {
         zoo: None,
         model: spec.clone(),
         input_shape: spec.input,
-        normalization: Normalization { mean: vec![0.5], std: vec![0.5] },
+        normalization: Normalization {
+            mean: vec![0.5],
+            std: vec![0.5],
+        },
         classes: vec!["a".into(), "b".into(), "c".into()],
         epoch: 0,
         step: 0,
@@ -146,13 +201,23 @@ fn damaged_checkpoints_are_refused_with_the_file_named() {
     b[last] ^= 0x40;
     std::fs::write(&flipped, &b).unwrap();
     let e = checkpoint::load(&flipped).unwrap_err().to_string();
-    assert!(e.contains("hash mismatch") && e.contains("flipped.safetensors"), "{e}");
+    assert!(
+        e.contains("hash mismatch") && e.contains("flipped.safetensors"),
+        "{e}"
+    );
 
     let empty = dir.join("empty.safetensors");
     std::fs::write(&empty, b"").unwrap();
-    assert!(checkpoint::load(&empty).unwrap_err().to_string().contains("empty.safetensors"));
+    assert!(
+        checkpoint::load(&empty)
+            .unwrap_err()
+            .to_string()
+            .contains("empty.safetensors")
+    );
 
-    let e = checkpoint::load(&dir.join("missing.safetensors")).unwrap_err().to_string();
+    let e = checkpoint::load(&dir.join("missing.safetensors"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("missing.safetensors"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -163,8 +228,13 @@ fn a_checkpoint_of_another_architecture_does_not_load() {
     let path = saved_checkpoint(&dir);
     let (state, _) = checkpoint::read_safetensors(&path).unwrap();
     let mut other = ember::zoo::fmnist_cnn().build().unwrap();
-    let e = checkpoint::load_model_state(&mut other, &state, &path).unwrap_err().to_string();
-    assert!(e.contains("does not fit") && e.contains("c.safetensors"), "{e}");
+    let e = checkpoint::load_model_state(&mut other, &state, &path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("does not fit") && e.contains("c.safetensors"),
+        "{e}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -174,10 +244,16 @@ fn writes_are_atomic_and_leave_no_temp_files() {
     let path = saved_checkpoint(&dir);
     checkpoint::write_atomic(&path, b"replaced").unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), b"replaced");
-    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
     assert!(leftovers.is_empty());
     // Writing into a path whose folder is a file fails cleanly, naming the path.
-    let e = checkpoint::write_atomic(&path.join("sub"), b"x").unwrap_err().to_string();
+    let e = checkpoint::write_atomic(&path.join("sub"), b"x")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("c.safetensors"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

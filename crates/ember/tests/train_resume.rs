@@ -3,9 +3,9 @@
 
 mod common;
 
+use ember::TrainConfig;
 use ember::checkpoint;
 use ember::trainer::{Output, train};
-use ember::TrainConfig;
 
 fn config(data: &std::path::Path, spec: &std::path::Path, out: &std::path::Path) -> TrainConfig {
     TrainConfig {
@@ -33,9 +33,23 @@ fn trains_and_resumes_exactly() {
     let full_dir = dir.join("full");
     let full = train(&config(&data, &spec, &full_dir), None, Output::Quiet).unwrap();
     assert_eq!(full.epochs, 3);
-    assert!(full.test_accuracy > 0.5, "tiny task should be learnt: {}", full.test_accuracy);
-    for f in ["best.safetensors", "best.json", "last.safetensors", "last.json", "last.state.safetensors",
-              "metrics.jsonl", "metrics.csv", "config.json", "loss.png", "accuracy.png"] {
+    assert!(
+        full.test_accuracy > 0.5,
+        "tiny task should be learnt: {}",
+        full.test_accuracy
+    );
+    for f in [
+        "best.safetensors",
+        "best.json",
+        "last.safetensors",
+        "last.json",
+        "last.state.safetensors",
+        "metrics.jsonl",
+        "metrics.csv",
+        "config.json",
+        "loss.png",
+        "accuracy.png",
+    ] {
         assert!(full_dir.join(f).exists(), "{f} missing");
     }
     let metrics = std::fs::read_to_string(full_dir.join("metrics.jsonl")).unwrap();
@@ -57,8 +71,14 @@ fn trains_and_resumes_exactly() {
     let (b, _) = checkpoint::read_safetensors(&part_dir.join("last.safetensors")).unwrap();
     assert_eq!(a, b, "resumed weights differ from the uninterrupted run");
     assert_eq!(
-        std::fs::read_to_string(full_dir.join("metrics.jsonl")).unwrap().lines().count(),
-        std::fs::read_to_string(part_dir.join("metrics.jsonl")).unwrap().lines().count()
+        std::fs::read_to_string(full_dir.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        std::fs::read_to_string(part_dir.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
     );
     assert_eq!(full.test_accuracy, resumed.test_accuracy);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -73,13 +93,45 @@ fn bad_configurations_fail_clearly() {
     std::fs::write(&spec, common::TINY_SPEC).unwrap();
     let base = config(&data, &spec, &dir.join("run"));
 
-    let e = train(&TrainConfig { model: "fmnist-cnn".into(), ..base.clone() }, None, Output::Quiet).unwrap_err();
+    let e = train(
+        &TrainConfig {
+            model: "fmnist-cnn".into(),
+            ..base.clone()
+        },
+        None,
+        Output::Quiet,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("expects input"), "{e}");
-    let e = train(&TrainConfig { optimizer: "lbfgs".into(), ..base.clone() }, None, Output::Quiet).unwrap_err();
+    let e = train(
+        &TrainConfig {
+            optimizer: "lbfgs".into(),
+            ..base.clone()
+        },
+        None,
+        Output::Quiet,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("lbfgs"), "{e}");
-    let e = train(&TrainConfig { schedule: "sometimes".into(), ..base.clone() }, None, Output::Quiet).unwrap_err();
+    let e = train(
+        &TrainConfig {
+            schedule: "sometimes".into(),
+            ..base.clone()
+        },
+        None,
+        Output::Quiet,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("schedule"), "{e}");
-    let e = train(&TrainConfig { dataset: dir.join("nope").display().to_string(), ..base.clone() }, None, Output::Quiet).unwrap_err();
+    let e = train(
+        &TrainConfig {
+            dataset: dir.join("nope").display().to_string(),
+            ..base.clone()
+        },
+        None,
+        Output::Quiet,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("nope"), "{e}");
     let e = train(&base, Some(&dir.join("never-ran")), Output::Quiet).unwrap_err();
     assert!(e.to_string().contains("config.json"), "{e}");
@@ -93,7 +145,12 @@ fn a_diverging_run_stops_with_a_clear_message() {
     common::write_tiny_idx(&data, 200, 20);
     let spec = dir.join("tiny.toml");
     std::fs::write(&spec, common::TINY_SPEC).unwrap();
-    let cfg = TrainConfig { lr: 1e12, momentum: 0.0, nesterov: false, ..config(&data, &spec, &dir.join("run")) };
+    let cfg = TrainConfig {
+        lr: 1e12,
+        momentum: 0.0,
+        nesterov: false,
+        ..config(&data, &spec, &dir.join("run"))
+    };
     let e = train(&cfg, None, Output::Quiet).unwrap_err().to_string();
     assert!(e.contains("loss became"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();

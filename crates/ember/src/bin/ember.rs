@@ -8,7 +8,11 @@ use ember::trainer::{Output, train};
 use ember::{Classifier, Error, Result, TrainConfig};
 
 #[derive(Parser)]
-#[command(name = "ember", version, about = "Train, evaluate and deploy CNN image classifiers on the CPU")]
+#[command(
+    name = "ember",
+    version,
+    about = "Train, evaluate and deploy CNN image classifiers on the CPU"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -207,7 +211,9 @@ fn run(command: Command) -> Result<()> {
             println!("{}", ember::info::machine_info());
             Ok(())
         }
-        Command::Dataset { command: DatasetCommand::Info { path, json } } => {
+        Command::Dataset {
+            command: DatasetCommand::Info { path, json },
+        } => {
             let info = ember::info::dataset_info(&path)?;
             if json {
                 println!("{}", serde_json::to_string(&info).unwrap_or_default());
@@ -223,7 +229,13 @@ fn run(command: Command) -> Result<()> {
             } else {
                 println!(
                     "{}: train {:.0} images/s (batch {}), inference {:.0} images/s (batch {}), {} threads, simd {}",
-                    r.model, r.train_images_per_s, r.batch, r.infer_images_per_s, r.infer_batch, r.threads, r.simd
+                    r.model,
+                    r.train_images_per_s,
+                    r.batch,
+                    r.infer_images_per_s,
+                    r.infer_batch,
+                    r.threads,
+                    r.simd
                 );
             }
             Ok(())

@@ -26,7 +26,9 @@ pub fn write_tiny_idx(dir: &Path, n_train: usize, n_test: usize) {
     std::fs::create_dir_all(dir).unwrap();
     let mut state = 12345u64;
     let mut next = move || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (state >> 33) as u32
     };
     for (prefix, n) in [("train", n_train), ("t10k", n_test)] {
@@ -42,8 +44,16 @@ pub fn write_tiny_idx(dir: &Path, n_train: usize, n_test: usize) {
                 images.push(if on { 200 + noise / 2 } else { noise });
             }
         }
-        write_idx(&dir.join(format!("{prefix}-images-idx3-ubyte")), &[n as u32, 8, 8], &images);
-        write_idx(&dir.join(format!("{prefix}-labels-idx1-ubyte")), &[n as u32], &labels);
+        write_idx(
+            &dir.join(format!("{prefix}-images-idx3-ubyte")),
+            &[n as u32, 8, 8],
+            &images,
+        );
+        write_idx(
+            &dir.join(format!("{prefix}-labels-idx1-ubyte")),
+            &[n as u32],
+            &labels,
+        );
     }
 }
 
