@@ -105,7 +105,7 @@ pub fn main(args: &[String]) -> i32 {
         }
     };
     match run(&opts, &root) {
-        Ok(regressions) if regressions == 0 => 0,
+        Ok(0) => 0,
         Ok(n) => {
             eprintln!(
                 "xtask bench: {n} figure(s) regressed beyond {:.0}% against the baseline",
@@ -177,8 +177,8 @@ pub fn run(opts: &Options, root: &Path) -> Result<usize, String> {
         // Alternate Ember and PyTorch so both see the same machine conditions.
         let e = ember_bench(&ember, net, seconds, opts.threads)?;
         report.add_throughput("ember", net, &e);
-        if let Some(t) = &torch {
-            if t.knows(net) {
+        if let Some(t) = torch.as_ref().filter(|t| t.knows(net)) {
+            {
                 for layout in [false, true] {
                     let r = t.throughput(net, seconds, opts.threads, layout)?;
                     report.add_throughput(

@@ -87,8 +87,8 @@ impl Torch {
         let text = String::from_utf8_lossy(&out.stdout);
         let v: Value = text
             .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .last()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
             .ok_or_else(|| format!("torch_bench.py throughput {net}: no JSON output"))?;
         Ok(json!({"train": v["train"]["images_per_s"], "infer": v["infer"]["images_per_s"]}))
     }
