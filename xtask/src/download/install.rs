@@ -101,16 +101,19 @@ fn obtain_and_unpack(ds: &Dataset, opts: &Options, target: &Path) -> Result<Outc
     let unpacked = unpack_all(ds, &sources, &tmp).and_then(|()| {
         fs::rename(&tmp, target).map_err(|e| Error::io(target, "rename into place", e))
     });
-    if let Err(e) = unpacked {
+    if unpacked.is_err() {
         let _ = fs::remove_dir_all(&tmp);
-        return Err(e);
     }
-    if opts.from.is_none() {
+    // Verified downloads are only needed until unpacked (or found unusable). An I/O
+    // failure such as a full disk keeps them so that the next run need not fetch again.
+    let keep = matches!(unpacked, Err(Error::Io { .. }));
+    if opts.from.is_none() && !keep {
         for s in &sources {
             let _ = fs::remove_file(&s.path);
         }
         let _ = fs::remove_dir(opts.data_dir.join(DOWNLOADS));
     }
+    unpacked?;
     let content_verified = sources
         .iter()
         .filter(|s| s.how == "content")

@@ -123,7 +123,10 @@ pub fn verify(path: &Path, archive: &Archive) -> Result<(Verified, Digests), Err
 }
 
 fn first_mismatch(archive: &Archive, got: &Digests) -> Option<(&'static str, String, String)> {
-    let checks = [("MD5", archive.md5, &got.md5), ("SHA-256", archive.sha256, &got.sha256)];
+    let checks = [
+        ("MD5", archive.md5, &got.md5),
+        ("SHA-256", archive.sha256, &got.sha256),
+    ];
     checks.into_iter().find_map(|(algo, want, actual)| {
         let want = want?;
         (!want.eq_ignore_ascii_case(actual)).then(|| (algo, want.to_string(), actual.clone()))
