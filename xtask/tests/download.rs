@@ -218,11 +218,12 @@ fn bad_checksum_fails_and_leaves_nothing() {
             file_name,
             algo,
             expected,
+            deleted,
             ..
         } => {
             assert_eq!(
-                (file_name.as_str(), *algo, expected.as_str()),
-                ("toy.tar.gz", "MD5", wrong_md5.as_str())
+                (file_name.as_str(), *algo, expected.as_str(), *deleted),
+                ("toy.tar.gz", "MD5", wrong_md5.as_str(), true)
             );
         }
         other => panic!("expected a checksum error, got {other}"),
@@ -507,7 +508,10 @@ fn from_local_archive_or_folder_is_verified_the_same_way() {
     let mut opts = Options::new(&data);
     opts.from = Some(src.path().to_path_buf());
     let err = install(&ds, &opts).expect_err("corrupted copy");
-    assert!(matches!(err, Error::Checksum { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Checksum { deleted: false, .. }),
+        "{err}"
+    );
     assert!(
         err.to_string()
             .contains(&src.path().join("toy.tar.gz").display().to_string()),

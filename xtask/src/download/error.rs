@@ -28,6 +28,8 @@ pub enum Error {
         expected: String,
         /// The digest of the file.
         actual: String,
+        /// Whether the bad copy was a download and has been deleted.
+        deleted: bool,
     },
     /// No URL of a file could be downloaded (for example, no network).
     Network {
@@ -87,11 +89,18 @@ impl fmt::Display for Error {
                 algo,
                 expected,
                 actual,
-            } => write!(
-                f,
-                "{}: {algo} checksum mismatch for {file_name}: expected {expected}, got {actual}",
-                path.display()
-            ),
+                deleted,
+            } => {
+                write!(
+                    f,
+                    "{}: {algo} checksum mismatch for {file_name}: expected {expected}, got {actual}",
+                    path.display()
+                )?;
+                if *deleted {
+                    write!(f, " (the download was deleted; nothing was installed)")?;
+                }
+                Ok(())
+            }
             Error::Network {
                 dataset,
                 file_name,

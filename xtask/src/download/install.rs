@@ -238,8 +238,11 @@ fn download<'a>(ds: &'a Dataset<'a>, opts: &Options) -> Result<Vec<Source<'a>>, 
                     digests,
                 });
             }
-            Err(e) => {
+            Err(mut e) => {
                 let _ = fs::remove_file(&part);
+                if let Error::Checksum { deleted, .. } = &mut e {
+                    *deleted = true;
+                }
                 for s in &sources {
                     let _ = fs::remove_file(&s.path);
                 }
@@ -311,6 +314,7 @@ fn import<'a>(ds: &'a Dataset<'a>, from: &Path) -> Result<Vec<Source<'a>>, Error
                         algo: "SHA-256",
                         expected: want.to_ascii_lowercase(),
                         actual: digests.sha256,
+                        deleted: false,
                     });
                 }
                 sources.push(Source {

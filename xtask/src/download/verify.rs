@@ -119,6 +119,7 @@ pub fn verify(path: &Path, archive: &Archive) -> Result<(Verified, Digests), Err
         algo,
         expected: expected.to_ascii_lowercase(),
         actual,
+        deleted: false,
     })
 }
 
