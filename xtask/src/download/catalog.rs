@@ -82,26 +82,12 @@ impl<'a> Dataset<'a> {
 pub const DATA_DIR_ENV: &str = "EMBER_DATA";
 
 /// The data directory used when `--dir` is not given, and the first place `ember train`
-/// looks (`<data_dir>/<dataset name>`):
-/// 1. `$EMBER_DATA`, when set and not empty;
-/// 2. `$XDG_CACHE_HOME/ember/datasets`, when `XDG_CACHE_HOME` is set and absolute;
-/// 3. `$HOME/.cache/ember/datasets` (`%USERPROFILE%` on Windows);
-/// 4. `./data` when there is no home directory.
+/// looks (`<data_dir>/<dataset name>`): `$EMBER_DATA` when set and not empty, else `data`
+/// relative to the current folder (run both commands from the repository root).
 pub fn default_data_dir() -> PathBuf {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(dir) = var(DATA_DIR_ENV) {
-        return dir;
-    }
-    if let Some(cache) = var("XDG_CACHE_HOME").filter(|p| p.is_absolute()) {
-        return cache.join("ember").join("datasets");
-    }
-    match var("HOME").or_else(|| var("USERPROFILE")) {
-        Some(home) => home.join(".cache").join("ember").join("datasets"),
-        None => PathBuf::from("data"),
+    match std::env::var_os(DATA_DIR_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from("data"),
     }
 }
 

@@ -7,8 +7,8 @@
 //!
 //! # Where datasets go
 //! Dataset `NAME` is installed in `<data_dir>/NAME`, where `<data_dir>` is `--dir D` or
-//! [`default_data_dir`]: `$EMBER_DATA`, else `$XDG_CACHE_HOME/ember/datasets`, else
-//! `~/.cache/ember/datasets`, else `./data`. `ember train` looks there first.
+//! [`default_data_dir`]: `$EMBER_DATA` when set and not empty, else `./data` (relative to
+//! the current folder). `ember train` looks there first.
 //!
 //! # Layout of a dataset folder
 //! Every folder holds [`MANIFEST`] (`ember-manifest.txt`: the verified digests and every file with its size) plus:
@@ -66,7 +66,7 @@ pub use verify::{Digests, digest_file};
 
 const USAGE: &str = "usage: cargo xtask download DATASET [--dir D] [--from PATH] [--quiet]
        cargo xtask download list
-  --dir D       data directory (default: $EMBER_DATA, else ~/.cache/ember/datasets)
+  --dir D       data directory (default: $EMBER_DATA, else ./data)
   --from PATH   import a local copy (the archive, or a folder holding the archives)
   --quiet       no progress bars";
 
