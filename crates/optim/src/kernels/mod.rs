@@ -239,3 +239,6 @@ fn adam_chunk(
         );
     }
 }
+
+#[cfg(test)]
+mod tests;
