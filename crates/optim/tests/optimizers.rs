@@ -104,9 +104,19 @@ fn minimise(
         .fold(0.0, f32::max)
 }
 
+/// Label, optimizer, L2 decay in the gradient, steps, schedule, tolerance.
+type ConvergenceCase = (
+    &'static str,
+    Box<dyn Optimizer>,
+    f32,
+    u64,
+    Option<Schedule>,
+    f32,
+);
+
 #[test]
 fn converges_to_quadratic_minimum() {
-    let cases: Vec<(&str, Box<dyn Optimizer>, f32, u64, Option<Schedule>, f32)> = vec![
+    let cases: Vec<ConvergenceCase> = vec![
         ("sgd", Box::new(Sgd::new(0.1)), 0.0, 500, None, 1e-5),
         (
             "sgd momentum + wd",
@@ -209,7 +219,9 @@ fn group_lr_scale_and_predicates() {
     assert_eq!(plain, [1.0 - 0.1 * 0.5, 1.0 + 0.1, 1.0 - 0.1 * 2.0]);
 }
 
-fn variants() -> Vec<(&'static str, fn() -> Box<dyn Optimizer>)> {
+type Make = fn() -> Box<dyn Optimizer>;
+
+fn variants() -> Vec<(&'static str, Make)> {
     vec![
         ("sgd", || Box::new(Sgd::new(0.1))),
         ("sgd momentum nesterov wd", || {
