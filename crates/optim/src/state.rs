@@ -10,7 +10,8 @@ use crate::OptimError;
 ///
 /// Keys are `"<slot>/<parameter>"`: buffers `exp_avg/0.weight`, `exp_avg_sq/0.weight`,
 /// `max_exp_avg_sq/0.weight` (Adam, AdamW, AMSGrad) or `momentum_buffer/0.weight` (SGD with
-/// momentum); counters `step/0.weight` (updates applied to that parameter).
+/// momentum); counters `step/0.weight` (updates applied to that parameter). SGD without
+/// momentum has no per-element state and saves only the counters.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct OptimizerState {
     /// The optimizer that saved it: `"sgd"`, `"adam"` or `"adamw"`.
