@@ -48,6 +48,23 @@ fn bench_optim(c: &mut Criterion) {
     }
 
     // The memory-bandwidth bound, measured the same way.
+    // The same updates on a buffer that stays in L2: the compute ceiling of the kernels
+    // (well above the 10 M figures means those are bound by memory, not arithmetic).
+    const SMALL: usize = 4096;
+    let optimizers: Vec<(&str, u64, Box<dyn Optimizer>)> = vec![
+        ("sgd_momentum", 5, Box::new(Sgd::new(1e-3).momentum(0.9))),
+        ("adam", 7, Box::new(Adam::new(1e-3))),
+    ];
+    for (name, streams, mut opt) in optimizers {
+        group.throughput(Throughput::Bytes(streams * F32 * SMALL as u64));
+        group.bench_function(BenchmarkId::new("update_in_cache_4K", name), |b| {
+            b.iter(|| {
+                opt.update("w", &mut p[..SMALL], &g[..SMALL])
+                    .expect("update")
+            })
+        });
+    }
+
     // In-place axpy `y += s·x` moves data exactly like the updates (read-modify-write of
     // the destination, so no write-allocate traffic): the closest bound for them.
     let src: Vec<f32> = g.clone();
