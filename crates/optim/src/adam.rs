@@ -95,30 +95,6 @@ impl<const DECOUPLED: bool> AdamCore<DECOUPLED> {
             &["exp_avg", "exp_avg_sq"]
         }
     }
-
-    /// The kernel's scalars for a parameter's step `t` (from 1), in f64 rounded once.
-    fn step_scalars(&self, lr: f32, weight_decay: f32, t: u64) -> AdamStep {
-        let (lr64, wd64) = (f64::from(lr), f64::from(weight_decay));
-        let (b1, b2) = (f64::from(self.beta1), f64::from(self.beta2));
-        let t = t as f64;
-        let bias_correction1 = 1.0 - b1.powf(t);
-        let bias_correction2 = 1.0 - b2.powf(t);
-        let (decay_factor, coupled) = if DECOUPLED {
-            ((1.0 - lr64 * wd64) as f32, 0.0)
-        } else {
-            (1.0, weight_decay)
-        };
-        AdamStep {
-            decay_factor,
-            weight_decay: coupled,
-            one_minus_beta1: (1.0 - b1) as f32,
-            beta2: self.beta2,
-            one_minus_beta2: (1.0 - b2) as f32,
-            bias_correction2_sqrt: bias_correction2.sqrt() as f32,
-            step_size: (lr64 / bias_correction1) as f32,
-            eps: self.eps,
-        }
-    }
 }
 
 impl<const DECOUPLED: bool> Optimizer for AdamCore<DECOUPLED> {
@@ -159,9 +135,10 @@ impl<const DECOUPLED: bool> Optimizer for AdamCore<DECOUPLED> {
         self.validate()?;
         let (lr, weight_decay) = self.groups.resolve(name, self.lr, self.weight_decay);
         let slots = self.slots().len();
-        let step = self.states.entry(name, value.len(), slots)?.step + 1;
-        let k = self.step_scalars(lr, weight_decay, step);
+        let betas_eps = (self.beta1, self.beta2, self.eps);
         let st = self.states.entry(name, value.len(), slots)?;
+        let step = st.step + 1;
+        let k = step_scalars(DECOUPLED, betas_eps, lr, weight_decay, step);
         let (m, rest) = st.bufs.split_first_mut().expect("exp_avg slot");
         let (v, rest) = rest.split_first_mut().expect("exp_avg_sq slot");
         let vmax = rest.first_mut().map_or(&mut [][..], |b| &mut b[..]);
@@ -177,5 +154,35 @@ impl<const DECOUPLED: bool> Optimizer for AdamCore<DECOUPLED> {
     fn load_state(&mut self, state: OptimizerState) -> Result<(), OptimError> {
         self.states = States::load(state, self.name(), self.slots())?;
         Ok(())
+    }
+}
+
+/// The kernel's scalars for a parameter's step `t` (from 1), in f64 rounded once.
+fn step_scalars(
+    decoupled: bool,
+    (beta1, beta2, eps): (f32, f32, f32),
+    lr: f32,
+    weight_decay: f32,
+    t: u64,
+) -> AdamStep {
+    let (lr64, wd64) = (f64::from(lr), f64::from(weight_decay));
+    let (b1, b2) = (f64::from(beta1), f64::from(beta2));
+    let t = t as f64;
+    let bias_correction1 = 1.0 - b1.powf(t);
+    let bias_correction2 = 1.0 - b2.powf(t);
+    let (decay_factor, coupled) = if decoupled {
+        ((1.0 - lr64 * wd64) as f32, 0.0)
+    } else {
+        (1.0, weight_decay)
+    };
+    AdamStep {
+        decay_factor,
+        weight_decay: coupled,
+        one_minus_beta1: (1.0 - b1) as f32,
+        beta2,
+        one_minus_beta2: (1.0 - b2) as f32,
+        bias_correction2_sqrt: bias_correction2.sqrt() as f32,
+        step_size: (lr64 / bias_correction1) as f32,
+        eps,
     }
 }
