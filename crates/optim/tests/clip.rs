@@ -49,3 +49,40 @@ fn clip_by_value_clamps_both_sides() {
     assert_eq!(&g[..4], &[-1.0, 0.5, 1.0, -0.25]);
     assert!(g[4].is_nan());
 }
+
+mod properties {
+    use ember_optim::clip::{clip_by_value, clip_coefficient, grad_norm_sq, scale_grad};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// After global-norm clipping the norm is at most `max_norm`, and below the limit
+        /// nothing changes; clipping by value bounds every element and keeps the others.
+        #[test]
+        fn clipping_bounds(
+            grads in proptest::collection::vec(proptest::collection::vec(-100.0f32..100.0, 0..300), 1..5),
+            max_norm in 0.01f32..50.0,
+            max_abs in 0.01f32..50.0,
+        ) {
+            let mut g = grads.clone();
+            let norm_sq: f64 = g.iter().map(|x| grad_norm_sq(x)).sum();
+            let c = clip_coefficient(norm_sq, max_norm);
+            for x in &mut g {
+                scale_grad(x, c);
+            }
+            let after: f64 = g.iter().map(|x| grad_norm_sq(x)).sum::<f64>().sqrt();
+            prop_assert!(after <= f64::from(max_norm) * (1.0 + 1e-5), "norm {after} > {max_norm}");
+            if norm_sq.sqrt() + 1e-6 <= f64::from(max_norm) {
+                prop_assert_eq!(&g, &grads);
+            }
+            for (mut x, orig) in grads.clone().into_iter().zip(&grads) {
+                clip_by_value(&mut x, max_abs);
+                for (&v, &o) in x.iter().zip(orig) {
+                    prop_assert!(v.abs() <= max_abs);
+                    if o.abs() <= max_abs {
+                        prop_assert_eq!(v, o);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -188,3 +188,50 @@ fn bad_strings_give_clean_errors() {
     assert!(Schedule::parse("constant", -1.0, 10).is_err());
     assert!(Schedule::new(ScheduleKind::Exponential { gamma: 0.0 }, 0.1, 0).is_err());
 }
+
+mod properties {
+    use ember_optim::Schedule;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Every schedule stays finite, non-negative and at most its peak; cosine and
+        /// linear never rise after warm-up, and warm-up never falls.
+        #[test]
+        fn schedules_are_bounded_and_monotone(
+            total in 2u64..5000,
+            warmup_frac in 0.0f64..0.9,
+            base in 1e-4f32..1.0,
+            probe in proptest::collection::vec(0u64..6000, 1..20),
+        ) {
+            let warmup = ((total as f64) * warmup_frac) as u64;
+            for spec in [
+                format!("cosine:warmup={warmup}"),
+                format!("linear:warmup={warmup}:end=0.1"),
+                "step:7:0.5".to_string(),
+                "exp:0.999".to_string(),
+                "multistep:10,100:0.3".to_string(),
+            ] {
+                let s = Schedule::parse(&spec, base, total).unwrap();
+                for &t in &probe {
+                    let lr = s.lr(t);
+                    prop_assert!(lr.is_finite() && lr >= 0.0 && lr <= base * (1.0 + 1e-6), "{spec}: lr({t}) = {lr}");
+                    if spec.starts_with("cosine") || spec.starts_with("linear") {
+                        let next = s.lr(t + 1);
+                        if t + 1 < warmup {
+                            prop_assert!(next >= lr, "{spec}: warm-up falls at {t}");
+                        } else if t >= warmup {
+                            prop_assert!(next <= lr, "{spec}: rises at {t}");
+                        }
+                    }
+                }
+            }
+            if total >= 10 {
+                let s = Schedule::parse("onecycle:max=0.5", base, total).unwrap();
+                for &t in &probe {
+                    let lr = s.lr(t);
+                    prop_assert!(lr.is_finite() && lr > 0.0 && lr <= 0.5 * (1.0 + 1e-6), "onecycle: lr({t}) = {lr}");
+                }
+            }
+        }
+    }
+}
