@@ -241,6 +241,7 @@ impl Layer for Sequential {
     }
 
     fn describe(&self) -> String {
-        format!("Sequential({} layers)", self.layers.len())
+        let inner: Vec<String> = self.layers.iter().map(|l| l.describe()).collect();
+        format!("Sequential[{}]", inner.join(", "))
     }
 }

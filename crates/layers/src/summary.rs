@@ -72,6 +72,16 @@ fn si(n: u64) -> String {
     }
 }
 
+/// A byte count with a binary prefix: `1.5 KiB`.
+fn bytes(n: u64) -> String {
+    let x = n as f64;
+    match n {
+        0..1024 => format!("{n} B"),
+        1024..1_048_576 => format!("{:.1} KiB", x / 1024.0),
+        _ => format!("{:.1} MiB", x / 1_048_576.0),
+    }
+}
+
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let header = ["#", "Layer", "Output shape", "Params", "FLOPs"];
@@ -122,9 +132,9 @@ impl fmt::Display for Summary {
         writeln!(f, "{}", "=".repeat(line_len))?;
         writeln!(
             f,
-            "Total params: {} ({:.2} MiB as f32)",
+            "Total params: {} ({} as f32)",
             thousands(self.total_params as u64),
-            self.total_params as f64 * 4.0 / (1024.0 * 1024.0)
+            bytes(self.total_params as u64 * 4)
         )?;
         let batch = self.input.dims().first().copied().unwrap_or(1).max(1);
         write!(
@@ -149,5 +159,8 @@ mod tests {
         assert_eq!(si(999), "999");
         assert_eq!(si(12_345_678), "12.3M");
         assert_eq!(si(3_000_000_000), "3.00G");
+        assert_eq!(bytes(1000), "1000 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 << 20), "3.0 MiB");
     }
 }

@@ -5,14 +5,20 @@ mod layers_support;
 
 use ember_layers::reference::dense::cross_entropy;
 use ember_layers::{
-    BatchNorm2d, Flatten, Layer, Linear, Mode, ReLU, Residual, Sequential,
-    softmax_cross_entropy,
+    BatchNorm2d, Flatten, Layer, Linear, Mode, ReLU, Residual, Sequential, softmax_cross_entropy,
 };
 use ember_tensor::{Rng, Tensor};
 use layers_support::*;
 use proptest::prelude::*;
 
-fn tiny_net(c: usize, h: usize, w: usize, hidden: usize, classes: usize, projection: bool) -> Sequential {
+fn tiny_net(
+    c: usize,
+    h: usize,
+    w: usize,
+    hidden: usize,
+    classes: usize,
+    projection: bool,
+) -> Sequential {
     let block = Sequential::new()
         .add(Linear::new(hidden, hidden))
         .add(ReLU)
@@ -46,10 +52,14 @@ fn loss(net: &mut Sequential, x: &Tensor, labels: &[usize]) -> f64 {
 fn central(f: &mut dyn FnMut(f32) -> f64, h: f32) -> Option<f64> {
     let h64 = h as f64;
     let (f0, up, down) = (f(0.0), f(h), f(-h));
-    let (fwd, bwd, d1) = ((up - f0) / h64, (f0 - down) / h64, (up - down) / (2.0 * h64));
+    let (fwd, bwd, d1) = (
+        (up - f0) / h64,
+        (f0 - down) / h64,
+        (up - down) / (2.0 * h64),
+    );
     let d2 = (f(h / 2.0) - f(-h / 2.0)) / h64;
-    let smooth = (fwd - bwd).abs() <= 2e-3 + 5e-2 * d1.abs()
-        && (d1 - d2).abs() <= 5e-4 + 1e-2 * d1.abs();
+    let smooth =
+        (fwd - bwd).abs() <= 2e-3 + 5e-2 * d1.abs() && (d1 - d2).abs() <= 5e-4 + 1e-2 * d1.abs();
     smooth.then_some(d1)
 }
 

@@ -20,14 +20,20 @@ const FD_TOL: f64 = 1e-6;
 
 fn set_params(layer: &mut dyn Layer, values: &[(&str, &Tensor)]) {
     layer.visit_params("", &mut |name, p: &mut Param| {
-        let v = values.iter().find(|(n, _)| *n == name).expect("known name").1;
+        let v = values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .expect("known name")
+            .1;
         p.value = v.clone();
     });
 }
 
 fn grads(layer: &mut dyn Layer) -> Vec<(String, Vec<f64>)> {
     let mut out = Vec::new();
-    layer.visit_params("", &mut |name, p| out.push((name.to_string(), f64s(p.grad.data()))));
+    layer.visit_params("", &mut |name, p| {
+        out.push((name.to_string(), f64s(p.grad.data())))
+    });
     out
 }
 
@@ -151,12 +157,30 @@ fn linear_names_init_and_shape_errors() {
     let mut fc = Linear::new(100, 7);
     let mut names = Vec::new();
     fc.visit_params("3.", &mut |n, p| names.push((n.to_string(), p.decay)));
-    assert_eq!(names, [("3.weight".to_string(), true), ("3.bias".to_string(), false)]);
+    assert_eq!(
+        names,
+        [
+            ("3.weight".to_string(), true),
+            ("3.bias".to_string(), false)
+        ]
+    );
     let bound = 1.0 / 10.0;
     assert!(fc.weight().value.data().iter().all(|v| v.abs() <= bound));
-    assert!(fc.weight().value.data().iter().any(|v| v.abs() > bound / 2.0));
-    let err = fc.output_shape(Shape::from([4, 100, 1, 1])).unwrap_err().to_string();
-    assert!(err.contains("[4, 100, 1, 1]") && err.contains("Flatten"), "{err}");
+    assert!(
+        fc.weight()
+            .value
+            .data()
+            .iter()
+            .any(|v| v.abs() > bound / 2.0)
+    );
+    let err = fc
+        .output_shape(Shape::from([4, 100, 1, 1]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("[4, 100, 1, 1]") && err.contains("Flatten"),
+        "{err}"
+    );
     assert_eq!(fc.flops(Shape::from([2, 100])), 2 * 2 * 100 * 7 + 2 * 7);
     let mut rng = ember_tensor::Rng::new(5);
     let before = fc.weight().value.to_vec();
@@ -183,5 +207,8 @@ fn cross_entropy_survives_huge_logits() {
     let mut g = Tensor::zeros([0]);
     let loss = softmax_cross_entropy(&logits, &[1], 0.1, &mut g);
     assert!(loss.is_finite() && g.data().iter().all(|v| v.is_finite()));
-    assert!((loss - (0.9 * 2e4 + 0.1 / 3.0 * (2e4 + 1e4))).abs() / loss < 1e-5, "{loss}");
+    assert!(
+        (loss - (0.9 * 2e4 + 0.1 / 3.0 * (2e4 + 1e4))).abs() / loss < 1e-5,
+        "{loss}"
+    );
 }

@@ -16,10 +16,7 @@ const F32_TOL: f64 = 2e-5;
 const FD_TOL: f64 = 1e-6;
 
 struct Case {
-    n: usize,
     c: usize,
-    h: usize,
-    w: usize,
     x: Tensor,
     gamma: Tensor,
     beta: Tensor,
@@ -31,9 +28,16 @@ struct Case {
 fn case(n: usize, c: usize, h: usize, w: usize, seed: u64, offset: f32) -> Case {
     let mut x = tensor(&[n, c, h, w], seed, 0.0);
     x.data_mut().iter_mut().for_each(|v| *v = *v * 2.0 + offset);
-    let rv = Tensor::from_vec([c], values(c, seed + 4, 0.0).iter().map(|v| v.abs() + 0.5).collect()).unwrap();
+    let rv = Tensor::from_vec(
+        [c],
+        values(c, seed + 4, 0.0)
+            .iter()
+            .map(|v| v.abs() + 0.5)
+            .collect(),
+    )
+    .unwrap();
     Case {
-        n, c, h, w,
+        c,
         x,
         gamma: tensor(&[c], seed + 1, 0.0),
         beta: tensor(&[c], seed + 2, 0.0),
@@ -46,7 +50,11 @@ fn case(n: usize, c: usize, h: usize, w: usize, seed: u64, offset: f32) -> Case 
 fn layer_for(k: &Case, eps: f32, momentum: f32) -> BatchNorm2d {
     let mut bn = BatchNorm2d::new(k.c).eps(eps).momentum(momentum);
     bn.visit_params("", &mut |name, p| {
-        p.value = if name == "weight" { k.gamma.clone() } else { k.beta.clone() };
+        p.value = if name == "weight" {
+            k.gamma.clone()
+        } else {
+            k.beta.clone()
+        };
     });
     bn.visit_buffers("", &mut |name, t| match name {
         "running_mean" => *t = k.rm.clone(),
@@ -136,7 +144,10 @@ fn names_buffers_and_counter() {
     let mut bn = BatchNorm2d::new(4);
     let mut params = Vec::new();
     bn.visit_params("2.", &mut |n, p| params.push((n.to_string(), p.decay)));
-    assert_eq!(params, [("2.weight".into(), false), ("2.bias".into(), false)]);
+    assert_eq!(
+        params,
+        [("2.weight".into(), false), ("2.bias".into(), false)]
+    );
     let mut bufs = Vec::new();
     bn.visit_buffers("2.", &mut |n, t| bufs.push((n.to_string(), t.shape())));
     assert_eq!(
@@ -162,7 +173,10 @@ fn names_buffers_and_counter() {
     let mut n = 0;
     none.visit_params("", &mut |_, _| n += 1);
     assert_eq!(n, 0);
-    let err = bn.output_shape(Shape::from([2, 3, 3, 3])).unwrap_err().to_string();
+    let err = bn
+        .output_shape(Shape::from([2, 3, 3, 3]))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("[2, 3, 3, 3]"), "{err}");
 }
 
@@ -172,6 +186,17 @@ fn large_batch_runs_in_parallel_and_matches() {
     let k = case(8, 3, 32, 32, 3, 2.0);
     let mut bn = layer_for(&k, 1e-5, 0.1);
     let y = bn.forward(&k.x, Mode::Train).to_vec();
-    let want = r::batchnorm_train_forward(&f64s(k.x.data()), 8, 3, 1024, &f64s(k.gamma.data()), &f64s(k.beta.data()), &f64s(k.rm.data()), &f64s(k.rv.data()), 1e-5, 0.1);
+    let want = r::batchnorm_train_forward(
+        &f64s(k.x.data()),
+        8,
+        3,
+        1024,
+        &f64s(k.gamma.data()),
+        &f64s(k.beta.data()),
+        &f64s(k.rm.data()),
+        &f64s(k.rv.data()),
+        1e-5,
+        0.1,
+    );
     assert_close("output", &f64s(&y), &want.output, F32_TOL);
 }

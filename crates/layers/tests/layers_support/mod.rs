@@ -32,7 +32,10 @@ pub fn max_rel_err(got: &[f64], want: &[f64]) -> f64 {
 #[track_caller]
 pub fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
     let err = max_rel_err(got, want);
-    assert!(err <= tol, "{what}: error {err:e} > {tol:e}\n got {got:?}\nwant {want:?}");
+    assert!(
+        err <= tol,
+        "{what}: error {err:e} > {tol:e}\n got {got:?}\nwant {want:?}"
+    );
 }
 
 /// `sum(a * b)`.
@@ -59,7 +62,11 @@ pub fn values(len: usize, seed: u64, min_abs: f32) -> Vec<f32> {
 /// A tensor of [`values`].
 pub fn tensor(shape: &[usize], seed: u64, min_abs: f32) -> Tensor {
     let n = shape.iter().product();
-    Tensor::from_vec(ember_tensor::Shape::new(shape).unwrap(), values(n, seed, min_abs)).unwrap()
+    Tensor::from_vec(
+        ember_tensor::Shape::new(shape).unwrap(),
+        values(n, seed, min_abs),
+    )
+    .unwrap()
 }
 
 /// f32 slice as f64.
