@@ -7,7 +7,7 @@ use crate::buffers::{Buffers, expect_shape};
 use crate::{Layer, LayerError, Mode, Param};
 
 /// The seed of a dropout layer whose seed was not set (see [`Dropout::seed`]).
-const DEFAULT_SEED: u64 = 0xD80_90u64;
+const DEFAULT_SEED: u64 = 0xD809_0D80;
 
 /// Inverted dropout: in training each element is zeroed with probability `p` and the
 /// survivors are scaled by `1 / (1 - p)`; in eval mode the layer is the identity.
