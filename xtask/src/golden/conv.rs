@@ -244,10 +244,10 @@ pub fn train_step(g: &Golden, cmp: &mut Comparison) -> Result<(), String> {
     let mut net = Sequential::new();
     for (i, spec) in specs.iter().enumerate() {
         let what = format!("params.layers[{i}]");
-        if let Some(index) = spec.get("index") {
-            if index.as_u64() != Some(i as u64) {
-                return Err(format!("{what}.index is {index}, expected {i}"));
-            }
+        if let Some(index) = spec.get("index")
+            && index.as_u64() != Some(i as u64)
+        {
+            return Err(format!("{what}.index is {index}, expected {i}"));
         }
         net.push(layer_from_spec(spec, &what)?);
     }
