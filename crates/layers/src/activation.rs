@@ -7,7 +7,9 @@ use crate::par;
 use crate::{Layer, LayerError, Mode, Param};
 
 /// `max(x, 0)`, element-wise. Write it as the constant [`ReLU`](const@ReLU):
-/// `Sequential::new().add(ReLU)`.
+/// `Sequential::new().add(ReLU)`, or `let mut relu = ReLU;` to use it on its own (the
+/// layer owns its output buffer, so it is a struct with private fields behind a constant
+/// rather than a unit struct; `&mut ReLU` would borrow a temporary).
 #[derive(Clone, Debug, Default)]
 pub struct ReLU {
     bufs: Buffers,

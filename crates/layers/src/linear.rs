@@ -83,7 +83,7 @@ impl Linear {
 
 impl Layer for Linear {
     fn forward(&mut self, x: &Tensor, _mode: Mode) -> &Tensor {
-        let shape = shape_or_panic(&self.describe(), self.output_shape(x.shape()));
+        let shape = shape_or_panic("Linear", self.output_shape(x.shape()));
         let (n, k, m) = (shape.dim(0), self.in_features, self.out_features);
         let out = self.bufs.out_for(shape);
         let y = out.data_mut();
@@ -111,8 +111,8 @@ impl Layer for Linear {
     }
 
     fn backward(&mut self, x: &Tensor, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
-        let shape = shape_or_panic(&self.describe(), self.output_shape(x.shape()));
-        expect_shape(&self.describe(), "grad_out", grad_out.shape(), shape);
+        let shape = shape_or_panic("Linear", self.output_shape(x.shape()));
+        expect_shape("Linear", "grad_out", grad_out.shape(), shape);
         let (n, k, m) = (shape.dim(0), self.in_features, self.out_features);
         let g = grad_out.data();
         // dW += g^T x: [m, n] x [n, k].

@@ -116,6 +116,12 @@ impl BatchNorm2d {
     /// Computes `mean`, `invstd` from the batch and updates the running statistics.
     fn batch_statistics(&mut self, x: &Tensor, n: usize, hw: usize) {
         let c_count = self.channels;
+        if n * hw == 0 {
+            // An empty batch has no statistics; normalise with the running ones instead
+            // of dividing by zero, and leave them untouched.
+            self.running_statistics();
+            return;
+        }
         let count = (n * hw) as f64;
         let eps = self.eps as f64;
         let xs = x.data();
@@ -209,7 +215,7 @@ fn affine2(g: &[f32], a: f32, x: &[f32], b: f32, c: f32, out: &mut [f32]) {
 
 impl Layer for BatchNorm2d {
     fn forward(&mut self, x: &Tensor, mode: Mode) -> &Tensor {
-        let shape = shape_or_panic(&self.describe(), self.output_shape(x.shape()));
+        let shape = shape_or_panic("BatchNorm2d", self.output_shape(x.shape()));
         let (n, c_count, h, w) = x.shape().nchw().unwrap_or((0, 0, 0, 0));
         let hw = h * w;
         self.last_mode = mode;
@@ -236,8 +242,8 @@ impl Layer for BatchNorm2d {
     }
 
     fn backward(&mut self, x: &Tensor, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
-        let shape = shape_or_panic(&self.describe(), self.output_shape(x.shape()));
-        expect_shape(&self.describe(), "grad_out", grad_out.shape(), shape);
+        let shape = shape_or_panic("BatchNorm2d", self.output_shape(x.shape()));
+        expect_shape("BatchNorm2d", "grad_out", grad_out.shape(), shape);
         let (n, c_count, h, w) = x.shape().nchw().unwrap_or((0, 0, 0, 0));
         let hw = h * w;
         let (xs, gs) = (x.data(), grad_out.data());

@@ -200,3 +200,19 @@ fn large_batch_runs_in_parallel_and_matches() {
     );
     assert_close("output", &f64s(&y), &want.output, F32_TOL);
 }
+
+#[test]
+fn empty_batch_leaves_statistics_finite() {
+    let mut bn = BatchNorm2d::new(3);
+    let y = bn.forward(&Tensor::zeros([0, 3, 4, 4]), Mode::Train);
+    assert!(y.is_empty());
+    assert!(bn.running_mean().data().iter().all(|v| v.is_finite()));
+    assert!(bn.running_var().data().iter().all(|v| v.is_finite()));
+    let x = tensor(&[2, 3, 2, 2], 1, 0.0);
+    assert!(
+        bn.forward(&x, Mode::Train)
+            .data()
+            .iter()
+            .all(|v| v.is_finite())
+    );
+}
