@@ -7,7 +7,7 @@
 //! There is no autograd graph: each layer keeps what its backward needs (or recomputes it
 //! from the input, which `backward` receives again), owns its output and input-gradient
 //! buffers and reuses them, so a training step allocates nothing once they have grown.
-//! Every layer has a plain f64 twin in [`reference`], the oracle of the property tests.
+//! Every layer has a plain f64 twin in [`reference`](mod@reference), the oracle of the property tests.
 //!
 //! ```
 //! use ember_layers::{loss::softmax_cross_entropy, BatchNorm2d, Flatten, Layer, Linear,

@@ -14,7 +14,7 @@ const INIT_SEED: u64 = 0x11_7EA2;
 /// `[out_features, in_features]`, `bias` is `[out_features]`.
 ///
 /// Shapes: input `[N, in_features]`, output `[N, out_features]` (put a
-/// [`Flatten`](crate::Flatten) before it for images).
+/// [`Flatten`](struct@crate::Flatten) before it for images).
 ///
 /// ```
 /// use ember_layers::{Layer, Linear, Mode};
