@@ -1,6 +1,6 @@
 //! `BatchNorm2d` with running statistics, PyTorch semantics.
 
-use ember_tensor::{Rng, Shape, Tensor, simd};
+use ember_tensor::{Rng, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::buffers::{Buffers, expect_shape, shape_or_panic};
@@ -132,11 +132,19 @@ impl BatchNorm2d {
             .zip(self.scale.par_iter_mut()) // holds the biased variance for a moment
             .enumerate()
             .for_each(|(c, ((mean, invstd), var_out))| {
-                let sum: f64 = (0..n).map(|i| simd::sum(plane(i, c)) as f64).sum();
-                let m = (sum / count) as f32;
-                let sq: f64 = (0..n).map(|i| sq_dev_sum(plane(i, c), m) as f64).sum();
-                let var = sq / count;
-                *mean = m;
+                // One pass over the data: sums of (x - k) and (x - k)^2 around a shift k
+                // taken from the channel itself, so that E[d^2] - E[d]^2 does not cancel
+                // catastrophically when the mean is large next to the spread.
+                let k = plane(0, c)[0];
+                let (mut s1, mut s2) = (0.0f64, 0.0f64);
+                for i in 0..n {
+                    let (a, b) = shifted_sums(plane(i, c), k);
+                    s1 += a as f64;
+                    s2 += b as f64;
+                }
+                let d = s1 / count;
+                let var = (s2 / count - d * d).max(0.0);
+                *mean = (k as f64 + d) as f32;
                 *invstd = (1.0 / (var + eps).sqrt()) as f32;
                 *var_out = var as f32;
             });
@@ -166,18 +174,24 @@ impl BatchNorm2d {
     }
 }
 
-/// `sum((x - m)^2)`, in 8 independent lanes the compiler vectorises.
-fn sq_dev_sum(x: &[f32], m: f32) -> f32 {
-    let mut acc = [0.0f32; 8];
+/// `(sum(x - k), sum((x - k)^2))`, in 8 independent lanes the compiler vectorises.
+fn shifted_sums(x: &[f32], k: f32) -> (f32, f32) {
+    let (mut s1, mut s2) = ([0.0f32; 8], [0.0f32; 8]);
     let mut chunks = x.chunks_exact(8);
     for ch in &mut chunks {
-        for k in 0..8 {
-            let d = ch[k] - m;
-            acc[k] += d * d;
+        for j in 0..8 {
+            let d = ch[j] - k;
+            s1[j] += d;
+            s2[j] += d * d;
         }
     }
-    let tail: f32 = chunks.remainder().iter().map(|&v| (v - m) * (v - m)).sum();
-    acc.iter().sum::<f32>() + tail
+    let (mut t1, mut t2) = (0.0, 0.0);
+    for &v in chunks.remainder() {
+        let d = v - k;
+        t1 += d;
+        t2 += d * d;
+    }
+    (s1.iter().sum::<f32>() + t1, s2.iter().sum::<f32>() + t2)
 }
 
 /// `(sum(g), sum(g * (x - m)))`, in 8 independent lanes.
@@ -202,14 +216,14 @@ fn grad_sums(g: &[f32], x: &[f32], m: f32) -> (f32, f32) {
 /// `out = x * a + b`.
 fn affine(x: &[f32], a: f32, b: f32, out: &mut [f32]) {
     for (o, &v) in out.iter_mut().zip(x) {
-        *o = v.mul_add(a, b);
+        *o = v * a + b;
     }
 }
 
 /// `out = g * a + x * b + c`.
 fn affine2(g: &[f32], a: f32, x: &[f32], b: f32, c: f32, out: &mut [f32]) {
     for ((o, &g), &x) in out.iter_mut().zip(g).zip(x) {
-        *o = g.mul_add(a, x.mul_add(b, c));
+        *o = g * a + (x * b + c);
     }
 }
 

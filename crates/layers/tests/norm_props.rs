@@ -216,3 +216,30 @@ fn empty_batch_leaves_statistics_finite() {
             .all(|v| v.is_finite())
     );
 }
+
+#[test]
+fn large_mean_small_spread_keeps_the_variance() {
+    // Mean 1000, std ~1: a naive E[x^2] - E[x]^2 in f32 would lose every digit.
+    let k = case(4, 2, 7, 9, 11, 1000.0);
+    let mut bn = layer_for(&k, 1e-5, 0.1);
+    let y = bn.forward(&k.x, Mode::Train).to_vec();
+    let want = r::batchnorm_train_forward(
+        &f64s(k.x.data()),
+        4,
+        2,
+        63,
+        &f64s(k.gamma.data()),
+        &f64s(k.beta.data()),
+        &f64s(k.rm.data()),
+        &f64s(k.rv.data()),
+        1e-5,
+        0.1,
+    );
+    assert_close("output", &f64s(&y), &want.output, 1e-4);
+    assert_close(
+        "running_var",
+        &f64s(bn.running_var().data()),
+        &want.running_var,
+        1e-4,
+    );
+}
