@@ -19,6 +19,8 @@ mod compare;
 mod conv;
 pub mod json;
 mod layers;
+#[cfg(feature = "optim")]
+mod optim;
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -121,7 +123,9 @@ enum Outcome {
 
 #[cfg(not(feature = "conv"))]
 fn needs_conv(_g: &Golden, _cmp: &mut Comparison) -> Result<Option<String>, String> {
-    Ok(Some("conv/pool not built yet".into()))
+    Ok(Some(
+        "conv/pool not built in: xtask feature conv is off".into(),
+    ))
 }
 
 #[cfg(feature = "conv")]
@@ -134,6 +138,19 @@ fn needs_conv(g: &Golden, cmp: &mut Comparison) -> Result<Option<String>, String
         "train_step" => conv::train_step(g, cmp)?,
         other => return Err(format!("internal: {other} is not a conv kind")),
     }
+    Ok(None)
+}
+
+#[cfg(not(feature = "optim"))]
+fn needs_optim(_g: &Golden, _cmp: &mut Comparison) -> Result<Option<String>, String> {
+    Ok(Some(
+        "ember-optim not built in: xtask feature optim is off".into(),
+    ))
+}
+
+#[cfg(feature = "optim")]
+fn needs_optim(g: &Golden, cmp: &mut Comparison) -> Result<Option<String>, String> {
+    optim::optimizer(g, cmp)?;
     Ok(None)
 }
 
@@ -151,11 +168,10 @@ fn run(g: &Golden) -> Result<Outcome, String> {
                 return Ok(Outcome::Skipped(reason));
             }
         }
-        // TODO(lead): wire to ember-optim after the merge.
         "optimizer" => {
-            return Ok(Outcome::Skipped(
-                "optimizer cases belong to ember-optim; not wired yet".into(),
-            ));
+            if let Some(reason) = needs_optim(g, &mut cmp)? {
+                return Ok(Outcome::Skipped(reason));
+            }
         }
         other => {
             return Err(format!(
