@@ -170,3 +170,57 @@ fn a_directory_with_a_bad_file_fails_as_a_whole() {
     assert!(check_dir(&empty).is_err());
     assert_eq!(xtask::golden::main(&[empty.display().to_string()]), 2);
 }
+
+fn json_tensor(shape: &[usize], data: &[f64]) -> serde_json::Value {
+    serde_json::json!({ "shape": shape, "data": data })
+}
+
+/// f32-representable pseudo-random values.
+fn vals(n: usize, seed: u64) -> Vec<f64> {
+    let mut rng = ember_tensor::Rng::new(seed);
+    (0..n).map(|_| rng.uniform(-1.0, 1.0) as f64).collect()
+}
+
+#[test]
+fn shapes_come_from_the_file_not_the_public_set() {
+    use ember_layers::reference::{dense, norm};
+    let dir = scratch("shapes");
+    // Linear without bias, other sizes than the public case.
+    let (n, din, dout) = (5, 3, 2);
+    let (x, w, g) = (vals(n * din, 1), vals(dout * din, 2), vals(n * dout, 3));
+    let y = dense::linear_forward(&x, &w, None, n, din, dout);
+    let (dx, dw, _) = dense::linear_backward(&x, &w, &g, n, din, dout);
+    let case = serde_json::json!({
+        "format": "ember-golden/1", "case": "linear_nobias_held", "kind": "linear",
+        "params": { "in_features": din, "out_features": dout, "bias": false },
+        "inputs": { "input": json_tensor(&[n, din], &x), "weight": json_tensor(&[dout, din], &w),
+                    "grad_output": json_tensor(&[n, dout], &g) },
+        "expected": { "output": json_tensor(&[n, dout], &y), "grad_input": json_tensor(&[n, din], &dx),
+                      "grad_weight": json_tensor(&[dout, din], &dw) }
+    });
+    let r = check_file(&write(&dir, "linear_nobias_held.json", &case.to_string()));
+    assert_eq!(r.status, Status::Pass, "{r}");
+
+    // Batch norm in training with 5 channels, eps and momentum other than the defaults.
+    let (n, c, hw) = (3, 5, 6);
+    let x = vals(n * c * hw, 4);
+    let (gamma, beta, rm) = (vals(c, 5), vals(c, 6), vals(c, 7));
+    let rv: Vec<f64> = vals(c, 8).iter().map(|v| v.abs() + 0.5).collect();
+    let g = vals(n * c * hw, 9);
+    let fwd = norm::batchnorm_train_forward(&x, n, c, hw, &gamma, &beta, &rm, &rv, 1e-3, 0.3);
+    let (dx, dgamma, dbeta) = norm::batchnorm_train_backward(&x, &g, n, c, hw, &gamma, 1e-3);
+    let s4 = [n, c, 2, 3];
+    let case = serde_json::json!({
+        "format": "ember-golden/1", "case": "bn_held", "kind": "batchnorm2d_train",
+        "params": { "num_features": c, "eps": 1e-3, "momentum": 0.3, "affine": true },
+        "inputs": { "input": json_tensor(&s4, &x), "weight": json_tensor(&[c], &gamma),
+                    "bias": json_tensor(&[c], &beta), "running_mean": json_tensor(&[c], &rm),
+                    "running_var": json_tensor(&[c], &rv), "grad_output": json_tensor(&s4, &g) },
+        "expected": { "output": json_tensor(&s4, &fwd.output), "grad_input": json_tensor(&s4, &dx),
+                      "grad_weight": json_tensor(&[c], &dgamma), "grad_bias": json_tensor(&[c], &dbeta),
+                      "running_mean": json_tensor(&[c], &fwd.running_mean),
+                      "running_var": json_tensor(&[c], &fwd.running_var) }
+    });
+    let r = check_file(&write(&dir, "bn_held.json", &case.to_string()));
+    assert_eq!(r.status, Status::Pass, "{r}");
+}
