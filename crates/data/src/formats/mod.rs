@@ -18,6 +18,42 @@ use crate::DataError;
 /// 180 MB unpacked): a bound on what a decompression bomb can make us allocate.
 pub const MAX_DECOMPRESSED: u64 = 1 << 30;
 
+/// The fuzz targets, by name: `idx`, `cifar_binary`, `pickle`, `image`, `archive`.
+pub const FUZZ_TARGETS: [&str; 5] = ["idx", "cifar_binary", "pickle", "image", "archive"];
+
+/// Feeds `data` to the parser entry points of one fuzz target (see [`FUZZ_TARGETS`]),
+/// discarding the results: both `fuzz/` and the corpus replay test call this, so what CI
+/// replays is exactly what the fuzzer exercises. Returns false for an unknown target.
+pub fn fuzz_one(target: &str, data: &[u8]) -> bool {
+    match target {
+        "idx" => {
+            if let Ok(bytes) = maybe_gunzip("fuzz", data.to_vec()) {
+                let _ = idx::parse("fuzz", &bytes);
+            }
+        }
+        "cifar_binary" => {
+            let _ = cifar::parse_binary("fuzz", data, cifar::Kind::Cifar10);
+            let _ = cifar::parse_binary("fuzz", data, cifar::Kind::Cifar100);
+            let _ = cifar::parse_names_txt("fuzz", data, cifar::Kind::Cifar10);
+        }
+        "pickle" => {
+            let _ = pickle::parse("fuzz", data);
+            let _ = cifar::parse_python("fuzz", data, cifar::Kind::Cifar10);
+            let _ = cifar::parse_python("fuzz", data, cifar::Kind::Cifar100);
+            let _ = cifar::parse_python_meta("fuzz", data, cifar::Kind::Cifar10);
+        }
+        "image" => {
+            let _ = folder::decode_image("fuzz", data, 3, 8, 8);
+            let _ = folder::decode_image("fuzz", data, 1, 5, 3);
+        }
+        "archive" => {
+            let _ = cifar::open_archive("fuzz", data);
+        }
+        _ => return false,
+    }
+    true
+}
+
 /// Reads a whole file, naming it in the error.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
     std::fs::read(path).map_err(|e| DataError::io(path, "a readable file", &e))
