@@ -19,6 +19,9 @@ const TEST_LABELS: &[u8] = include_bytes!("../sample/t10k-labels-idx1-ubyte.gz")
 pub const SAMPLE_BYTES: usize =
     TRAIN_IMAGES.len() + TRAIN_LABELS.len() + TEST_IMAGES.len() + TEST_LABELS.len();
 
+// The sample must stay a few MB: checked at compile time.
+const _: () = assert!(SAMPLE_BYTES < 4 << 20);
+
 /// The embedded Fashion-MNIST sample (6,000 training and 1,000 test 28x28 grayscale images,
 /// balanced over the 10 classes), with format `"sample"`. No file access.
 ///

@@ -196,7 +196,7 @@ impl Batch {
 /// and every label must be in range (coarse labels of CIFAR-100 below 20).
 pub fn parse_binary(name: &str, bytes: &[u8], kind: Kind) -> Result<Batch, DataError> {
     let rec = kind.record_len();
-    if bytes.is_empty() || bytes.len() % rec != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(rec) {
         return Err(DataError::new(
             name,
             format!("a non-zero multiple of {rec} bytes ({kind:?} records)"),

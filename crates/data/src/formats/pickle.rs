@@ -518,7 +518,7 @@ impl<'a> Reader<'a> {
     }
 
     fn set_items(&mut self, items: Vec<Value>) -> Result<(), DataError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.err("key-value pairs", format!("{} values", items.len())));
         }
         for v in &items {
