@@ -33,6 +33,9 @@ pub struct LoaderConfig {
     /// Build batches on a private rayon pool of this many threads instead of the global pool.
     /// The batches are the same whatever the number of threads.
     pub threads: Option<usize>,
+    /// Prepare the next batch on a background thread while the caller works (the default);
+    /// false builds each batch on the caller's thread when asked. Same batches either way.
+    pub background: bool,
 }
 
 impl Default for LoaderConfig {
@@ -46,6 +49,7 @@ impl Default for LoaderConfig {
             augment: Augment::none(),
             shard: None,
             threads: None,
+            background: true,
         }
     }
 }
@@ -169,10 +173,22 @@ impl Loader {
     /// The batches of `epoch`. A background thread builds the next batch while the caller
     /// works on the current one; dropping the iterator stops it.
     pub fn epoch(&self, epoch: u64) -> Epoch {
-        let inner = Arc::clone(&self.inner);
         let remaining = self.num_batches();
         let (tx, rx) = sync_channel(0);
-        let handle = std::thread::Builder::new()
+        let inline = || Source::Inline {
+            inner: Arc::clone(&self.inner),
+            order: self.order(epoch),
+            epoch,
+            next: 0,
+        };
+        if !self.inner.config.background {
+            return Epoch {
+                source: inline(),
+                remaining,
+            };
+        }
+        let inner = Arc::clone(&self.inner);
+        let spawned = std::thread::Builder::new()
             .name("ember-loader".into())
             .spawn(move || {
                 let order = inner.order(epoch);
@@ -182,20 +198,20 @@ impl Loader {
                     }
                 }
             });
-        match handle {
-            Ok(h) => Epoch {
+        let source = match spawned {
+            Ok(handle) => Source::Background {
                 rx: Some(rx),
-                handle: Some(h),
-                remaining,
+                handle: Some(handle),
             },
-            // No thread available: build the batches on the caller's thread instead.
-            Err(_) => Epoch {
-                rx: None,
-                handle: None,
-                remaining: 0,
-            }
-            .fallback(self, epoch, remaining),
-        }
+            // No thread to be had: build each batch on the caller's thread when asked.
+            Err(_) => Source::Inline {
+                inner: Arc::clone(&self.inner),
+                order: self.order(epoch),
+                epoch,
+                next: 0,
+            },
+        };
+        Epoch { source, remaining }
     }
 
     /// Builds the batch of the given dataset indices as `epoch` would (augmentation included).
@@ -257,24 +273,21 @@ impl Inner {
 
 /// The batches of one epoch, in order; see [`Loader::epoch`].
 pub struct Epoch {
-    rx: Option<Receiver<Batch>>,
-    handle: Option<JoinHandle<()>>,
+    source: Source,
     remaining: usize,
 }
 
-impl Epoch {
-    fn fallback(self, loader: &Loader, epoch: u64, remaining: usize) -> Epoch {
-        let (tx, rx) = sync_channel(remaining);
-        let order = loader.order(epoch);
-        for chunk in order.chunks(loader.config().batch_size).take(remaining) {
-            let _ = tx.send(loader.batch(epoch, chunk));
-        }
-        Epoch {
-            rx: Some(rx),
-            handle: None,
-            remaining,
-        }
-    }
+enum Source {
+    Background {
+        rx: Option<Receiver<Batch>>,
+        handle: Option<JoinHandle<()>>,
+    },
+    Inline {
+        inner: Arc<Inner>,
+        order: Vec<usize>,
+        epoch: u64,
+        next: usize,
+    },
 }
 
 impl Iterator for Epoch {
@@ -284,20 +297,33 @@ impl Iterator for Epoch {
         if self.remaining == 0 {
             return None;
         }
-        match self.rx.as_ref()?.recv() {
-            Ok(b) => {
-                self.remaining -= 1;
-                Some(b)
+        let batch = match &mut self.source {
+            Source::Inline {
+                inner,
+                order,
+                epoch,
+                next,
+            } => {
+                let b = inner.config.batch_size;
+                let end = (*next + b).min(order.len());
+                let batch = inner.batch(*epoch, &order[*next..end]);
+                *next = end;
+                batch
             }
-            Err(_) => {
-                self.remaining = 0;
-                // The producer stopped early: only a panic does that; pass it on.
-                if let Some(Err(p)) = self.handle.take().map(JoinHandle::join) {
-                    std::panic::resume_unwind(p);
+            Source::Background { rx, handle } => match rx.as_ref()?.recv() {
+                Ok(batch) => batch,
+                Err(_) => {
+                    self.remaining = 0;
+                    // The producer stopped early: only a panic does that; pass it on.
+                    if let Some(Err(p)) = handle.take().map(JoinHandle::join) {
+                        std::panic::resume_unwind(p);
+                    }
+                    return None;
                 }
-                None
-            }
-        }
+            },
+        };
+        self.remaining -= 1;
+        Some(batch)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -309,9 +335,11 @@ impl ExactSizeIterator for Epoch {}
 
 impl Drop for Epoch {
     fn drop(&mut self) {
-        self.rx = None; // unblocks the producer
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
+        if let Source::Background { rx, handle } = &mut self.source {
+            *rx = None; // unblocks the producer
+            if let Some(h) = handle.take() {
+                let _ = h.join();
+            }
         }
     }
 }

@@ -75,6 +75,17 @@ fn same_batches_whatever_the_thread_count_and_on_resume() {
         assert!(same(&a, &all(&fresh, epoch)));
     }
     assert!(!same(&all(&one, 0), &all(&one, 1)), "epochs must differ");
+    // Building on the caller's thread gives the same batches as the background thread.
+    let inline = Loader::new(
+        Arc::clone(&ds),
+        LoaderConfig {
+            background: false,
+            ..config(Some(2))
+        },
+    )
+    .unwrap();
+    assert!(same(&all(&one, 3), &all(&inline, 3)));
+    assert_eq!(inline.epoch(0).len(), 7);
     let mut other_seed = config(Some(1));
     other_seed.seed = 8;
     assert!(!same(
