@@ -1,0 +1,214 @@
+//! Image folders (`root/<class>/*.png|jpg|jpeg|bmp`) and single-image decoding, the analog
+//! of Spark's ImageSchema: every image is decoded, converted to grayscale or RGB and resized.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use image::imageops::FilterType;
+use image::{DynamicImage, ImageReader, Limits};
+use rayon::prelude::*;
+
+use crate::formats::read_file;
+use crate::{DataError, Dataset, Splits};
+
+/// The file extensions read from image folders (case-insensitive).
+pub const EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "bmp"];
+
+/// The largest width or height accepted from an image header.
+pub const MAX_SIDE: u32 = 16_384;
+
+fn is_image(p: &Path) -> bool {
+    p.is_file()
+        && p.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+}
+
+/// Decodes an image (PNG, JPEG or BMP, recognised by content) to u8 pixels in CHW order with
+/// `channels` (1 = grayscale, 3 = RGB), resized to `height` x `width` if needed (bilinear).
+/// Header sizes are bounded by [`MAX_SIDE`] and the decoder's allocations by a memory limit.
+pub fn decode_image(
+    name: &str,
+    bytes: &[u8],
+    channels: usize,
+    height: usize,
+    width: usize,
+) -> Result<Vec<u8>, DataError> {
+    if channels != 1 && channels != 3 {
+        return Err(DataError::new(
+            name,
+            "1 or 3 channels requested",
+            format!("{channels}"),
+        ));
+    }
+    if height == 0 || width == 0 || height > MAX_SIDE as usize || width > MAX_SIDE as usize {
+        return Err(DataError::new(
+            name,
+            format!("a target size from 1 to {MAX_SIDE}"),
+            format!("{height}x{width}"),
+        ));
+    }
+    let bad =
+        |e: &dyn std::fmt::Display| DataError::new(name, "a PNG, JPEG or BMP image", e.to_string());
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| bad(&e))?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(256 << 20);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| bad(&e))?;
+    Ok(to_chw(img, channels, height, width))
+}
+
+fn to_chw(img: DynamicImage, channels: usize, height: usize, width: usize) -> Vec<u8> {
+    let (h, w) = (height as u32, width as u32);
+    let img = if img.width() != w || img.height() != h {
+        img.resize_exact(w, h, FilterType::Triangle)
+    } else {
+        img
+    };
+    let plane = height * width;
+    if channels == 1 {
+        img.into_luma8().into_raw()
+    } else {
+        let rgb = img.into_rgb8();
+        let mut out = vec![0u8; 3 * plane];
+        for (i, px) in rgb.as_raw().chunks_exact(3).enumerate() {
+            out[i] = px[0];
+            out[plane + i] = px[1];
+            out[2 * plane + i] = px[2];
+        }
+        out
+    }
+}
+
+/// Reads and decodes one image file; see [`decode_image`].
+pub fn load_image(
+    path: &Path,
+    channels: usize,
+    height: usize,
+    width: usize,
+) -> Result<Vec<u8>, DataError> {
+    decode_image(
+        &path.display().to_string(),
+        &read_file(path)?,
+        channels,
+        height,
+        width,
+    )
+}
+
+/// The class folders (sorted by name) and their image files (sorted) under `root`.
+fn classes_in(root: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, DataError> {
+    let list = |dir: &Path| -> Result<Vec<PathBuf>, DataError> {
+        let rd = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, "a readable folder", &e))?;
+        let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        v.sort();
+        Ok(v)
+    };
+    let mut out = Vec::new();
+    for dir in list(root)?.into_iter().filter(|p| p.is_dir()) {
+        let images: Vec<PathBuf> = list(&dir)?.into_iter().filter(|p| is_image(p)).collect();
+        if !images.is_empty() {
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.push((name, images));
+        }
+    }
+    Ok(out)
+}
+
+/// True if `root` has class folders holding images, directly or under `train/`.
+pub fn detect(root: &Path) -> bool {
+    let r = if root.join("train").is_dir() {
+        root.join("train")
+    } else {
+        root.to_path_buf()
+    };
+    classes_in(&r).is_ok_and(|c| !c.is_empty())
+}
+
+/// The size images of an image folder are converted to: channels, height, width.
+pub type ImageSize = [usize; 3];
+
+/// Reads an image folder: `root/train/<class>/*` and `root/test/<class>/*`, or `root/<class>/*`
+/// (then the test split is empty: use [`Dataset::split`] for a validation set). Class names
+/// are the sorted folder names of the training part; a test class missing from them is an
+/// error. Without `size`, the first training image (in sorted order) sets the height and
+/// width, with 1 channel if it is grayscale and 3 otherwise.
+pub fn open_dir(root: &Path, size: Option<ImageSize>) -> Result<Splits, DataError> {
+    let (train_root, test_root) = if root.join("train").is_dir() {
+        (
+            root.join("train"),
+            Some(root.join("test")).filter(|t| t.is_dir()),
+        )
+    } else {
+        (root.to_path_buf(), None)
+    };
+    let train = classes_in(&train_root)?;
+    if train.is_empty() {
+        return Err(DataError::new(
+            train_root.display().to_string(),
+            format!("class folders holding images ({})", EXTENSIONS.join(", ")),
+            "none",
+        ));
+    }
+    let classes: Vec<String> = train.iter().map(|(c, _)| c.clone()).collect();
+    let size = match size {
+        Some(s) => s,
+        None => {
+            let first = &train[0].1[0];
+            let name = first.display().to_string();
+            let img = ImageReader::new(Cursor::new(read_file(first)?))
+                .with_guessed_format()
+                .map_err(|e| DataError::new(&name, "an image", e.to_string()))?
+                .decode()
+                .map_err(|e| DataError::new(&name, "a PNG, JPEG or BMP image", e.to_string()))?;
+            let c = if img.color().has_color() { 3 } else { 1 };
+            [c, img.height() as usize, img.width() as usize]
+        }
+    };
+    let train_ds = read_classes(&train_root, train, &classes, size)?;
+    let test_ds = match test_root {
+        Some(t) => {
+            let test = classes_in(&t)?;
+            read_classes(&t, test, &classes, size)?
+        }
+        None => Dataset::new(size, Vec::new(), Vec::new(), classes.clone())?,
+    };
+    Ok(Splits {
+        format: "image-folder".into(),
+        train: train_ds,
+        test: test_ds,
+    })
+}
+
+fn read_classes(
+    root: &Path,
+    found: Vec<(String, Vec<PathBuf>)>,
+    classes: &[String],
+    size: ImageSize,
+) -> Result<Dataset, DataError> {
+    let mut files = Vec::new();
+    for (name, images) in found {
+        let label = classes.iter().position(|c| *c == name).ok_or_else(|| {
+            DataError::new(
+                root.join(&name).display().to_string(),
+                "a class folder also present in the training part",
+                "an unknown class",
+            )
+        })?;
+        files.extend(images.into_iter().map(|p| (p, label)));
+    }
+    let [c, h, w] = size;
+    let decoded: Vec<Vec<u8>> = files
+        .par_iter()
+        .map(|(p, _)| load_image(p, c, h, w))
+        .collect::<Result<_, _>>()?;
+    let labels = files.iter().map(|(_, l)| *l).collect();
+    Dataset::new(size, decoded.concat(), labels, classes.to_vec())
+}

@@ -1,0 +1,97 @@
+//! Image folders and single-image decoding through the `image` crate.
+
+mod common;
+
+use common::TempDir;
+use image::{GrayImage, ImageFormat, Luma, Rgb, RgbImage};
+
+fn rgb(w: u32, h: u32, seed: u8) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| {
+        Rgb([seed.wrapping_add(x as u8), (y * 10) as u8, 200 - seed])
+    })
+}
+
+fn save(img: &RgbImage, t: &TempDir, rel: &str, fmt: ImageFormat) {
+    let p = t.path().join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    img.save_with_format(&p, fmt).unwrap();
+}
+
+#[test]
+fn train_test_folders_decode_to_chw() {
+    let t = TempDir::new("imgs");
+    save(&rgb(4, 3, 1), &t, "train/cat/a.png", ImageFormat::Png);
+    save(&rgb(4, 3, 2), &t, "train/cat/b.bmp", ImageFormat::Bmp);
+    save(&rgb(4, 3, 3), &t, "train/ant/c.PNG", ImageFormat::Png);
+    save(&rgb(8, 6, 4), &t, "test/cat/d.jpg", ImageFormat::Jpeg);
+    t.write("train/cat/notes.txt", b"not an image");
+    let s = ember_data::open(t.path()).unwrap();
+    assert_eq!(s.format, "image-folder");
+    assert_eq!(s.train.classes(), &["ant".to_string(), "cat".to_string()]);
+    assert_eq!(s.train.shape(), [3, 3, 4]);
+    assert_eq!(s.train.labels(), &[0, 1, 1]);
+    assert_eq!(s.test.labels(), &[1]);
+    // ant/c.PNG is image 0: exact CHW planes (PNG is lossless and no resize happens).
+    let img = rgb(4, 3, 3);
+    let im0 = s.train.image(0);
+    for y in 0..3 {
+        for x in 0..4 {
+            let px = img.get_pixel(x, y);
+            for c in 0..3 {
+                assert_eq!(im0[c * 12 + y as usize * 4 + x as usize], px[c]);
+            }
+        }
+    }
+    // BMP is lossless too.
+    let bmp = rgb(4, 3, 2);
+    assert_eq!(s.train.image(2)[5], bmp.get_pixel(1, 1)[0]);
+}
+
+#[test]
+fn flat_folder_grayscale_and_resize() {
+    let t = TempDir::new("flat");
+    let g = GrayImage::from_fn(10, 10, |x, _| Luma([(x * 20) as u8]));
+    for (i, class) in ["b", "a"].iter().enumerate() {
+        let p = t.path().join(class).join(format!("{i}.png"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        g.save(&p).unwrap();
+    }
+    let s = ember_data::open(t.path()).unwrap();
+    assert_eq!(s.train.shape(), [1, 10, 10]);
+    assert!(s.test.is_empty());
+    assert_eq!(s.train.classes(), &["a".to_string(), "b".to_string()]);
+    let opts = ember_data::OpenOptions {
+        image_size: Some([3, 5, 5]),
+    };
+    let s = ember_data::open_with(t.path(), opts).unwrap();
+    assert_eq!(s.train.shape(), [3, 5, 5]);
+    // A horizontal ramp stays a ramp after resizing, and gray stays gray in RGB.
+    let im = s.train.image(0);
+    assert!(im[..5].windows(2).all(|w| w[0] < w[1]), "{:?}", &im[..5]);
+    assert_eq!(&im[..25], &im[25..50]);
+}
+
+#[test]
+fn load_image_and_bad_images() {
+    let t = TempDir::new("one");
+    save(&rgb(6, 6, 9), &t, "x.png", ImageFormat::Png);
+    let p = t.path().join("x.png");
+    let px = ember_data::load_image(&p, 1, 6, 6).unwrap();
+    assert_eq!(px.len(), 36);
+    assert_eq!(ember_data::load_image(&p, 3, 2, 3).unwrap().len(), 18);
+    assert!(ember_data::load_image(&p, 2, 6, 6).is_err());
+    let e = ember_data::load_image(&t.path().join("missing.png"), 3, 6, 6).unwrap_err();
+    assert!(e.file.ends_with("missing.png"), "{e}");
+    // A truncated PNG inside a class folder: the error names it.
+    let bytes = std::fs::read(&p).unwrap();
+    t.write("cls/ok.png", &bytes);
+    t.write("cls/zz.png", &bytes[..bytes.len() / 2]);
+    let e = ember_data::open(t.path()).unwrap_err();
+    assert!(e.file.ends_with("zz.png"), "{e}");
+    // A PNG header claiming 1,000,000 x 1,000,000 pixels is refused without allocating.
+    let mut huge = bytes[..33].to_vec();
+    huge[16..20].copy_from_slice(&1_000_000u32.to_be_bytes());
+    huge[20..24].copy_from_slice(&1_000_000u32.to_be_bytes());
+    assert!(ember_data::decode_image("huge.png", &huge, 3, 8, 8).is_err());
+    assert!(ember_data::decode_image("empty", &[], 3, 8, 8).is_err());
+}
