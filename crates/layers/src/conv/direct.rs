@@ -100,39 +100,33 @@ pub fn direct_3x3_scratch_len(in_channels: usize, h: usize, w: usize, pad: Pair)
     in_channels * layout(h, w, pad).plane
 }
 
-#[inline(always)]
-fn load8(s: &[f32], at: usize) -> f32x8 {
-    let lanes: [f32; 8] = s[at..at + 8].try_into().expect("8 lanes");
-    f32x8::new(lanes)
-}
-
 /// One tile: `BLOCK_CO` channels x 24 flat positions starting at `o0`.
 #[inline(always)]
-fn tile(
-    xp: &[f32],
-    plane: usize,
-    wp: usize,
-    o0: usize,
-    w: &[f32],
-    cin: usize,
-) -> [[f32x8; VECS]; BLOCK_CO] {
+fn tile(xp: &[f32], plane: usize, wp: usize, o0: usize, w: &[f32], cin: usize) -> [[f32x8; VECS]; BLOCK_CO] {
     let mut acc = [[f32x8::ZERO; VECS]; BLOCK_CO];
     let taps: [usize; 9] = [0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2];
-    // One bounds check per channel: every read of the tile lies in `span`.
     let reach = 2 * wp + 2 + TILE;
+    assert!(cin == 0 || (cin - 1) * plane + o0 + reach <= xp.len(), "direct 3x3: tile reads past the padded input");
+    assert!(w.len() >= cin * 9 * BLOCK_CO, "direct 3x3: packed weights too short");
     for ci in 0..cin {
-        let span = &xp[ci * plane + o0..ci * plane + o0 + reach];
-        let wc = &w[ci * 9 * BLOCK_CO..(ci + 1) * 9 * BLOCK_CO];
-        for (t, &off) in taps.iter().enumerate() {
-            let xv = [
-                load8(span, off),
-                load8(span, off + 8),
-                load8(span, off + 16),
-            ];
-            for (j, row) in acc.iter_mut().enumerate() {
-                let wv = f32x8::splat(wc[t * BLOCK_CO + j]);
-                for (a, x) in row.iter_mut().zip(xv) {
-                    *a = x.mul_add(wv, *a);
+        // SAFETY: the asserts above bound every read: channel `ci` reads
+        // `xp[ci*plane + o0 + off .. + 24]` with `off <= 2*wp + 2`, and weights
+        // `w[ci*36 .. ci*36 + 36]`. Unaligned loads of f32x8 are allowed by read_unaligned.
+        unsafe {
+            let xc = xp.as_ptr().add(ci * plane + o0);
+            let wc = w.as_ptr().add(ci * 9 * BLOCK_CO);
+            for (t, &off) in taps.iter().enumerate() {
+                let p = xc.add(off);
+                let xv = [
+                    p.cast::<f32x8>().read_unaligned(),
+                    p.add(8).cast::<f32x8>().read_unaligned(),
+                    p.add(16).cast::<f32x8>().read_unaligned(),
+                ];
+                for (j, row) in acc.iter_mut().enumerate() {
+                    let wv = f32x8::splat(*wc.add(t * BLOCK_CO + j));
+                    for (a, x) in row.iter_mut().zip(xv) {
+                        *a = x.mul_add(wv, *a);
+                    }
                 }
             }
         }
