@@ -1,1 +1,702 @@
 //! Max, average and global average pooling layers with vectorised kernels.
+//!
+//! The plane kernels ([`max_pool2d_plane`], [`avg_pool2d_plane`] and their backward
+//! functions) work on one `H x W` channel plane at a time, a row of window taps at a time:
+//! for stride 1 each step is a contiguous run the compiler turns into SIMD max/add, and the
+//! common 2x2 stride-2 max pool has an explicit `wide::f32x8` path. Layers run the planes
+//! of a batch in parallel with rayon. Max pooling's backward recomputes each window's first
+//! maximum from the input instead of storing indices, so forward stays a pure reduction.
+
+use ember_tensor::{Shape, Tensor, simd};
+use rayon::prelude::*;
+use wide::f32x8;
+
+use crate::{Layer, LayerError, Mode, Pair};
+
+/// The sizes of a pooling over an NCHW batch (dilation 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolGeometry {
+    /// Images in the batch.
+    pub batch: usize,
+    /// Channels.
+    pub channels: usize,
+    /// Input height.
+    pub height: usize,
+    /// Input width.
+    pub width: usize,
+    /// Window `(kh, kw)`.
+    pub kernel: Pair,
+    /// Stride `(sh, sw)`.
+    pub stride: Pair,
+    /// Padding on each side `(ph, pw)`; `-inf` for max pooling, zero for average pooling.
+    pub padding: Pair,
+}
+
+impl PoolGeometry {
+    /// Checks the sizes as PyTorch does (positive window and stride, padding at most half
+    /// the window, a window that fits the padded input), naming the problem if not.
+    pub fn validate(&self, layer: &str) -> Result<(), LayerError> {
+        let Pair(kh, kw) = self.kernel;
+        if kh == 0 || kw == 0 || self.stride.0 == 0 || self.stride.1 == 0 {
+            return Err(LayerError(format!(
+                "{layer}: kernel {:?} and stride {:?} must be positive",
+                self.kernel, self.stride
+            )));
+        }
+        if self.padding.0 > kh / 2 || self.padding.1 > kw / 2 {
+            return Err(LayerError(format!(
+                "{layer}: padding {:?} must be at most half the kernel {:?}",
+                self.padding, self.kernel
+            )));
+        }
+        if self.height + 2 * self.padding.0 < kh || self.width + 2 * self.padding.1 < kw {
+            return Err(LayerError(format!(
+                "{layer}: input {}x{} with padding {:?} is smaller than the kernel {:?}",
+                self.height, self.width, self.padding, self.kernel
+            )));
+        }
+        Ok(())
+    }
+
+    /// Output height.
+    pub fn out_h(&self) -> usize {
+        crate::conv::out_len(self.height, self.kernel.0, self.stride.0, self.padding.0, 1)
+            .unwrap_or(0)
+    }
+
+    /// Output width.
+    pub fn out_w(&self) -> usize {
+        crate::conv::out_len(self.width, self.kernel.1, self.stride.1, self.padding.1, 1)
+            .unwrap_or(0)
+    }
+
+    /// Rows `[y0, y1)` of the input inside the window of output row `oy`, and the window's
+    /// extent in the padded input (what `count_include_pad` divides by).
+    fn rows(&self, oy: usize) -> (usize, usize, usize) {
+        clip(
+            oy,
+            self.stride.0,
+            self.padding.0,
+            self.kernel.0,
+            self.height,
+        )
+    }
+
+    fn cols(&self, ox: usize) -> (usize, usize, usize) {
+        clip(ox, self.stride.1, self.padding.1, self.kernel.1, self.width)
+    }
+}
+
+/// `(lo, hi, padded_len)` of the window of output `o` along one side.
+fn clip(o: usize, s: usize, p: usize, k: usize, n: usize) -> (usize, usize, usize) {
+    let start = (o * s) as isize - p as isize;
+    let end = (start + k as isize).min((n + p) as isize);
+    let padded = (end - start) as usize;
+    (
+        start.max(0) as usize,
+        end.clamp(0, n as isize) as usize,
+        padded,
+    )
+}
+
+/// Output columns `[lo, hi)` whose tap `kx` reads a real input column.
+fn tap_range(w: usize, wo: usize, s: usize, kx: usize, p: usize) -> (usize, usize) {
+    let lo = if kx >= p { 0 } else { (p - kx).div_ceil(s) };
+    let hi = if w + p > kx {
+        (w + p - kx).div_ceil(s)
+    } else {
+        0
+    };
+    (lo.min(wo), hi.min(wo).max(lo.min(wo)))
+}
+
+/// Max pooling of one plane `x` (`height x width` from `g`) into `y` (`out_h x out_w`).
+pub fn max_pool2d_plane(x: &[f32], g: &PoolGeometry, y: &mut [f32]) {
+    let (w, ho, wo) = (g.width, g.out_h(), g.out_w());
+    assert!(
+        x.len() >= g.height * w && y.len() >= ho * wo,
+        "max_pool2d_plane: slices too short"
+    );
+    if g.kernel == Pair(2, 2) && g.stride == Pair(2, 2) && g.padding == Pair(0, 0) {
+        return max_pool_2x2(x, w, ho, wo, y);
+    }
+    for oy in 0..ho {
+        let out = &mut y[oy * wo..(oy + 1) * wo];
+        out.fill(f32::NEG_INFINITY);
+        let (y0, y1, _) = g.rows(oy);
+        for iy in y0..y1 {
+            let src = &x[iy * w..(iy + 1) * w];
+            for kx in 0..g.kernel.1 {
+                let (lo, hi) = tap_range(w, wo, g.stride.1, kx, g.padding.1);
+                if hi <= lo {
+                    continue;
+                }
+                let x0 = lo * g.stride.1 + kx - g.padding.1;
+                if g.stride.1 == 1 {
+                    for (o, &v) in out[lo..hi].iter_mut().zip(&src[x0..x0 + hi - lo]) {
+                        *o = o.max(v);
+                    }
+                } else {
+                    for (j, o) in out[lo..hi].iter_mut().enumerate() {
+                        *o = o.max(src[x0 + j * g.stride.1]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// 2x2 stride-2 max pooling: the vertical max of two rows in f32x8, then pairs.
+fn max_pool_2x2(x: &[f32], w: usize, ho: usize, wo: usize, y: &mut [f32]) {
+    let mut rowmax = [0.0f32; 64];
+    for oy in 0..ho {
+        let (r0, r1) = (&x[2 * oy * w..][..w], &x[(2 * oy + 1) * w..][..w]);
+        let out = &mut y[oy * wo..(oy + 1) * wo];
+        // Process the row in strips of 64 inputs (32 outputs).
+        for (s, strip) in out.chunks_mut(32).enumerate() {
+            let base = s * 64;
+            let n = 2 * strip.len();
+            let mut j = 0;
+            while j + 8 <= n {
+                let a: [f32; 8] = r0[base + j..base + j + 8].try_into().expect("8 lanes");
+                let b: [f32; 8] = r1[base + j..base + j + 8].try_into().expect("8 lanes");
+                rowmax[j..j + 8].copy_from_slice(f32x8::new(a).fast_max(f32x8::new(b)).as_array());
+                j += 8;
+            }
+            for k in j..n {
+                rowmax[k] = r0[base + k].max(r1[base + k]);
+            }
+            for (o, pair) in strip.iter_mut().zip(rowmax[..n].chunks_exact(2)) {
+                *o = pair[0].max(pair[1]);
+            }
+        }
+    }
+}
+
+/// Max pooling backward for one plane: each output's gradient is added to the first
+/// input of its window (row-major) equal to the output, i.e. its first maximum. `gx` is
+/// accumulated into.
+pub fn max_pool2d_backward_plane(
+    x: &[f32],
+    y: &[f32],
+    gy: &[f32],
+    g: &PoolGeometry,
+    gx: &mut [f32],
+) {
+    let (w, ho, wo) = (g.width, g.out_h(), g.out_w());
+    for oy in 0..ho {
+        let (y0, y1, _) = g.rows(oy);
+        for ox in 0..wo {
+            let (x0, x1, _) = g.cols(ox);
+            let m = y[oy * wo + ox];
+            'window: for iy in y0..y1 {
+                for ix in x0..x1 {
+                    if x[iy * w + ix] == m {
+                        gx[iy * w + ix] += gy[oy * wo + ox];
+                        break 'window;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn avg_divisor(g: &PoolGeometry, count_include_pad: bool, oy: usize, ox: usize) -> f32 {
+    let (y0, y1, ph) = g.rows(oy);
+    let (x0, x1, pw) = g.cols(ox);
+    let n = if count_include_pad {
+        ph * pw
+    } else {
+        (y1 - y0) * (x1 - x0)
+    };
+    n.max(1) as f32
+}
+
+/// Average pooling of one plane (PyTorch semantics for `count_include_pad`).
+pub fn avg_pool2d_plane(x: &[f32], g: &PoolGeometry, count_include_pad: bool, y: &mut [f32]) {
+    let (w, ho, wo) = (g.width, g.out_h(), g.out_w());
+    assert!(
+        x.len() >= g.height * w && y.len() >= ho * wo,
+        "avg_pool2d_plane: slices too short"
+    );
+    for oy in 0..ho {
+        let out = &mut y[oy * wo..(oy + 1) * wo];
+        out.fill(0.0);
+        let (y0, y1, _) = g.rows(oy);
+        for iy in y0..y1 {
+            let src = &x[iy * w..(iy + 1) * w];
+            for kx in 0..g.kernel.1 {
+                let (lo, hi) = tap_range(w, wo, g.stride.1, kx, g.padding.1);
+                if hi <= lo {
+                    continue;
+                }
+                let x0 = lo * g.stride.1 + kx - g.padding.1;
+                if g.stride.1 == 1 {
+                    simd::add_assign(&mut out[lo..hi], &src[x0..x0 + hi - lo]);
+                } else {
+                    for (j, o) in out[lo..hi].iter_mut().enumerate() {
+                        *o += src[x0 + j * g.stride.1];
+                    }
+                }
+            }
+        }
+        for (ox, o) in out.iter_mut().enumerate() {
+            *o /= avg_divisor(g, count_include_pad, oy, ox);
+        }
+    }
+}
+
+/// Average pooling backward for one plane; `gx` is accumulated into. `scaled` is a
+/// scratch row of at least `out_w` elements.
+pub fn avg_pool2d_backward_plane(
+    gy: &[f32],
+    g: &PoolGeometry,
+    count_include_pad: bool,
+    scaled: &mut [f32],
+    gx: &mut [f32],
+) {
+    let (w, ho, wo) = (g.width, g.out_h(), g.out_w());
+    for oy in 0..ho {
+        let row = &mut scaled[..wo];
+        for (ox, r) in row.iter_mut().enumerate() {
+            *r = gy[oy * wo + ox] / avg_divisor(g, count_include_pad, oy, ox);
+        }
+        let (y0, y1, _) = g.rows(oy);
+        for iy in y0..y1 {
+            let dst = &mut gx[iy * w..(iy + 1) * w];
+            for kx in 0..g.kernel.1 {
+                let (lo, hi) = tap_range(w, wo, g.stride.1, kx, g.padding.1);
+                if hi <= lo {
+                    continue;
+                }
+                let x0 = lo * g.stride.1 + kx - g.padding.1;
+                if g.stride.1 == 1 {
+                    simd::add_assign(&mut dst[x0..x0 + hi - lo], &row[lo..hi]);
+                } else {
+                    for (j, &r) in row[lo..hi].iter().enumerate() {
+                        dst[x0 + j * g.stride.1] += r;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the two windowed pooling layers share: options, buffers, shape checks.
+#[derive(Clone, Debug)]
+struct Windowed {
+    name: &'static str,
+    kernel: Pair,
+    stride: Pair,
+    padding: Pair,
+    out: Tensor,
+    grad_in: Tensor,
+}
+
+impl Windowed {
+    fn new(name: &'static str, kernel: Pair) -> Self {
+        Windowed {
+            name,
+            kernel,
+            stride: kernel,
+            padding: Pair(0, 0),
+            out: Tensor::zeros([0]),
+            grad_in: Tensor::zeros([0]),
+        }
+    }
+
+    fn geometry(&self, input: Shape) -> Result<PoolGeometry, LayerError> {
+        let (batch, channels, height, width) = input.nchw().map_err(|_| {
+            LayerError(format!(
+                "{}: input shape {input} is not NCHW",
+                self.describe()
+            ))
+        })?;
+        let g = PoolGeometry {
+            batch,
+            channels,
+            height,
+            width,
+            kernel: self.kernel,
+            stride: self.stride,
+            padding: self.padding,
+        };
+        g.validate(&self.describe())
+            .map_err(|e| LayerError(format!("{e} (input shape {input})")))?;
+        Ok(g)
+    }
+
+    fn geometry_or_panic(&self, input: Shape) -> PoolGeometry {
+        self.geometry(input).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn output_shape(&self, input: Shape) -> Result<Shape, LayerError> {
+        let g = self.geometry(input)?;
+        Ok(Shape::from([g.batch, g.channels, g.out_h(), g.out_w()]))
+    }
+
+    fn describe(&self) -> String {
+        let pair = |p: Pair| {
+            if p.0 == p.1 {
+                p.0.to_string()
+            } else {
+                format!("{}x{}", p.0, p.1)
+            }
+        };
+        let mut s = format!(
+            "{}(k{}, s{}",
+            self.name,
+            pair(self.kernel),
+            pair(self.stride)
+        );
+        if self.padding != Pair(0, 0) {
+            s += &format!(", p{}", pair(self.padding));
+        }
+        s + ")"
+    }
+
+    fn flops(&self, input: Shape) -> u64 {
+        self.output_shape(input)
+            .map_or(0, |s| (s.numel() * self.kernel.0 * self.kernel.1) as u64)
+    }
+
+    /// Runs `f(x_plane, y_plane)` over all planes in parallel.
+    fn forward(
+        &mut self,
+        x: &Tensor,
+        f: impl Fn(&[f32], &PoolGeometry, &mut [f32]) + Sync,
+    ) -> &Tensor {
+        let g = self.geometry_or_panic(x.shape());
+        self.out
+            .resize_for([g.batch, g.channels, g.out_h(), g.out_w()]);
+        let (pin, pout) = (g.height * g.width, g.out_h() * g.out_w());
+        if pout > 0 && pin > 0 {
+            let xs = x.data();
+            self.out
+                .data_mut()
+                .par_chunks_mut(pout)
+                .enumerate()
+                .for_each(|(i, y)| f(&xs[i * pin..(i + 1) * pin], &g, y));
+        }
+        &self.out
+    }
+
+    fn check_grad(&self, g: &PoolGeometry, grad_out: &Tensor) {
+        let want = Shape::from([g.batch, g.channels, g.out_h(), g.out_w()]);
+        assert!(
+            grad_out.shape() == want,
+            "{}: grad_out has shape {}, expected {want}",
+            self.describe(),
+            grad_out.shape()
+        );
+    }
+}
+
+/// Max pooling (`-inf` padding), PyTorch semantics without ceil mode or dilation.
+///
+/// ```
+/// use ember_layers::{pool::MaxPool2d, Layer, Mode};
+/// use ember_tensor::Tensor;
+/// let mut pool = MaxPool2d::new(2);
+/// let x = Tensor::from_vec([1, 1, 2, 2], vec![1.0, 4.0, 3.0, 2.0]).unwrap();
+/// assert_eq!(pool.forward(&x, Mode::Eval).data(), &[4.0]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct MaxPool2d(Windowed);
+
+impl MaxPool2d {
+    /// A max pool with window `kernel`, stride equal to the window, no padding.
+    pub fn new(kernel: impl Into<Pair>) -> Self {
+        MaxPool2d(Windowed::new("MaxPool2d", kernel.into()))
+    }
+
+    /// Stride (default: the kernel size).
+    pub fn stride(mut self, s: impl Into<Pair>) -> Self {
+        self.0.stride = s.into();
+        self
+    }
+
+    /// Padding on each side, read as `-inf` (default 0; at most half the kernel).
+    pub fn padding(mut self, p: impl Into<Pair>) -> Self {
+        self.0.padding = p.into();
+        self
+    }
+}
+
+impl Layer for MaxPool2d {
+    fn forward(&mut self, x: &Tensor, _mode: Mode) -> &Tensor {
+        self.0.forward(x, max_pool2d_plane)
+    }
+
+    fn backward(&mut self, x: &Tensor, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
+        let g = self.0.geometry_or_panic(x.shape());
+        self.0.check_grad(&g, grad_out);
+        assert!(
+            self.0.out.shape() == grad_out.shape(),
+            "{}: backward needs the forward output of the same input",
+            self.0.describe()
+        );
+        if !need_input_grad {
+            self.0.grad_in.resize_for([0]);
+            return &self.0.grad_in;
+        }
+        self.0.grad_in.resize_for(x.shape());
+        let (pin, pout) = (g.height * g.width, g.out_h() * g.out_w());
+        if pin > 0 {
+            let (xs, ys, gys) = (x.data(), self.0.out.data(), grad_out.data());
+            self.0
+                .grad_in
+                .data_mut()
+                .par_chunks_mut(pin)
+                .enumerate()
+                .for_each(|(i, gx)| {
+                    gx.fill(0.0);
+                    let o = i * pout..(i + 1) * pout;
+                    max_pool2d_backward_plane(
+                        &xs[i * pin..(i + 1) * pin],
+                        &ys[o.clone()],
+                        &gys[o],
+                        &g,
+                        gx,
+                    );
+                });
+        }
+        &self.0.grad_in
+    }
+
+    fn output(&self) -> &Tensor {
+        &self.0.out
+    }
+
+    fn input_grad(&self) -> &Tensor {
+        &self.0.grad_in
+    }
+
+    fn visit_params(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut crate::Param)) {}
+
+    fn output_shape(&self, input: Shape) -> Result<Shape, LayerError> {
+        self.0.output_shape(input)
+    }
+
+    fn flops(&self, input: Shape) -> u64 {
+        self.0.flops(input)
+    }
+
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+}
+
+/// Average pooling (zero padding), PyTorch semantics including `count_include_pad`.
+///
+/// ```
+/// use ember_layers::{pool::AvgPool2d, Layer, Mode};
+/// use ember_tensor::Tensor;
+/// let mut pool = AvgPool2d::new(2);
+/// let x = Tensor::from_vec([1, 1, 2, 2], vec![1.0, 4.0, 3.0, 2.0]).unwrap();
+/// assert_eq!(pool.forward(&x, Mode::Eval).data(), &[2.5]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct AvgPool2d {
+    inner: Windowed,
+    count_include_pad: bool,
+    scaled: Vec<f32>,
+}
+
+impl AvgPool2d {
+    /// An average pool with window `kernel`, stride equal to the window, no padding.
+    pub fn new(kernel: impl Into<Pair>) -> Self {
+        AvgPool2d {
+            inner: Windowed::new("AvgPool2d", kernel.into()),
+            count_include_pad: true,
+            scaled: Vec::new(),
+        }
+    }
+
+    /// Stride (default: the kernel size).
+    pub fn stride(mut self, s: impl Into<Pair>) -> Self {
+        self.inner.stride = s.into();
+        self
+    }
+
+    /// Zero padding on each side (default 0; at most half the kernel).
+    pub fn padding(mut self, p: impl Into<Pair>) -> Self {
+        self.inner.padding = p.into();
+        self
+    }
+
+    /// Whether padded cells count in the divisor (default true, as in PyTorch).
+    pub fn count_include_pad(mut self, yes: bool) -> Self {
+        self.count_include_pad = yes;
+        self
+    }
+}
+
+impl Layer for AvgPool2d {
+    fn forward(&mut self, x: &Tensor, _mode: Mode) -> &Tensor {
+        let cip = self.count_include_pad;
+        self.inner
+            .forward(x, |x, g, y| avg_pool2d_plane(x, g, cip, y))
+    }
+
+    fn backward(&mut self, x: &Tensor, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
+        let g = self.inner.geometry_or_panic(x.shape());
+        self.inner.check_grad(&g, grad_out);
+        if !need_input_grad {
+            self.inner.grad_in.resize_for([0]);
+            return &self.inner.grad_in;
+        }
+        self.inner.grad_in.resize_for(x.shape());
+        let (pin, pout, wo) = (g.height * g.width, g.out_h() * g.out_w(), g.out_w());
+        let cip = self.count_include_pad;
+        if pin > 0 {
+            // One scratch row per plane keeps the planes independent.
+            let planes = g.batch * g.channels;
+            if self.scaled.len() < planes * wo {
+                self.scaled.resize(planes * wo, 0.0);
+            }
+            let gys = grad_out.data();
+            self.inner
+                .grad_in
+                .data_mut()
+                .par_chunks_mut(pin)
+                .zip(self.scaled.par_chunks_mut(wo.max(1)))
+                .enumerate()
+                .for_each(|(i, (gx, row))| {
+                    gx.fill(0.0);
+                    avg_pool2d_backward_plane(&gys[i * pout..(i + 1) * pout], &g, cip, row, gx);
+                });
+        }
+        &self.inner.grad_in
+    }
+
+    fn output(&self) -> &Tensor {
+        &self.inner.out
+    }
+
+    fn input_grad(&self) -> &Tensor {
+        &self.inner.grad_in
+    }
+
+    fn visit_params(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut crate::Param)) {}
+
+    fn output_shape(&self, input: Shape) -> Result<Shape, LayerError> {
+        self.inner.output_shape(input)
+    }
+
+    fn flops(&self, input: Shape) -> u64 {
+        self.inner.flops(input)
+    }
+
+    fn describe(&self) -> String {
+        let d = self.inner.describe();
+        if self.count_include_pad || self.inner.padding == Pair(0, 0) {
+            d
+        } else {
+            format!("{}, exclude pad)", d.trim_end_matches(')'))
+        }
+    }
+}
+
+/// Global average pooling: `[N, C, H, W] -> [N, C, 1, 1]`, the mean of each plane.
+#[derive(Clone, Debug)]
+pub struct GlobalAvgPool2d {
+    out: Tensor,
+    grad_in: Tensor,
+}
+
+impl Default for GlobalAvgPool2d {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GlobalAvgPool2d {
+    /// A global average pool.
+    pub fn new() -> Self {
+        GlobalAvgPool2d {
+            out: Tensor::zeros([0]),
+            grad_in: Tensor::zeros([0]),
+        }
+    }
+
+    fn nchw(input: Shape) -> (usize, usize, usize, usize) {
+        input
+            .nchw()
+            .unwrap_or_else(|_| panic!("GlobalAvgPool2d: input shape {input} is not NCHW"))
+    }
+}
+
+impl Layer for GlobalAvgPool2d {
+    fn forward(&mut self, x: &Tensor, _mode: Mode) -> &Tensor {
+        let (n, c, h, w) = Self::nchw(x.shape());
+        self.out.resize_for([n, c, 1, 1]);
+        let plane = h * w;
+        if plane == 0 {
+            self.out.fill(f32::NAN);
+            return &self.out;
+        }
+        let xs = x.data();
+        self.out
+            .data_mut()
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(i, y)| *y = simd::sum(&xs[i * plane..(i + 1) * plane]) / plane as f32);
+        &self.out
+    }
+
+    fn backward(&mut self, x: &Tensor, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
+        let (n, c, h, w) = Self::nchw(x.shape());
+        let want = Shape::from([n, c, 1, 1]);
+        assert!(
+            grad_out.shape() == want,
+            "GlobalAvgPool2d: grad_out has shape {}, expected {want}",
+            grad_out.shape()
+        );
+        if !need_input_grad {
+            self.grad_in.resize_for([0]);
+            return &self.grad_in;
+        }
+        self.grad_in.resize_for(x.shape());
+        let plane = h * w;
+        if plane > 0 {
+            let gys = grad_out.data();
+            self.grad_in
+                .data_mut()
+                .par_chunks_mut(plane)
+                .enumerate()
+                .for_each(|(i, gx)| gx.fill(gys[i] / plane as f32));
+        }
+        &self.grad_in
+    }
+
+    fn output(&self) -> &Tensor {
+        &self.out
+    }
+
+    fn input_grad(&self) -> &Tensor {
+        &self.grad_in
+    }
+
+    fn visit_params(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut crate::Param)) {}
+
+    fn output_shape(&self, input: Shape) -> Result<Shape, LayerError> {
+        let (n, c, h, w) = input
+            .nchw()
+            .map_err(|_| LayerError(format!("GlobalAvgPool2d: input shape {input} is not NCHW")))?;
+        if h == 0 || w == 0 {
+            return Err(LayerError(format!(
+                "GlobalAvgPool2d: input shape {input} has an empty plane"
+            )));
+        }
+        Ok(Shape::from([n, c, 1, 1]))
+    }
+
+    fn flops(&self, input: Shape) -> u64 {
+        input.numel() as u64
+    }
+
+    fn describe(&self) -> String {
+        "GlobalAvgPool2d".into()
+    }
+}

@@ -102,12 +102,25 @@ pub fn direct_3x3_scratch_len(in_channels: usize, h: usize, w: usize, pad: Pair)
 
 /// One tile: `BLOCK_CO` channels x 24 flat positions starting at `o0`.
 #[inline(always)]
-fn tile(xp: &[f32], plane: usize, wp: usize, o0: usize, w: &[f32], cin: usize) -> [[f32x8; VECS]; BLOCK_CO] {
+fn tile(
+    xp: &[f32],
+    plane: usize,
+    wp: usize,
+    o0: usize,
+    w: &[f32],
+    cin: usize,
+) -> [[f32x8; VECS]; BLOCK_CO] {
     let mut acc = [[f32x8::ZERO; VECS]; BLOCK_CO];
     let taps: [usize; 9] = [0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2];
     let reach = 2 * wp + 2 + TILE;
-    assert!(cin == 0 || (cin - 1) * plane + o0 + reach <= xp.len(), "direct 3x3: tile reads past the padded input");
-    assert!(w.len() >= cin * 9 * BLOCK_CO, "direct 3x3: packed weights too short");
+    assert!(
+        cin == 0 || (cin - 1) * plane + o0 + reach <= xp.len(),
+        "direct 3x3: tile reads past the padded input"
+    );
+    assert!(
+        w.len() >= cin * 9 * BLOCK_CO,
+        "direct 3x3: packed weights too short"
+    );
     for ci in 0..cin {
         // SAFETY: the asserts above bound every read: channel `ci` reads
         // `xp[ci*plane + o0 + off .. + 24]` with `off <= 2*wp + 2`, and weights
