@@ -185,14 +185,7 @@ pub fn conv2d_direct_3x3(
         out_channels * l.ho * l.wo
     );
     let xp = &mut scratch[..cin * l.plane];
-    for ci in 0..cin {
-        let plane = &mut xp[ci * l.plane..(ci + 1) * l.plane];
-        plane.fill(0.0);
-        for r in 0..h {
-            let dst = (r + pad.0) * l.wp + pad.1;
-            plane[dst..dst + w].copy_from_slice(&x[(ci * h + r) * w..(ci * h + r + 1) * w]);
-        }
-    }
+    pad_planes(x, cin, h, w, pad, &l, xp);
     let xp = &*xp;
     let flat = l.ho * l.wp;
     let mut buf = [[0.0f32; TILE]; BLOCK_CO];
@@ -227,6 +220,130 @@ pub fn conv2d_direct_3x3(
                 }
                 o = (oy + 1) * l.wp;
             }
+        }
+    }
+}
+
+/// Scratch elements [`conv2d_direct_3x3_weight_grad`] needs for one image.
+pub fn direct_3x3_weight_grad_scratch_len(
+    in_channels: usize,
+    out_channels: usize,
+    h: usize,
+    w: usize,
+    pad: Pair,
+) -> usize {
+    let l = layout(h, w, pad);
+    in_channels * l.plane + out_channels.div_ceil(BLOCK_CO) * BLOCK_CO * l.len
+}
+
+/// Accumulates the weight gradient of a 3x3 stride-1 convolution for one image:
+/// `gw[co][ci][ky][kx] += sum over oy, ox of gy[co][oy][ox] * x[ci][oy+ky-ph][ox+kx-pw]`.
+/// `x` is `[in_channels, h, w]`, `gy` is `[out_channels, h+2ph-2, w+2pw-2]`, `gw` OIHW,
+/// `scratch` at least [`direct_3x3_weight_grad_scratch_len`]. In the padded-width layout
+/// every weight is one dot product of two contiguous runs.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_direct_3x3_weight_grad(
+    x: &[f32],
+    in_channels: usize,
+    h: usize,
+    w: usize,
+    pad: Pair,
+    gy: &[f32],
+    out_channels: usize,
+    scratch: &mut [f32],
+    gw: &mut [f32],
+) {
+    let l = layout(h, w, pad);
+    let (cin, cout) = (in_channels, out_channels);
+    assert!(
+        x.len() >= cin * h * w,
+        "conv2d_direct_3x3_weight_grad: x too short"
+    );
+    assert!(
+        gy.len() >= cout * l.ho * l.wo,
+        "conv2d_direct_3x3_weight_grad: gy too short"
+    );
+    assert!(
+        gw.len() >= cout * cin * 9,
+        "conv2d_direct_3x3_weight_grad: gw too short"
+    );
+    let cpad = cout.div_ceil(BLOCK_CO) * BLOCK_CO;
+    let (xp, gyp) = scratch[..cin * l.plane + cpad * l.len].split_at_mut(cin * l.plane);
+    pad_planes(x, cin, h, w, pad, &l, xp);
+    // gy spread to the padded width; dropped columns, the tile tail and the rows of missing
+    // output channels (up to a multiple of BLOCK_CO) read as zero.
+    gyp.fill(0.0);
+    for co in 0..cout {
+        let dst = &mut gyp[co * l.len..(co + 1) * l.len];
+        for oy in 0..l.ho {
+            dst[oy * l.wp..oy * l.wp + l.wo]
+                .copy_from_slice(&gy[(co * l.ho + oy) * l.wo..][..l.wo]);
+        }
+    }
+    let steps = l.len / 8;
+    // Tile: BLOCK_CO output channels x the 3 taps of one kernel row = 12 accumulators;
+    // each step loads 3 input and 4 gradient vectors for 12 FMAs.
+    for cb in 0..cpad / BLOCK_CO {
+        let g = &gyp[cb * BLOCK_CO * l.len..(cb + 1) * BLOCK_CO * l.len];
+        for ci in 0..cin {
+            let xc = &xp[ci * l.plane..(ci + 1) * l.plane];
+            // Reads reach `len - 8 + 2*wp + 2 + 8 <= plane` (see `layout`).
+            assert!(l.len + 2 * l.wp + 2 <= xc.len() && g.len() >= BLOCK_CO * steps * 8);
+            for ky in 0..3 {
+                let mut acc = [[f32x8::ZERO; 3]; BLOCK_CO];
+                for s in 0..steps {
+                    // SAFETY: `s*8 + 8 <= len`, so each gradient row read stays in `g`
+                    // (BLOCK_CO rows of `len`), and `s*8 + ky*wp + kx + 8 <= len + 2*wp + 2
+                    // <= xc.len()` for ky, kx <= 2, both checked above.
+                    unsafe {
+                        let xs = xc.as_ptr().add(s * 8 + ky * l.wp);
+                        let xv = [
+                            xs.cast::<f32x8>().read_unaligned(),
+                            xs.add(1).cast::<f32x8>().read_unaligned(),
+                            xs.add(2).cast::<f32x8>().read_unaligned(),
+                        ];
+                        for (j, row) in acc.iter_mut().enumerate() {
+                            let gv = g
+                                .as_ptr()
+                                .add(j * l.len + s * 8)
+                                .cast::<f32x8>()
+                                .read_unaligned();
+                            for (a, xk) in row.iter_mut().zip(xv) {
+                                *a = xk.mul_add(gv, *a);
+                            }
+                        }
+                    }
+                }
+                for (j, row) in acc.iter().enumerate() {
+                    let co = cb * BLOCK_CO + j;
+                    if co < cout {
+                        let out = &mut gw[(co * cin + ci) * 9 + ky * 3..][..3];
+                        for (o, a) in out.iter_mut().zip(row) {
+                            *o += a.reduce_add();
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Copies `[channels, h, w]` into zero-padded planes of the padded-width layout.
+fn pad_planes(
+    x: &[f32],
+    channels: usize,
+    h: usize,
+    w: usize,
+    pad: Pair,
+    l: &Layout,
+    xp: &mut [f32],
+) {
+    for ci in 0..channels {
+        let plane = &mut xp[ci * l.plane..(ci + 1) * l.plane];
+        plane.fill(0.0);
+        for r in 0..h {
+            let dst = (r + pad.0) * l.wp + pad.1;
+            plane[dst..dst + w].copy_from_slice(&x[(ci * h + r) * w..(ci * h + r + 1) * w]);
         }
     }
 }

@@ -5,8 +5,8 @@ use ember_tensor::{Rng, Shape, Tensor, init, simd};
 use rayon::prelude::*;
 
 use super::direct::{
-    conv2d_direct_3x3, direct_3x3_scratch_len, pack_3x3_weights, pack_3x3_weights_adjoint,
-    packed_3x3_len,
+    conv2d_direct_3x3, conv2d_direct_3x3_weight_grad, direct_3x3_scratch_len,
+    direct_3x3_weight_grad_scratch_len, pack_3x3_weights, pack_3x3_weights_adjoint, packed_3x3_len,
 };
 use super::{ConvGeometry, col2im, im2col};
 use crate::{Layer, LayerError, Mode, Pair, Param};
@@ -58,6 +58,7 @@ struct Scratch {
     grad_cols: Vec<f32>,
     padded: Vec<f32>,
     masked: Vec<f32>,
+    wgrad: Vec<f32>,
     grad_weight: Vec<f32>,
     grad_bias: Vec<f32>,
 }
@@ -439,7 +440,8 @@ impl Layer for Conv2d {
         if n == 0 {
             return &self.grad_in;
         }
-        let direct_gx = need_input_grad && self.algorithm.choose(&g) == ConvAlgorithm::Direct3x3;
+        let direct = self.algorithm.choose(&g) == ConvAlgorithm::Direct3x3;
+        let direct_gx = need_input_grad && direct;
         if direct_gx {
             let len = packed_3x3_len(g.in_channels, g.out_channels);
             pack_3x3_weights_adjoint(
@@ -479,6 +481,7 @@ impl Layer for Conv2d {
                     grad_cols,
                     padded,
                     masked,
+                    wgrad,
                     grad_weight,
                     grad_bias,
                 } = s;
@@ -499,7 +502,17 @@ impl Layer for Conv2d {
                     for (co, row) in gy.chunks_exact(p).enumerate() {
                         gb[co] += simd::sum(row);
                     }
-                    for gi in 0..g.groups {
+                    if direct {
+                        let (cin, cout) = (g.in_channels, g.out_channels);
+                        let sl = direct_3x3_weight_grad_scratch_len(
+                            cin, cout, g.height, g.width, g.padding,
+                        );
+                        let ws = grow(wgrad, sl);
+                        conv2d_direct_3x3_weight_grad(
+                            xi, cin, g.height, g.width, g.padding, gy, cout, ws, gw,
+                        );
+                    }
+                    for gi in (0..g.groups).filter(|_| !direct) {
                         let xg = &xi[gi * cig * plane..(gi + 1) * cig * plane];
                         let gyg = &gy[gi * cog * p..(gi + 1) * cog * p];
                         let b: &[f32] = if is_pointwise(&g) {

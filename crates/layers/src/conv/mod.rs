@@ -16,8 +16,8 @@ mod im2col;
 mod layer;
 
 pub use direct::{
-    BLOCK_CO, conv2d_direct_3x3, direct_3x3_scratch_len, pack_3x3_weights,
-    pack_3x3_weights_adjoint, packed_3x3_len,
+    BLOCK_CO, conv2d_direct_3x3, conv2d_direct_3x3_weight_grad, direct_3x3_scratch_len,
+    direct_3x3_weight_grad_scratch_len, pack_3x3_weights, pack_3x3_weights_adjoint, packed_3x3_len,
 };
 pub use geometry::{ConvGeometry, out_len};
 pub use im2col::{col2im, im2col};
