@@ -1,12 +1,13 @@
 //! Direct 3x3 stride-1 convolution with `wide::f32x8` and register blocking.
 //!
-//! The input is copied into a zero-padded buffer of width `Wp = W + 2*pw`. In that layout
-//! the output at flat position `o = oy*Wp + ox` reads the input at `o + ky*Wp + kx`, so a
-//! run of 8 consecutive outputs reads 8 consecutive inputs for every tap: one unaligned
-//! load, no gathers, no bounds checks. Positions with `ox >= Wo` are computed and dropped
-//! (`2*pw` of every `Wp` columns; that waste is why small images prefer im2col + GEMM).
-//! A tile is [`BLOCK_CO`] output channels by 3 vectors (24 positions): 12 accumulators,
-//! and each (channel, tap) step does 3 loads and 4 weight broadcasts for 12 FMAs.
+//! The input is copied into zero-padded planes of width `Wp = W + 2*pw`. Each output row
+//! is cut into vectors of 8 columns; the vector at output `(oy, 8*vx)` reads, for tap
+//! `(ky, kx)`, the 8 consecutive padded inputs starting at `(oy+ky)*Wp + 8*vx + kx`: one
+//! unaligned load, no gathers, no bounds checks in the loop. When the output width is a
+//! multiple of 8 no lane is wasted; otherwise the last vector of a row computes a few
+//! lanes that are not stored. A forward tile is [`BLOCK_CO`] output channels by 3 vectors:
+//! 12 accumulators, and each (channel, tap) step does 3 loads and 4 weight broadcasts for
+//! 12 FMAs. The same layout gives the weight gradient as dot products of contiguous runs.
 
 use wide::f32x8;
 
@@ -15,7 +16,6 @@ use crate::Pair;
 /// Output channels per register tile; packed weights are padded to a multiple of it.
 pub const BLOCK_CO: usize = 4;
 const VECS: usize = 3;
-const TILE: usize = VECS * 8;
 
 /// Length of the packed weights for [`conv2d_direct_3x3`].
 pub fn packed_3x3_len(out_channels: usize, in_channels: usize) -> usize {
@@ -75,22 +75,41 @@ struct Layout {
     wp: usize,
     ho: usize,
     wo: usize,
-    /// Flat outputs `ho * wp` rounded up to a whole tile.
-    len: usize,
-    /// Elements per padded channel plane (covers every read of every tile).
+    /// Vectors per output row.
+    vpr: usize,
+    /// Output vectors `ho * vpr`.
+    nv: usize,
+    /// Elements per padded channel plane (covers every read of every vector).
     plane: usize,
+}
+
+impl Layout {
+    /// Offset in a padded plane of the first input read by output vector `v` (tap 0, 0).
+    #[inline(always)]
+    fn base(&self, v: usize) -> usize {
+        (v / self.vpr) * self.wp + (v % self.vpr) * 8
+    }
 }
 
 fn layout(h: usize, w: usize, pad: Pair) -> Layout {
     let (hp, wp) = (h + 2 * pad.0, w + 2 * pad.1);
     let (ho, wo) = (hp.saturating_sub(2), wp.saturating_sub(2));
-    let len = (ho * wp).div_ceil(TILE) * TILE;
-    let plane = (hp * wp).max(len + 2 * wp + 2).div_ceil(8) * 8;
+    let vpr = wo.div_ceil(8);
+    let nv = ho * vpr;
+    // The last vector starts at (ho-1)*wp + (vpr-1)*8 and reads 8 lanes past taps up to
+    // 2*wp + 2; a row's last vector may run into the next row's first columns.
+    let reach = if nv == 0 {
+        0
+    } else {
+        (ho - 1) * wp + vpr * 8 + 2 * wp + 2
+    };
+    let plane = (hp * wp).max(reach).div_ceil(8) * 8;
     Layout {
         wp,
         ho,
         wo,
-        len,
+        vpr,
+        nv,
         plane,
     }
 }
@@ -100,21 +119,26 @@ pub fn direct_3x3_scratch_len(in_channels: usize, h: usize, w: usize, pad: Pair)
     in_channels * layout(h, w, pad).plane
 }
 
-/// One tile: `BLOCK_CO` channels x 24 flat positions starting at `o0`.
+#[inline(always)]
+fn taps(wp: usize) -> [usize; 9] {
+    [0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2]
+}
+
+/// One tile: `BLOCK_CO` channels x the 3 output vectors whose reads start at `bases`.
 #[inline(always)]
 fn tile(
     xp: &[f32],
     plane: usize,
     wp: usize,
-    o0: usize,
+    bases: [usize; VECS],
     w: &[f32],
     cin: usize,
 ) -> [[f32x8; VECS]; BLOCK_CO] {
     let mut acc = [[f32x8::ZERO; VECS]; BLOCK_CO];
-    let taps: [usize; 9] = [0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2];
-    let reach = 2 * wp + 2 + TILE;
+    let taps = taps(wp);
+    let top = bases.iter().max().copied().unwrap_or(0) + 2 * wp + 2 + 8;
     assert!(
-        cin == 0 || (cin - 1) * plane + o0 + reach <= xp.len(),
+        cin == 0 || (cin - 1) * plane + top <= xp.len(),
         "direct 3x3: tile reads past the padded input"
     );
     assert!(
@@ -123,17 +147,16 @@ fn tile(
     );
     for ci in 0..cin {
         // SAFETY: the asserts above bound every read: channel `ci` reads
-        // `xp[ci*plane + o0 + off .. + 24]` with `off <= 2*wp + 2`, and weights
-        // `w[ci*36 .. ci*36 + 36]`. Unaligned loads of f32x8 are allowed by read_unaligned.
+        // `xp[ci*plane + base + off .. + 8]` with `base + off + 8 <= top`, and the weights
+        // `w[ci*36 .. ci*36 + 36]`. read_unaligned allows any alignment.
         unsafe {
-            let xc = xp.as_ptr().add(ci * plane + o0);
+            let xc = xp.as_ptr().add(ci * plane);
             let wc = w.as_ptr().add(ci * 9 * BLOCK_CO);
             for (t, &off) in taps.iter().enumerate() {
-                let p = xc.add(off);
                 let xv = [
-                    p.cast::<f32x8>().read_unaligned(),
-                    p.add(8).cast::<f32x8>().read_unaligned(),
-                    p.add(16).cast::<f32x8>().read_unaligned(),
+                    xc.add(bases[0] + off).cast::<f32x8>().read_unaligned(),
+                    xc.add(bases[1] + off).cast::<f32x8>().read_unaligned(),
+                    xc.add(bases[2] + off).cast::<f32x8>().read_unaligned(),
                 ];
                 for (j, row) in acc.iter_mut().enumerate() {
                     let wv = f32x8::splat(*wc.add(t * BLOCK_CO + j));
@@ -178,47 +201,38 @@ pub fn conv2d_direct_3x3(
         packed.len() >= packed_3x3_len(out_channels, cin),
         "conv2d_direct_3x3: packed weights too short"
     );
+    let ylen = out_channels * l.ho * l.wo;
     assert!(
-        y.len() >= out_channels * l.ho * l.wo,
-        "conv2d_direct_3x3: y has {} elements, needs {}",
-        y.len(),
-        out_channels * l.ho * l.wo
+        y.len() >= ylen,
+        "conv2d_direct_3x3: y has {} elements, needs {ylen}",
+        y.len()
     );
     let xp = &mut scratch[..cin * l.plane];
     pad_planes(x, cin, h, w, pad, &l, xp);
     let xp = &*xp;
-    let flat = l.ho * l.wp;
-    let mut buf = [[0.0f32; TILE]; BLOCK_CO];
     for cb in 0..out_channels.div_ceil(BLOCK_CO) {
         let wb = &packed[cb * cin * 9 * BLOCK_CO..(cb + 1) * cin * 9 * BLOCK_CO];
-        for o0 in (0..l.len).step_by(TILE) {
-            let acc = tile(xp, l.plane, l.wp, o0, wb, cin);
-            for (b, row) in buf.iter_mut().zip(acc) {
-                for (v, a) in row.iter().enumerate() {
-                    b[v * 8..v * 8 + 8].copy_from_slice(a.as_array());
+        for v0 in (0..l.nv).step_by(VECS) {
+            // A short last tile repeats its last vector; the repeats are not stored.
+            let vs: [usize; VECS] = std::array::from_fn(|k| (v0 + k).min(l.nv - 1));
+            let acc = tile(xp, l.plane, l.wp, vs.map(|v| l.base(v)), wb, cin);
+            for (j, row) in acc.iter().enumerate() {
+                let co = cb * BLOCK_CO + j;
+                if co >= out_channels {
+                    break;
                 }
-            }
-            // Scatter the tile's valid positions row by row.
-            let end = (o0 + TILE).min(flat);
-            let mut o = o0;
-            while o < end {
-                let (oy, ox) = (o / l.wp, o % l.wp);
-                let row_end = (oy * l.wp + l.wo).min(end);
-                if ox < l.wo {
-                    for (j, b) in buf.iter().enumerate() {
-                        let co = cb * BLOCK_CO + j;
-                        if co >= out_channels {
-                            break;
-                        }
-                        let add = bias.map_or(0.0, |b| b[co]);
-                        let dst = &mut y[(co * l.ho + oy) * l.wo + ox..][..row_end - o];
-                        for (d, &s) in dst.iter_mut().zip(&b[o - o0..row_end - o0]) {
-                            let v = s + add;
-                            *d = if relu && v < 0.0 { 0.0 } else { v };
-                        }
+                let add = bias.map_or(0.0, |b| b[co]);
+                for (k, a) in row.iter().enumerate().take(l.nv - v0) {
+                    let v = v0 + k;
+                    let (oy, ox) = (v / l.vpr, (v % l.vpr) * 8);
+                    let n = (l.wo - ox).min(8);
+                    let dst = &mut y[(co * l.ho + oy) * l.wo + ox..][..n];
+                    let mut out = *a + f32x8::splat(add);
+                    if relu {
+                        out = out.max(f32x8::ZERO);
                     }
+                    dst.copy_from_slice(&out.as_array()[..n]);
                 }
-                o = (oy + 1) * l.wp;
             }
         }
     }
@@ -233,14 +247,13 @@ pub fn direct_3x3_weight_grad_scratch_len(
     pad: Pair,
 ) -> usize {
     let l = layout(h, w, pad);
-    in_channels * l.plane + out_channels.div_ceil(BLOCK_CO) * BLOCK_CO * l.len
+    in_channels * l.plane + out_channels.div_ceil(BLOCK_CO) * BLOCK_CO * l.nv * 8
 }
 
 /// Accumulates the weight gradient of a 3x3 stride-1 convolution for one image:
 /// `gw[co][ci][ky][kx] += sum over oy, ox of gy[co][oy][ox] * x[ci][oy+ky-ph][ox+kx-pw]`.
 /// `x` is `[in_channels, h, w]`, `gy` is `[out_channels, h+2ph-2, w+2pw-2]`, `gw` OIHW,
-/// `scratch` at least [`direct_3x3_weight_grad_scratch_len`]. In the padded-width layout
-/// every weight is one dot product of two contiguous runs.
+/// `scratch` at least [`direct_3x3_weight_grad_scratch_len`]. Panics if a slice is too short.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_direct_3x3_weight_grad(
     x: &[f32],
@@ -268,35 +281,41 @@ pub fn conv2d_direct_3x3_weight_grad(
         "conv2d_direct_3x3_weight_grad: gw too short"
     );
     let cpad = cout.div_ceil(BLOCK_CO) * BLOCK_CO;
-    let (xp, gyp) = scratch[..cin * l.plane + cpad * l.len].split_at_mut(cin * l.plane);
+    let glen = l.nv * 8;
+    let (xp, gyv) = scratch[..cin * l.plane + cpad * glen].split_at_mut(cin * l.plane);
     pad_planes(x, cin, h, w, pad, &l, xp);
-    // gy spread to the padded width; dropped columns, the tile tail and the rows of missing
-    // output channels (up to a multiple of BLOCK_CO) read as zero.
-    gyp.fill(0.0);
+    // gy cut into the output vectors; lanes past the row end and the rows of missing
+    // output channels (up to a multiple of BLOCK_CO) are zero, so they add nothing.
+    gyv.fill(0.0);
     for co in 0..cout {
-        let dst = &mut gyp[co * l.len..(co + 1) * l.len];
         for oy in 0..l.ho {
-            dst[oy * l.wp..oy * l.wp + l.wo]
-                .copy_from_slice(&gy[(co * l.ho + oy) * l.wo..][..l.wo]);
+            let src = &gy[(co * l.ho + oy) * l.wo..][..l.wo];
+            gyv[co * glen + oy * l.vpr * 8..][..l.wo].copy_from_slice(src);
         }
     }
-    let steps = l.len / 8;
     // Tile: BLOCK_CO output channels x the 3 taps of one kernel row = 12 accumulators;
     // each step loads 3 input and 4 gradient vectors for 12 FMAs.
+    let top = if l.nv == 0 {
+        0
+    } else {
+        l.base(l.nv - 1) + 2 * l.wp + 2 + 8
+    };
     for cb in 0..cpad / BLOCK_CO {
-        let g = &gyp[cb * BLOCK_CO * l.len..(cb + 1) * BLOCK_CO * l.len];
+        let g = &gyv[cb * BLOCK_CO * glen..(cb + 1) * BLOCK_CO * glen];
         for ci in 0..cin {
             let xc = &xp[ci * l.plane..(ci + 1) * l.plane];
-            // Reads reach `len - 8 + 2*wp + 2 + 8 <= plane` (see `layout`).
-            assert!(l.len + 2 * l.wp + 2 <= xc.len() && g.len() >= BLOCK_CO * steps * 8);
+            assert!(
+                top <= xc.len(),
+                "direct 3x3 weight grad: reads past the padded input"
+            );
             for ky in 0..3 {
                 let mut acc = [[f32x8::ZERO; 3]; BLOCK_CO];
-                for s in 0..steps {
-                    // SAFETY: `s*8 + 8 <= len`, so each gradient row read stays in `g`
-                    // (BLOCK_CO rows of `len`), and `s*8 + ky*wp + kx + 8 <= len + 2*wp + 2
-                    // <= xc.len()` for ky, kx <= 2, both checked above.
+                for v in 0..l.nv {
+                    // SAFETY: gradient reads `g[j*glen + v*8 .. + 8]` stay in `g` (BLOCK_CO
+                    // rows of glen = nv*8); input reads start at `base(v) + ky*wp + kx`
+                    // with ky, kx <= 2 and end by `top <= xc.len()` (base grows with v).
                     unsafe {
-                        let xs = xc.as_ptr().add(s * 8 + ky * l.wp);
+                        let xs = xc.as_ptr().add(l.base(v) + ky * l.wp);
                         let xv = [
                             xs.cast::<f32x8>().read_unaligned(),
                             xs.add(1).cast::<f32x8>().read_unaligned(),
@@ -305,7 +324,7 @@ pub fn conv2d_direct_3x3_weight_grad(
                         for (j, row) in acc.iter_mut().enumerate() {
                             let gv = g
                                 .as_ptr()
-                                .add(j * l.len + s * 8)
+                                .add(j * glen + v * 8)
                                 .cast::<f32x8>()
                                 .read_unaligned();
                             for (a, xk) in row.iter_mut().zip(xv) {
