@@ -38,14 +38,28 @@ impl ConvAlgorithm {
             && g.padding.1 <= 2
     }
 
-    /// The algorithm `Auto` resolves to for `g`. Measured with `benches/benches/conv.rs`
-    /// on the five CIFAR-sized shapes: the direct kernel wins where its padded-width waste
-    /// is small (images at least 12 wide).
+    /// The algorithm `Auto` resolves to for `g`'s forward pass and input gradient: the
+    /// direct kernel wherever it applies. Measured (`tests/conv_speed.rs`, one thread, CPU
+    /// time, the five CIFAR-sized shapes): direct forward 55-105 GFLOP/s against 54-85 for
+    /// im2col + GEMM, input gradient 57-114 against 34-87.
     pub fn choose(self, g: &ConvGeometry) -> ConvAlgorithm {
-        let direct = Self::direct_applies(g);
         match self {
-            ConvAlgorithm::Auto if direct && g.width >= 12 => ConvAlgorithm::Direct3x3,
-            ConvAlgorithm::Direct3x3 if direct => ConvAlgorithm::Direct3x3,
+            ConvAlgorithm::Auto | ConvAlgorithm::Direct3x3 if Self::direct_applies(g) => {
+                ConvAlgorithm::Direct3x3
+            }
+            _ => ConvAlgorithm::Im2colGemm,
+        }
+    }
+
+    /// The algorithm for the weight gradient. `Auto` takes the direct kernel only for
+    /// outputs at least 12 wide: on 8x8 outputs its per-weight horizontal sums cost more
+    /// than GEMM's packing (direct 56-61 GFLOP/s against 63-80; on 16x16 and 32x32 direct
+    /// 67-88 against 21-76).
+    pub fn choose_weight_grad(self, g: &ConvGeometry) -> ConvAlgorithm {
+        match self.choose(g) {
+            ConvAlgorithm::Direct3x3 if self == ConvAlgorithm::Direct3x3 || g.out_w() >= 12 => {
+                ConvAlgorithm::Direct3x3
+            }
             _ => ConvAlgorithm::Im2colGemm,
         }
     }
@@ -440,8 +454,8 @@ impl Layer for Conv2d {
         if n == 0 {
             return &self.grad_in;
         }
-        let direct = self.algorithm.choose(&g) == ConvAlgorithm::Direct3x3;
-        let direct_gx = need_input_grad && direct;
+        let direct_w = self.algorithm.choose_weight_grad(&g) == ConvAlgorithm::Direct3x3;
+        let direct_gx = need_input_grad && self.algorithm.choose(&g) == ConvAlgorithm::Direct3x3;
         if direct_gx {
             let len = packed_3x3_len(g.in_channels, g.out_channels);
             pack_3x3_weights_adjoint(
@@ -502,7 +516,7 @@ impl Layer for Conv2d {
                     for (co, row) in gy.chunks_exact(p).enumerate() {
                         gb[co] += simd::sum(row);
                     }
-                    if direct {
+                    if direct_w {
                         let (cin, cout) = (g.in_channels, g.out_channels);
                         let sl = direct_3x3_weight_grad_scratch_len(
                             cin, cout, g.height, g.width, g.padding,
@@ -512,7 +526,8 @@ impl Layer for Conv2d {
                             xi, cin, g.height, g.width, g.padding, gy, cout, ws, gw,
                         );
                     }
-                    for gi in (0..g.groups).filter(|_| !direct) {
+                    // (direct_w implies direct_gx, so this loop covers both im2col gradients.)
+                    for gi in (0..g.groups).filter(|_| !direct_w) {
                         let xg = &xi[gi * cig * plane..(gi + 1) * cig * plane];
                         let gyg = &gy[gi * cog * p..(gi + 1) * cog * p];
                         let b: &[f32] = if is_pointwise(&g) {
