@@ -1,14 +1,11 @@
 //! The `Conv2d` layer: parameters, algorithm choice, forward and backward over a batch.
 
 use ember_tensor::gemm::{Op, gemm, gemm_serial};
-use ember_tensor::{Rng, Shape, Tensor, init, simd};
+use ember_tensor::{Rng, Shape, Tensor, init};
 use rayon::prelude::*;
 
-use super::direct::{
-    conv2d_direct_3x3, conv2d_direct_3x3_weight_grad, direct_3x3_scratch_len,
-    direct_3x3_weight_grad_scratch_len, pack_3x3_weights, pack_3x3_weights_adjoint, packed_3x3_len,
-};
-use super::{ConvGeometry, col2im, im2col};
+use super::direct::{conv2d_direct_3x3, direct_3x3_scratch_len, pack_3x3_weights, packed_3x3_len};
+use super::{ConvGeometry, im2col};
 use crate::{Layer, LayerError, Mode, Pair, Param};
 
 /// The seed a freshly built layer's parameters are drawn from (before `reset_parameters`).
@@ -67,17 +64,17 @@ impl ConvAlgorithm {
 
 /// Per-chunk workspace: each batch chunk runs on one thread and owns one of these.
 #[derive(Default)]
-struct Scratch {
-    cols: Vec<f32>,
-    grad_cols: Vec<f32>,
-    padded: Vec<f32>,
-    masked: Vec<f32>,
-    wgrad: Vec<f32>,
-    grad_weight: Vec<f32>,
-    grad_bias: Vec<f32>,
+pub(super) struct Scratch {
+    pub(super) cols: Vec<f32>,
+    pub(super) grad_cols: Vec<f32>,
+    pub(super) padded: Vec<f32>,
+    pub(super) masked: Vec<f32>,
+    pub(super) wgrad: Vec<f32>,
+    pub(super) grad_weight: Vec<f32>,
+    pub(super) grad_bias: Vec<f32>,
 }
 
-fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+pub(super) fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
     if v.len() < len {
         v.resize(len, 0.0);
     }
@@ -105,21 +102,21 @@ fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
 /// assert_eq!(y.shape().dims(), &[2, 8, 5, 5]);
 /// ```
 pub struct Conv2d {
-    in_channels: usize,
-    out_channels: usize,
-    kernel: Pair,
-    stride: Pair,
-    padding: Pair,
-    dilation: Pair,
-    groups: usize,
-    relu: bool,
-    algorithm: ConvAlgorithm,
-    weight: Param,
-    bias: Option<Param>,
-    out: Tensor,
-    grad_in: Tensor,
-    packed: Vec<f32>,
-    scratch: Vec<Scratch>,
+    pub(super) in_channels: usize,
+    pub(super) out_channels: usize,
+    pub(super) kernel: Pair,
+    pub(super) stride: Pair,
+    pub(super) padding: Pair,
+    pub(super) dilation: Pair,
+    pub(super) groups: usize,
+    pub(super) relu: bool,
+    pub(super) algorithm: ConvAlgorithm,
+    pub(super) weight: Param,
+    pub(super) bias: Option<Param>,
+    pub(super) out: Tensor,
+    pub(super) grad_in: Tensor,
+    pub(super) packed: Vec<f32>,
+    pub(super) scratch: Vec<Scratch>,
 }
 
 impl Conv2d {
@@ -268,7 +265,7 @@ impl Conv2d {
     }
 
     /// The geometry for input `x`, or a panic naming both shapes.
-    fn geometry_for(&self, input: Shape) -> ConvGeometry {
+    pub(super) fn geometry_for(&self, input: Shape) -> ConvGeometry {
         if let Err(e) = self.output_shape(input) {
             panic!("{}: {e}", self.describe());
         }
@@ -277,7 +274,7 @@ impl Conv2d {
     }
 
     /// Batch chunks: one per thread, at least one image each.
-    fn chunks(n: usize) -> (usize, usize) {
+    pub(super) fn chunks(n: usize) -> (usize, usize) {
         let threads = rayon::current_num_threads().max(1);
         let chunk = n.div_ceil(threads.min(n).max(1)).max(1);
         (chunk, n.div_ceil(chunk))
@@ -286,7 +283,7 @@ impl Conv2d {
 
 /// `C = op(A) op(B)`, on the calling thread or split over threads.
 #[allow(clippy::too_many_arguments)]
-fn mm(
+pub(super) fn mm(
     par: bool,
     oa: Op,
     ob: Op,
@@ -308,7 +305,7 @@ fn mm(
     }
 }
 
-fn is_pointwise(g: &ConvGeometry) -> bool {
+pub(super) fn is_pointwise(g: &ConvGeometry) -> bool {
     g.kernel == Pair(1, 1) && g.stride == Pair(1, 1) && g.padding == Pair(0, 0)
 }
 
@@ -429,158 +426,7 @@ impl Layer for Conv2d {
     }
 
     fn backward(&mut self, x: &Tensor, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
-        let g = self.geometry_for(x.shape());
-        let (n, ho, wo) = (g.batch, g.out_h(), g.out_w());
-        let want = Shape::from([n, self.out_channels, ho, wo]);
-        assert!(
-            grad_out.shape() == want,
-            "{}: grad_out has shape {}, the output of input {} has shape {want}",
-            self.describe(),
-            grad_out.shape(),
-            x.shape()
-        );
-        if self.relu {
-            assert!(
-                self.out.shape() == want,
-                "{}: backward with fused ReLU needs the forward output of the same input",
-                self.describe()
-            );
-        }
-        if need_input_grad {
-            self.grad_in.resize_for(x.shape());
-        } else {
-            self.grad_in.resize_for([0]);
-        }
-        if n == 0 {
-            return &self.grad_in;
-        }
-        let direct_w = self.algorithm.choose_weight_grad(&g) == ConvAlgorithm::Direct3x3;
-        let direct_gx = need_input_grad && self.algorithm.choose(&g) == ConvAlgorithm::Direct3x3;
-        if direct_gx {
-            let len = packed_3x3_len(g.in_channels, g.out_channels);
-            pack_3x3_weights_adjoint(
-                self.weight.value.data(),
-                g.out_channels,
-                g.in_channels,
-                grow(&mut self.packed, len),
-            );
-        }
-        let (chunk, nchunks) = Conv2d::chunks(n);
-        if self.scratch.len() < nchunks {
-            self.scratch.resize_with(nchunks, Scratch::default);
-        }
-        let par = nchunks == 1 && rayon::current_num_threads() > 1;
-        let (p, cig, cog, kl) = (ho * wo, g.in_per_group(), g.out_per_group(), g.kernel_len());
-        let (in_item, out_item, plane) = (g.in_item(), g.out_item(), g.height * g.width);
-        let (xs, gys, w) = (x.data(), grad_out.data(), self.weight.value.data());
-        let out = self.out.data();
-        let (relu, packed) = (self.relu, &self.packed[..]);
-        let wlen = self.weight.value.len();
-        let gx_chunk = if need_input_grad { chunk * in_item } else { 0 };
-        // Without an input gradient, hand each chunk an empty slice.
-        let mut empty: Vec<&mut [f32]> = Vec::new();
-        let gx_parts: Vec<&mut [f32]> = if need_input_grad {
-            self.grad_in.data_mut().chunks_mut(gx_chunk).collect()
-        } else {
-            empty.extend((0..nchunks).map(|_| &mut [][..]));
-            empty
-        };
-        gx_parts
-            .into_par_iter()
-            .zip(self.scratch.par_iter_mut())
-            .enumerate()
-            .for_each(|(c, (gx_part, s))| {
-                let Scratch {
-                    cols,
-                    grad_cols,
-                    padded,
-                    masked,
-                    wgrad,
-                    grad_weight,
-                    grad_bias,
-                } = s;
-                let gw = grow(grad_weight, wlen);
-                gw.fill(0.0);
-                let gb = grow(grad_bias, g.out_channels);
-                gb.fill(0.0);
-                let first = c * chunk;
-                for i in 0..chunk.min(n - first) {
-                    let img = first + i;
-                    let xi = &xs[img * in_item..][..in_item];
-                    let mut gy = &gys[img * out_item..][..out_item];
-                    if relu {
-                        let m = grow(masked, out_item);
-                        simd::relu_backward(&out[img * out_item..][..out_item], gy, m);
-                        gy = m;
-                    }
-                    for (co, row) in gy.chunks_exact(p).enumerate() {
-                        gb[co] += simd::sum(row);
-                    }
-                    if direct_w {
-                        let (cin, cout) = (g.in_channels, g.out_channels);
-                        let sl = direct_3x3_weight_grad_scratch_len(
-                            cin, cout, g.height, g.width, g.padding,
-                        );
-                        let ws = grow(wgrad, sl);
-                        conv2d_direct_3x3_weight_grad(
-                            xi, cin, g.height, g.width, g.padding, gy, cout, ws, gw,
-                        );
-                    }
-                    // (direct_w implies direct_gx, so this loop covers both im2col gradients.)
-                    for gi in (0..g.groups).filter(|_| !direct_w) {
-                        let xg = &xi[gi * cig * plane..(gi + 1) * cig * plane];
-                        let gyg = &gy[gi * cog * p..(gi + 1) * cog * p];
-                        let b: &[f32] = if is_pointwise(&g) {
-                            xg
-                        } else {
-                            let cl = grow(cols, kl * p);
-                            im2col(xg, cig, &g, cl);
-                            cl
-                        };
-                        let gwg = &mut gw[gi * cog * kl..(gi + 1) * cog * kl];
-                        mm(par, Op::N, Op::T, cog, kl, p, gyg, p, b, p, 1.0, gwg, kl);
-                        if need_input_grad && !direct_gx {
-                            let gxi = &mut gx_part[i * in_item..(i + 1) * in_item];
-                            let gxg = &mut gxi[gi * cig * plane..(gi + 1) * cig * plane];
-                            let wg = &w[gi * cog * kl..];
-                            if is_pointwise(&g) {
-                                mm(par, Op::T, Op::N, cig, p, cog, wg, kl, gyg, p, 0.0, gxg, p);
-                            } else {
-                                let gc = grow(grad_cols, kl * p);
-                                mm(par, Op::T, Op::N, kl, p, cog, wg, kl, gyg, p, 0.0, gc, p);
-                                gxg.fill(0.0);
-                                col2im(gc, cig, &g, gxg);
-                            }
-                        }
-                    }
-                    if direct_gx {
-                        let gxi = &mut gx_part[i * in_item..(i + 1) * in_item];
-                        let pad = Pair(2 - g.padding.0, 2 - g.padding.1);
-                        let sl = direct_3x3_scratch_len(g.out_channels, ho, wo, pad);
-                        let scratch = grow(padded, sl);
-                        conv2d_direct_3x3(
-                            gy,
-                            g.out_channels,
-                            ho,
-                            wo,
-                            pad,
-                            packed,
-                            g.in_channels,
-                            None,
-                            false,
-                            scratch,
-                            gxi,
-                        );
-                    }
-                }
-            });
-        // Reduce the per-chunk partial sums: no two threads wrote the same memory.
-        for s in &self.scratch[..nchunks] {
-            simd::add_assign(self.weight.grad.data_mut(), &s.grad_weight[..wlen]);
-            if let Some(b) = self.bias.as_mut() {
-                simd::add_assign(b.grad.data_mut(), &s.grad_bias[..g.out_channels]);
-            }
-        }
+        super::backward::backward(self, x, grad_out, need_input_grad);
         &self.grad_in
     }
 

@@ -10,6 +10,7 @@
 //! The kernels are public functions over slices and sizes: [`im2col`], [`col2im`],
 //! [`conv2d_direct_3x3`] with [`pack_3x3_weights`] / [`pack_3x3_weights_adjoint`].
 
+mod backward;
 mod direct;
 mod geometry;
 mod im2col;
