@@ -212,19 +212,42 @@ pub fn conv2d_direct_3x3(
     let xp = &*xp;
     for cb in 0..out_channels.div_ceil(BLOCK_CO) {
         let wb = &packed[cb * cin * 9 * BLOCK_CO..(cb + 1) * cin * 9 * BLOCK_CO];
+        // Output positions (oy, vx) advance incrementally: no division in the loop.
+        let next = |(oy, vx): (usize, usize)| {
+            if vx + 1 == l.vpr {
+                (oy + 1, 0)
+            } else {
+                (oy, vx + 1)
+            }
+        };
+        let mut first = (0, 0);
         for v0 in (0..l.nv).step_by(VECS) {
             // A short last tile repeats its last vector; the repeats are not stored.
-            let vs: [usize; VECS] = std::array::from_fn(|k| (v0 + k).min(l.nv - 1));
-            let acc = tile(xp, l.plane, l.wp, vs.map(|v| l.base(v)), wb, cin);
+            let mut pos = [first; VECS];
+            for k in 1..VECS {
+                pos[k] = if v0 + k < l.nv {
+                    next(pos[k - 1])
+                } else {
+                    pos[k - 1]
+                };
+            }
+            first = next(pos[VECS - 1]);
+            let acc = tile(
+                xp,
+                l.plane,
+                l.wp,
+                pos.map(|(oy, vx)| oy * l.wp + vx * 8),
+                wb,
+                cin,
+            );
             for (j, row) in acc.iter().enumerate() {
                 let co = cb * BLOCK_CO + j;
                 if co >= out_channels {
                     break;
                 }
                 let add = bias.map_or(0.0, |b| b[co]);
-                for (k, a) in row.iter().enumerate().take(l.nv - v0) {
-                    let v = v0 + k;
-                    let (oy, ox) = (v / l.vpr, (v % l.vpr) * 8);
+                for (a, &(oy, vx)) in row.iter().zip(&pos).take(l.nv - v0) {
+                    let ox = vx * 8;
                     let n = (l.wo - ox).min(8);
                     let dst = &mut y[(co * l.ho + oy) * l.wo + ox..][..n];
                     let mut out = *a + f32x8::splat(add);
@@ -314,12 +337,15 @@ pub fn conv2d_direct_3x3_weight_grad(
             );
             for ky in 0..3 {
                 let mut acc = [[f32x8::ZERO; 3]; BLOCK_CO];
-                for v in 0..l.nv {
+                for (v, b) in (0..l.ho)
+                    .flat_map(|oy| (0..l.vpr).map(move |vx| oy * l.wp + vx * 8))
+                    .enumerate()
+                {
                     // SAFETY: gradient reads `g[j*glen + v*8 .. + 8]` stay in `g` (BLOCK_CO
-                    // rows of glen = nv*8); input reads start at `base(v) + ky*wp + kx`
+                    // rows of glen = nv*8); input reads start at `base(v) = b` plus `ky*wp + kx`
                     // with ky, kx <= 2 and end by `top <= xc.len()` (base grows with v).
                     unsafe {
-                        let xs = xc.as_ptr().add(l.base(v) + ky * l.wp);
+                        let xs = xc.as_ptr().add(b + ky * l.wp);
                         let xv = [
                             xs.cast::<f32x8>().read_unaligned(),
                             xs.add(1).cast::<f32x8>().read_unaligned(),
