@@ -248,3 +248,55 @@ fn forward_allocates_nothing_once_warm() {
     let p2 = c.forward(&x, Mode::Train).data().as_ptr();
     assert_eq!(p1, p2);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// col2im is the adjoint of im2col: <im2col(x), c> == <x, col2im(c)>.
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col(g in geometry(), seed in any::<u64>()) {
+        prop_assume!(g.validate().is_ok());
+        let mut rng = Rng::new(seed);
+        let c = g.in_per_group();
+        let rows = c * g.kernel.0 * g.kernel.1;
+        let p = g.out_h() * g.out_w();
+        let x: Vec<f32> = (0..c * g.height * g.width).map(|_| rng.normal()).collect();
+        let cv: Vec<f32> = (0..rows * p).map(|_| rng.normal()).collect();
+        let mut cols = vec![f32::NAN; rows * p];
+        ember_layers::conv::im2col(&x, c, &g, &mut cols);
+        let mut back = vec![0.0f32; x.len()];
+        ember_layers::conv::col2im(&cv, c, &g, &mut back);
+        let lhs: f64 = cols.iter().zip(&cv).map(|(a, b)| *a as f64 * *b as f64).sum();
+        let rhs: f64 = x.iter().zip(&back).map(|(a, b)| *a as f64 * *b as f64).sum();
+        prop_assert!((lhs - rhs).abs() <= 1e-4 * (1.0 + lhs.abs()), "{lhs} vs {rhs}");
+    }
+}
+
+/// The benchmark shapes (batch 2 instead of 64): long accumulations over up to 2304 terms,
+/// every algorithm, against the f64 reference.
+#[test]
+fn benchmark_shapes_match_reference() {
+    for (cin, hw, cout) in [(3, 32, 32), (32, 16, 64), (64, 8, 128), (256, 8, 256)] {
+        let g = ConvGeometry {
+            batch: 2,
+            in_channels: cin,
+            height: hw,
+            width: hw,
+            out_channels: cout,
+            kernel: Pair(3, 3),
+            stride: Pair(1, 1),
+            padding: Pair(1, 1),
+            dilation: Pair(1, 1),
+            groups: 1,
+        };
+        for algo in [
+            ConvAlgorithm::Auto,
+            ConvAlgorithm::Im2colGemm,
+            ConvAlgorithm::Direct3x3,
+        ] {
+            if let Err(e) = check_layer(&g, algo, true, false, cin as u64) {
+                panic!("{g:?} {algo:?}: {e}");
+            }
+        }
+    }
+}
