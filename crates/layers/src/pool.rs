@@ -175,12 +175,14 @@ fn max_pool_2x2(x: &[f32], w: usize, ho: usize, wo: usize, y: &mut [f32]) {
 
 /// Max pooling backward for one plane: each output's gradient is added to the first
 /// input of its window (row-major) equal to the output, i.e. its first maximum. `gx` is
-/// accumulated into.
+/// accumulated into. With `relu` (a fused `relu(maxpool(x))`, whose `y` is clamped at 0)
+/// outputs that are not positive pass no gradient, as ReLU's derivative is 0 there.
 pub fn max_pool2d_backward_plane(
     x: &[f32],
     y: &[f32],
     gy: &[f32],
     g: &PoolGeometry,
+    relu: bool,
     gx: &mut [f32],
 ) {
     let (w, ho, wo) = (g.width, g.out_h(), g.out_w());
@@ -189,6 +191,9 @@ pub fn max_pool2d_backward_plane(
         for ox in 0..wo {
             let (x0, x1, _) = g.cols(ox);
             let m = y[oy * wo + ox];
+            if relu && m <= 0.0 {
+                continue;
+            }
             'window: for iy in y0..y1 {
                 for ix in x0..x1 {
                     if x[iy * w + ix] == m {
@@ -402,49 +407,70 @@ impl Windowed {
 /// assert_eq!(pool.forward(&x, Mode::Eval).data(), &[4.0]);
 /// ```
 #[derive(Clone, Debug)]
-pub struct MaxPool2d(Windowed);
+pub struct MaxPool2d {
+    inner: Windowed,
+    relu: bool,
+}
 
 impl MaxPool2d {
     /// A max pool with window `kernel`, stride equal to the window, no padding.
     pub fn new(kernel: impl Into<Pair>) -> Self {
-        MaxPool2d(Windowed::new("MaxPool2d", kernel.into()))
+        MaxPool2d {
+            inner: Windowed::new("MaxPool2d", kernel.into()),
+            relu: false,
+        }
+    }
+
+    /// Fuses a ReLU in front of the pool: the layer computes `maxpool(relu(x))`, which
+    /// equals `relu(maxpool(x))`, in one pass (default off).
+    pub fn relu(mut self, relu: bool) -> Self {
+        self.relu = relu;
+        self
     }
 
     /// Stride (default: the kernel size).
     pub fn stride(mut self, s: impl Into<Pair>) -> Self {
-        self.0.stride = s.into();
+        self.inner.stride = s.into();
         self
     }
 
     /// Padding on each side, read as `-inf` (default 0; at most half the kernel).
     pub fn padding(mut self, p: impl Into<Pair>) -> Self {
-        self.0.padding = p.into();
+        self.inner.padding = p.into();
         self
     }
 }
 
 impl Layer for MaxPool2d {
     fn forward(&mut self, x: &Tensor, _mode: Mode) -> &Tensor {
-        self.0.forward(x, max_pool2d_plane)
+        if self.relu {
+            self.inner.forward(x, |x, g, y| {
+                max_pool2d_plane(x, g, y);
+                y.iter_mut().for_each(|v| *v = v.max(0.0));
+            })
+        } else {
+            self.inner.forward(x, max_pool2d_plane)
+        }
     }
 
     fn backward(&mut self, x: &Tensor, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
-        let g = self.0.geometry_or_panic(x.shape());
-        self.0.check_grad(&g, grad_out);
+        let g = self.inner.geometry_or_panic(x.shape());
+        self.inner.check_grad(&g, grad_out);
         assert!(
-            self.0.out.shape() == grad_out.shape(),
+            self.inner.out.shape() == grad_out.shape(),
             "{}: backward needs the forward output of the same input",
-            self.0.describe()
+            self.inner.describe()
         );
         if !need_input_grad {
-            self.0.grad_in.resize_for([0]);
-            return &self.0.grad_in;
+            self.inner.grad_in.resize_for([0]);
+            return &self.inner.grad_in;
         }
-        self.0.grad_in.resize_for(x.shape());
+        self.inner.grad_in.resize_for(x.shape());
         let (pin, pout) = (g.height * g.width, g.out_h() * g.out_w());
         if pin > 0 {
-            let (xs, ys, gys) = (x.data(), self.0.out.data(), grad_out.data());
-            self.0
+            let (xs, ys, gys) = (x.data(), self.inner.out.data(), grad_out.data());
+            let relu = self.relu;
+            self.inner
                 .grad_in
                 .data_mut()
                 .par_chunks_mut(pin)
@@ -457,33 +483,35 @@ impl Layer for MaxPool2d {
                         &ys[o.clone()],
                         &gys[o],
                         &g,
+                        relu,
                         gx,
                     );
                 });
         }
-        &self.0.grad_in
+        &self.inner.grad_in
     }
 
     fn output(&self) -> &Tensor {
-        &self.0.out
+        &self.inner.out
     }
 
     fn input_grad(&self) -> &Tensor {
-        &self.0.grad_in
+        &self.inner.grad_in
     }
 
     fn visit_params(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut crate::Param)) {}
 
     fn output_shape(&self, input: Shape) -> Result<Shape, LayerError> {
-        self.0.output_shape(input)
+        self.inner.output_shape(input)
     }
 
     fn flops(&self, input: Shape) -> u64 {
-        self.0.flops(input)
+        self.inner.flops(input)
     }
 
     fn describe(&self) -> String {
-        self.0.describe()
+        let d = self.inner.describe();
+        if self.relu { format!("ReLU+{d}") } else { d }
     }
 }
 

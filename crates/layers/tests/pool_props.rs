@@ -181,3 +181,27 @@ proptest! {
         prop_assert!(rel_err(&gx, &max_pool2d_backward(&g, &x, &gy)) <= TOL);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// `MaxPool2d::relu(true)` equals ReLU followed by max pooling, forward and backward.
+    #[test]
+    fn fused_relu_max_pool_matches_reference(g in geometry(), seed in any::<u64>()) {
+        prop_assume!(g.validate("test").is_ok());
+        let mut rng = Rng::new(seed);
+        let x = distinct(g.batch * g.channels * g.height * g.width, &mut rng);
+        let gy = normal(g.batch * g.channels * g.out_h() * g.out_w(), &mut rng);
+        // Reference: y = relu(maxpool(x)); dy/dx routes gy through positive outputs only.
+        let pooled = max_pool2d_forward(&g, &x);
+        let want_y: Vec<f64> = pooled.iter().map(|v| v.max(0.0)).collect();
+        let gy_masked: Vec<f64> = gy.iter().zip(&pooled).map(|(d, p)| if *p > 0.0 { *d } else { 0.0 }).collect();
+        let want_gx = max_pool2d_backward(&g, &x, &gy_masked);
+        let mut pool = MaxPool2d::new(g.kernel).stride(g.stride).padding(g.padding).relu(true);
+        let xt = tensor(&g, &x);
+        let y = pool.forward(&xt, Mode::Train).to_vec();
+        prop_assert!(rel_err(&y, &want_y) <= TOL, "output");
+        let gx = pool.backward(&xt, &grad_tensor(&g, &gy), true).to_vec();
+        prop_assert!(rel_err(&gx, &want_gx) <= TOL, "grad_input");
+    }
+}
