@@ -43,18 +43,24 @@ fn bench_conv(c: &mut Criterion) {
         for &(aname, algo) in &algos {
             let mut conv = Conv2d::new(cin, cout, 3).padding(1).algorithm(algo);
             group.throughput(Throughput::Elements(flops));
-            group.bench_with_input(BenchmarkId::new(format!("fwd_{aname}"), &name), &(), |b, _| {
-                b.iter(|| pool.install(|| conv.forward(&x, Mode::Eval).len()))
-            });
+            group.bench_with_input(
+                BenchmarkId::new(format!("fwd_{aname}"), &name),
+                &(),
+                |b, _| b.iter(|| pool.install(|| conv.forward(&x, Mode::Eval).len())),
+            );
             group.throughput(Throughput::Elements(3 * flops));
-            group.bench_with_input(BenchmarkId::new(format!("fwd_bwd_{aname}"), &name), &(), |b, _| {
-                b.iter(|| {
-                    pool.install(|| {
-                        conv.forward(&x, Mode::Train);
-                        conv.backward(&x, &gy, true).len()
+            group.bench_with_input(
+                BenchmarkId::new(format!("fwd_bwd_{aname}"), &name),
+                &(),
+                |b, _| {
+                    b.iter(|| {
+                        pool.install(|| {
+                            conv.forward(&x, Mode::Train);
+                            conv.backward(&x, &gy, true).len()
+                        })
                     })
-                })
-            });
+                },
+            );
         }
     }
     group.finish();
