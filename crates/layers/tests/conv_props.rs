@@ -300,3 +300,11 @@ fn benchmark_shapes_match_reference() {
         }
     }
 }
+
+#[test]
+#[should_panic(expected = "weight has shape [4, 3, 5, 5]")]
+fn forward_with_a_replaced_wrong_weight_panics_naming_it() {
+    let mut c = Conv2d::new(3, 4, 3);
+    c.weight_mut().value = Tensor::zeros([4, 3, 5, 5]);
+    let _ = c.forward(&Tensor::zeros([1, 3, 8, 8]), Mode::Train);
+}

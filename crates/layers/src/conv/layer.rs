@@ -267,7 +267,24 @@ impl Conv2d {
     /// The geometry for input `x`, or a panic naming both shapes.
     pub(super) fn geometry_for(&self, input: Shape) -> ConvGeometry {
         if let Err(e) = self.output_shape(input) {
-            panic!("{}: {e}", self.describe());
+            panic!("{e}");
+        }
+        // Parameters may have been replaced through `weight_mut` / `bias_param_mut`.
+        let (ws, want) = (self.weight.value.shape(), self.weight_shape());
+        assert!(
+            ws == want && self.weight.grad.shape() == want,
+            "{}: weight has shape {ws} (grad {}), expected {want}",
+            self.describe(),
+            self.weight.grad.shape()
+        );
+        if let Some(b) = &self.bias {
+            let bs = b.value.shape();
+            assert!(
+                bs.numel() == self.out_channels && b.grad.len() == self.out_channels,
+                "{}: bias has shape {bs}, expected [{}]",
+                self.describe(),
+                self.out_channels
+            );
         }
         let (n, _, h, w) = input.nchw().expect("checked by output_shape");
         self.geometry(n, h, w)
