@@ -1,1 +1,247 @@
-//! `Sequential`: the container a model is defined with, its parameter names and summary.
+//! `Sequential`: the container a model is defined with, and its parameter names.
+
+use std::fmt;
+
+use ember_tensor::{Rng, Shape, Tensor};
+
+use crate::buffers::{Buffers, shape_or_panic};
+use crate::summary::{Summary, SummaryRow};
+use crate::{Layer, LayerError, Mode, Param};
+
+/// Layers applied one after another, each reading the previous layer's output buffer (no
+/// copies). It is itself a [`Layer`], so containers nest.
+///
+/// Parameter names follow a PyTorch `nn.Sequential` `state_dict`: `0.weight`, `4.bias`,
+/// nested `3.block.0.weight`, so weights can be exchanged with PyTorch.
+///
+/// A training step runs `forward(x, Mode::Train)`, the loss, then
+/// `backward(x, grad_logits, false)`: `false` tells the first layer that nobody needs the
+/// gradient with respect to the images, so it skips that work.
+///
+/// ```
+/// use ember_layers::{Flatten, Layer, Linear, Mode, ReLU, Sequential};
+/// use ember_tensor::{Shape, Tensor};
+/// let mut model = Sequential::new()
+///     .add(Flatten)
+///     .add(Linear::new(28 * 28, 64))
+///     .add(ReLU)
+///     .add(Linear::new(64, 10));
+/// assert_eq!(model.validate(Shape::from([8, 1, 28, 28]))?, Shape::from([8, 10]));
+/// assert_eq!(model.param_names(), ["1.weight", "1.bias", "3.weight", "3.bias"]);
+/// assert_eq!(model.num_params(), 784 * 64 + 64 + 64 * 10 + 10);
+/// let logits = model.forward(&Tensor::zeros([8, 1, 28, 28]), Mode::Eval);
+/// assert_eq!(logits.shape(), Shape::from([8, 10]));
+/// println!("{}", model.summary(Shape::from([8, 1, 28, 28]))?);
+/// # Ok::<(), ember_layers::LayerError>(())
+/// ```
+#[derive(Default)]
+pub struct Sequential {
+    layers: Vec<Box<dyn Layer>>,
+    /// Per layer: its parameters' names (relative to the layer) and element counts, taken
+    /// when the layer was added (layers cannot change their parameter set afterwards).
+    params: Vec<Vec<(String, usize)>>,
+    /// Used only while the container is empty (it is then the identity).
+    bufs: Buffers,
+}
+
+impl Sequential {
+    /// An empty container (the identity until layers are added).
+    pub fn new() -> Self {
+        Sequential::default()
+    }
+
+    /// Appends a layer (builder style).
+    #[allow(clippy::should_implement_trait)]
+    pub fn add(mut self, layer: impl Layer + 'static) -> Self {
+        self.push(Box::new(layer));
+        self
+    }
+
+    /// Appends a boxed layer.
+    pub fn push(&mut self, mut layer: Box<dyn Layer>) {
+        let mut params = Vec::new();
+        layer.visit_params("", &mut |name, p| {
+            params.push((name.to_string(), p.value.len()))
+        });
+        self.layers.push(layer);
+        self.params.push(params);
+    }
+
+    /// The number of layers (top level).
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// True when there are no layers.
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+
+    /// Layer `i`, if there is one.
+    pub fn layer(&self, i: usize) -> Option<&dyn Layer> {
+        self.layers.get(i).map(|l| &**l)
+    }
+
+    /// Layer `i` mutably, if there is one.
+    pub fn layer_mut(&mut self, i: usize) -> Option<&mut dyn Layer> {
+        match self.layers.get_mut(i) {
+            Some(l) => Some(&mut **l),
+            None => None,
+        }
+    }
+
+    /// Sets every parameter gradient to zero.
+    pub fn zero_grad(&mut self) {
+        self.visit_params("", &mut |_, p| p.zero_grad());
+    }
+
+    /// The number of trainable scalars.
+    pub fn num_params(&self) -> usize {
+        self.params.iter().flatten().map(|(_, n)| n).sum()
+    }
+
+    /// The `state_dict` names of the trainable parameters, in visiting order.
+    pub fn param_names(&self) -> Vec<String> {
+        self.params
+            .iter()
+            .enumerate()
+            .flat_map(|(i, ps)| ps.iter().map(move |(name, _)| format!("{i}.{name}")))
+            .collect()
+    }
+
+    /// The output shape for `input`, or an error naming the first layer (by index and
+    /// description) whose input does not fit, with the shapes involved.
+    pub fn validate(&self, input: Shape) -> Result<Shape, LayerError> {
+        let mut shape = input;
+        for (i, layer) in self.layers.iter().enumerate() {
+            shape = layer.output_shape(shape).map_err(|e| {
+                LayerError(format!(
+                    "layer {i} ({}) cannot take input {shape}: {e}",
+                    layer.describe()
+                ))
+            })?;
+        }
+        Ok(shape)
+    }
+
+    /// A Keras-style summary for `input` (per layer: output shape, parameters, forward
+    /// FLOPs; totals). Print it with `{}`, or read its rows.
+    pub fn summary(&self, input: Shape) -> Result<Summary, LayerError> {
+        self.validate(input)?;
+        let mut shape = input;
+        let mut rows = Vec::with_capacity(self.layers.len());
+        for (i, layer) in self.layers.iter().enumerate() {
+            let flops = layer.flops(shape);
+            shape = layer.output_shape(shape)?;
+            rows.push(SummaryRow {
+                index: i,
+                layer: layer.describe(),
+                output: shape,
+                params: self.params[i].iter().map(|(_, n)| n).sum(),
+                flops,
+            });
+        }
+        Ok(Summary::new(input, rows))
+    }
+}
+
+impl fmt::Debug for Sequential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.layers.iter().map(|l| l.describe()))
+            .finish()
+    }
+}
+
+impl Layer for Sequential {
+    fn forward(&mut self, x: &Tensor, mode: Mode) -> &Tensor {
+        shape_or_panic("Sequential", self.validate(x.shape()));
+        if self.layers.is_empty() {
+            let out = self.bufs.out_for(x.shape());
+            out.data_mut().copy_from_slice(x.data());
+            return out;
+        }
+        for i in 0..self.layers.len() {
+            let (done, rest) = self.layers.split_at_mut(i);
+            let input = done.last().map_or(x, |prev| prev.output());
+            rest[0].forward(input, mode);
+        }
+        self.output()
+    }
+
+    fn backward(&mut self, x: &Tensor, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
+        if self.layers.is_empty() {
+            if !need_input_grad {
+                return self.bufs.skip_grad();
+            }
+            let g = self.bufs.grad_for(grad_out.shape());
+            g.data_mut().copy_from_slice(grad_out.data());
+            return g;
+        }
+        let last = self.layers.len() - 1;
+        for i in (0..=last).rev() {
+            let (before, rest) = self.layers.split_at_mut(i);
+            let (current, after) = rest.split_at_mut(1);
+            let input = before.last().map_or(x, |prev| prev.output());
+            let grad = after.first().map_or(grad_out, |next| next.input_grad());
+            current[0].backward(input, grad, i > 0 || need_input_grad);
+        }
+        self.input_grad()
+    }
+
+    fn output(&self) -> &Tensor {
+        self.layers.last().map_or(self.bufs.out(), |l| l.output())
+    }
+
+    fn input_grad(&self) -> &Tensor {
+        self.layers
+            .first()
+            .map_or(self.bufs.grad(), |l| l.input_grad())
+    }
+
+    fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            layer.visit_params(&format!("{prefix}{i}."), f);
+        }
+    }
+
+    fn visit_buffers(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Tensor)) {
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            layer.visit_buffers(&format!("{prefix}{i}."), f);
+        }
+    }
+
+    fn reset_parameters(&mut self, rng: &mut Rng) {
+        for layer in &mut self.layers {
+            layer.reset_parameters(rng);
+        }
+    }
+
+    fn begin_step(&mut self, step: u64) {
+        for layer in &mut self.layers {
+            layer.begin_step(step);
+        }
+    }
+
+    fn output_shape(&self, input: Shape) -> Result<Shape, LayerError> {
+        self.validate(input)
+    }
+
+    fn flops(&self, input: Shape) -> u64 {
+        let mut shape = input;
+        let mut total = 0;
+        for layer in &self.layers {
+            total += layer.flops(shape);
+            match layer.output_shape(shape) {
+                Ok(s) => shape = s,
+                Err(_) => break,
+            }
+        }
+        total
+    }
+
+    fn describe(&self) -> String {
+        let inner: Vec<String> = self.layers.iter().map(|l| l.describe()).collect();
+        format!("Sequential[{}]", inner.join(", "))
+    }
+}

@@ -1,7 +1,296 @@
-//! `cargo xtask bench`: kernel benches, end-to-end throughput, report, PyTorch comparison.
+//! `cargo xtask bench`: the kernel benches (criterion), the end-to-end throughput of the zoo
+//! models (`ember bench`), optionally Fashion-MNIST time-to-accuracy and a side-by-side run of
+//! PyTorch on the same cores; writes `target/ember-bench/report.{md,json}` and prints a table.
+//!
+//! ```text
+//! cargo xtask bench [--quick] [--compare-torch] [--baseline OLD.json] [--threads N]
+//!                   [--python PY] [--torch-script PATH] [--fmnist DIR]
+//! ```
+//! `--quick` is a one-minute smoke (CI runs it): short timings, small benches, no
+//! time-to-accuracy. `--compare-torch` alternates Ember and PyTorch runs of the same nets
+//! (PyTorch in both its NCHW and channels-last layouts; the faster one is the reference) and
+//! prints Ember/PyTorch ratios. `--baseline` flags figures that fell by more than the noise
+//! allowance against an earlier `report.json`.
+
+mod criterion_results;
+mod report;
+mod torch;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+pub use report::{Figure, Report};
+
+/// Options of `cargo xtask bench`.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// One-minute smoke.
+    pub quick: bool,
+    /// Also run PyTorch side by side.
+    pub compare_torch: bool,
+    /// An earlier report.json to compare against.
+    pub baseline: Option<PathBuf>,
+    /// Worker threads for both Ember and PyTorch.
+    pub threads: usize,
+    /// The Python interpreter with torch.
+    pub python: Option<PathBuf>,
+    /// PyTorch reference script.
+    pub torch_script: PathBuf,
+    /// Fashion-MNIST folder for time-to-accuracy (full mode only).
+    pub fmnist: PathBuf,
+}
+
+/// Allowed drop before a figure is flagged as a regression (the machines are shared).
+pub const NOISE: f64 = 0.10;
+
+fn usage() -> &'static str {
+    "usage: cargo xtask bench [--quick] [--compare-torch] [--baseline OLD.json] [--threads N] \
+     [--python PY] [--torch-script PATH] [--fmnist DIR]"
+}
+
+fn parse(args: &[String], root: &Path) -> Result<Options, String> {
+    let mut o = Options {
+        quick: false,
+        compare_torch: false,
+        baseline: None,
+        threads: 2,
+        python: None,
+        torch_script: root.join("../shared/anchors/torch_bench.py"),
+        fmnist: PathBuf::from("/usr/share/datasets/fashion-mnist"),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value\n{}", usage()))
+        };
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--compare-torch" => o.compare_torch = true,
+            "--baseline" => o.baseline = Some(PathBuf::from(value("--baseline")?)),
+            "--threads" => {
+                o.threads = value("--threads")?
+                    .parse()
+                    .map_err(|_| "--threads needs a number".to_string())?
+            }
+            "--python" => o.python = Some(PathBuf::from(value("--python")?)),
+            "--torch-script" => o.torch_script = PathBuf::from(value("--torch-script")?),
+            "--fmnist" => o.fmnist = PathBuf::from(value("--fmnist")?),
+            "-h" | "--help" => return Err(usage().to_string()),
+            other => return Err(format!("unknown option {other}\n{}", usage())),
+        }
+    }
+    Ok(o)
+}
+
+/// The workspace root (xtask's parent folder).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
 
 /// Runs the task; returns the process exit code.
 pub fn main(args: &[String]) -> i32 {
-    eprintln!("xtask bench: not implemented yet ({args:?})");
-    2
+    let root = workspace_root();
+    let opts = match parse(args, &root) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("xtask bench: {e}");
+            return 2;
+        }
+    };
+    match run(&opts, &root) {
+        Ok(0) => 0,
+        Ok(n) => {
+            eprintln!(
+                "xtask bench: {n} figure(s) regressed beyond {:.0}% against the baseline",
+                NOISE * 100.0
+            );
+            1
+        }
+        Err(e) => {
+            eprintln!("xtask bench: {e}");
+            1
+        }
+    }
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn check(status: std::io::Result<std::process::ExitStatus>, what: &str) -> Result<(), String> {
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("{what} failed ({s})")),
+        Err(e) => Err(format!("{what}: {e}")),
+    }
+}
+
+/// Runs everything and writes the report; returns the number of regressions.
+pub fn run(opts: &Options, root: &Path) -> Result<usize, String> {
+    let out_dir = root.join("target/ember-bench");
+    std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+    eprintln!("== building release binaries");
+    check(
+        cargo()
+            .current_dir(root)
+            .args(["build", "--release", "-p", "ember"])
+            .status(),
+        "cargo build",
+    )?;
+    let ember = root.join("target/release/ember");
+    let mut report = Report::new(root, opts.threads, opts.quick);
+
+    eprintln!("== criterion kernel benches");
+    let mut bench = cargo();
+    bench
+        .current_dir(root)
+        .args(["bench", "-p", "ember-benches"]);
+    if opts.quick {
+        bench.env("EMBER_BENCH_QUICK", "1");
+        bench.args(["--", "--warm-up-time", "0.2", "--measurement-time", "0.5"]);
+    }
+    check(bench.status(), "cargo bench")?;
+    report
+        .figures
+        .extend(criterion_results::collect(&root.join("target/criterion")));
+
+    eprintln!("== end-to-end throughput");
+    let seconds = if opts.quick { 1.5 } else { 10.0 };
+    let nets: &[&str] = if opts.quick {
+        &["fmnist-cnn", "cifar-cnn"]
+    } else {
+        &["fmnist-cnn", "cifar-cnn", "resnet9"]
+    };
+    let torch = if opts.compare_torch {
+        torch::Torch::find(opts)?
+    } else {
+        None
+    };
+    for net in nets {
+        // Alternate Ember and PyTorch so both see the same machine conditions.
+        let e = ember_bench(&ember, net, seconds, opts.threads)?;
+        report.add_throughput("ember", net, &e);
+        if let Some(t) = torch.as_ref().filter(|t| t.knows(net)) {
+            {
+                for layout in [false, true] {
+                    let r = t.throughput(net, seconds, opts.threads, layout)?;
+                    report.add_throughput(
+                        if layout {
+                            "torch-channels-last"
+                        } else {
+                            "torch-nchw"
+                        },
+                        net,
+                        &r,
+                    );
+                }
+            }
+        }
+    }
+
+    if !opts.quick && opts.fmnist.join("train-images-idx3-ubyte.gz").exists() {
+        eprintln!("== Fashion-MNIST time-to-accuracy (NETS.md recipe)");
+        report.fmnist = Some(fmnist_time_to_accuracy(
+            &ember,
+            &opts.fmnist,
+            opts.threads,
+            &out_dir,
+        )?);
+    }
+
+    let regressions = match &opts.baseline {
+        Some(path) => report.compare_baseline(path)?,
+        None => 0,
+    };
+    report.write(&out_dir)?;
+    println!("{}", report.table());
+    println!("report: {}", out_dir.join("report.md").display());
+    Ok(regressions)
+}
+
+fn ember_bench(ember: &Path, net: &str, seconds: f64, threads: usize) -> Result<Value, String> {
+    let out = Command::new(ember)
+        .args([
+            "bench",
+            "--model",
+            net,
+            "--seconds",
+            &seconds.to_string(),
+            "--threads",
+            &threads.to_string(),
+            "--json",
+        ])
+        .output()
+        .map_err(|e| format!("{}: {e}", ember.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ember bench {net}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(text.lines().last().unwrap_or(""))
+        .map_err(|e| format!("ember bench {net}: {e}"))?;
+    Ok(json!({"train": v["train_images_per_s"], "infer": v["infer_images_per_s"]}))
+}
+
+fn fmnist_time_to_accuracy(
+    ember: &Path,
+    data: &Path,
+    threads: usize,
+    out_dir: &Path,
+) -> Result<Value, String> {
+    let run_dir = out_dir.join("fmnist-run");
+    let out = Command::new(ember)
+        .args([
+            "train",
+            "--dataset",
+            &data.display().to_string(),
+            "--model",
+            "fmnist-cnn",
+            "--epochs",
+            "8",
+            "--batch-size",
+            "128",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "0.05",
+            "--momentum",
+            "0.9",
+            "--nesterov",
+            "true",
+            "--weight-decay",
+            "5e-4",
+            "--val-split",
+            "0",
+            "--threads",
+            &threads.to_string(),
+            "--out",
+            &run_dir.display().to_string(),
+            "--json",
+        ])
+        .output()
+        .map_err(|e| format!("{}: {e}", ember.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "fmnist training: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    Ok(
+        json!({"epochs": lines.iter().filter(|l| l["event"] == "epoch").map(|l| &l["record"]).collect::<Vec<_>>(),
+              "final": lines.last().cloned().unwrap_or(Value::Null)}),
+    )
 }

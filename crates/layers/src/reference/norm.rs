@@ -1,1 +1,166 @@
-//! Reference batch norm (f64).
+//! Reference 2-D batch norm (f64, obvious loops), PyTorch semantics.
+//!
+//! Tensors are NCHW row-major slices; statistics are per channel over `n * h * w` values.
+
+/// The result of a training-mode forward.
+#[derive(Clone, Debug)]
+pub struct BatchNormTrain {
+    /// The normalised, scaled and shifted output.
+    pub output: Vec<f64>,
+    /// Per-channel batch mean.
+    pub mean: Vec<f64>,
+    /// Per-channel biased batch variance (what the normalisation uses).
+    pub var: Vec<f64>,
+    /// Running mean after the momentum update.
+    pub running_mean: Vec<f64>,
+    /// Running variance after the momentum update (with the unbiased batch variance).
+    pub running_var: Vec<f64>,
+}
+
+fn at(c: usize, i: usize, ch: usize, hw: usize, p: usize) -> usize {
+    (i * c + ch) * hw + p
+}
+
+/// Training-mode batch norm of `x` `[n, c, hw]` (hw = h * w): `gamma`/`beta` `[c]`, the
+/// running statistics before the step, `eps`, `momentum`.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_train_forward(
+    x: &[f64],
+    n: usize,
+    c: usize,
+    hw: usize,
+    gamma: &[f64],
+    beta: &[f64],
+    running_mean: &[f64],
+    running_var: &[f64],
+    eps: f64,
+    momentum: f64,
+) -> BatchNormTrain {
+    let m = (n * hw) as f64;
+    let mut out = BatchNormTrain {
+        output: vec![0.0; x.len()],
+        mean: vec![0.0; c],
+        var: vec![0.0; c],
+        running_mean: running_mean.to_vec(),
+        running_var: running_var.to_vec(),
+    };
+    for ch in 0..c {
+        let mut s = 0.0;
+        for i in 0..n {
+            for p in 0..hw {
+                s += x[at(c, i, ch, hw, p)];
+            }
+        }
+        let mean = s / m;
+        let mut v = 0.0;
+        for i in 0..n {
+            for p in 0..hw {
+                v += (x[at(c, i, ch, hw, p)] - mean).powi(2);
+            }
+        }
+        let var = v / m;
+        for i in 0..n {
+            for p in 0..hw {
+                let j = at(c, i, ch, hw, p);
+                out.output[j] = gamma[ch] * (x[j] - mean) / (var + eps).sqrt() + beta[ch];
+            }
+        }
+        out.mean[ch] = mean;
+        out.var[ch] = var;
+        let unbiased = if m > 1.0 { var * m / (m - 1.0) } else { var };
+        out.running_mean[ch] = (1.0 - momentum) * running_mean[ch] + momentum * mean;
+        out.running_var[ch] = (1.0 - momentum) * running_var[ch] + momentum * unbiased;
+    }
+    out
+}
+
+/// Gradients of training-mode batch norm (batch statistics depend on `x`):
+/// `(dx, dgamma, dbeta)`.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_train_backward(
+    x: &[f64],
+    g: &[f64],
+    n: usize,
+    c: usize,
+    hw: usize,
+    gamma: &[f64],
+    eps: f64,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let m = (n * hw) as f64;
+    let mut dx = vec![0.0; x.len()];
+    let mut dgamma = vec![0.0; c];
+    let mut dbeta = vec![0.0; c];
+    for ch in 0..c {
+        let idx: Vec<usize> = (0..n)
+            .flat_map(|i| (0..hw).map(move |p| at(c, i, ch, hw, p)))
+            .collect();
+        let mean = idx.iter().map(|&j| x[j]).sum::<f64>() / m;
+        let var = idx.iter().map(|&j| (x[j] - mean).powi(2)).sum::<f64>() / m;
+        let invstd = 1.0 / (var + eps).sqrt();
+        let xhat = |j: usize| (x[j] - mean) * invstd;
+        let sum_g: f64 = idx.iter().map(|&j| g[j]).sum();
+        let sum_gx: f64 = idx.iter().map(|&j| g[j] * xhat(j)).sum();
+        dgamma[ch] = sum_gx;
+        dbeta[ch] = sum_g;
+        for &j in &idx {
+            dx[j] = gamma[ch] * invstd * (g[j] - sum_g / m - xhat(j) * sum_gx / m);
+        }
+    }
+    (dx, dgamma, dbeta)
+}
+
+/// Eval-mode batch norm: normalises with the running statistics.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_eval_forward(
+    x: &[f64],
+    n: usize,
+    c: usize,
+    hw: usize,
+    gamma: &[f64],
+    beta: &[f64],
+    running_mean: &[f64],
+    running_var: &[f64],
+    eps: f64,
+) -> Vec<f64> {
+    let mut y = vec![0.0; x.len()];
+    for i in 0..n {
+        for ch in 0..c {
+            for p in 0..hw {
+                let j = at(c, i, ch, hw, p);
+                y[j] = gamma[ch] * (x[j] - running_mean[ch]) / (running_var[ch] + eps).sqrt()
+                    + beta[ch];
+            }
+        }
+    }
+    y
+}
+
+/// Gradients of eval-mode batch norm (statistics are constants): `(dx, dgamma, dbeta)`.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_eval_backward(
+    x: &[f64],
+    g: &[f64],
+    n: usize,
+    c: usize,
+    hw: usize,
+    gamma: &[f64],
+    running_mean: &[f64],
+    running_var: &[f64],
+    eps: f64,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let mut dx = vec![0.0; x.len()];
+    let mut dgamma = vec![0.0; c];
+    let mut dbeta = vec![0.0; c];
+    for i in 0..n {
+        for ch in 0..c {
+            let invstd = 1.0 / (running_var[ch] + eps).sqrt();
+            for p in 0..hw {
+                let j = at(c, i, ch, hw, p);
+                dx[j] = gamma[ch] * invstd * g[j];
+                dgamma[ch] += g[j] * (x[j] - running_mean[ch]) * invstd;
+                dbeta[ch] += g[j];
+            }
+        }
+    }
+    (dx, dgamma, dbeta)
+}

@@ -1,0 +1,116 @@
+//! `ember bench`: training and inference images/s of a model on random data, with the
+//! reference settings (SGD lr 0.01 momentum 0.9, mean cross-entropy, training batch 128,
+//! inference batch 256), so anyone can measure their machine against the published figures.
+
+use std::time::Instant;
+
+use ember_layers::loss::softmax_cross_entropy;
+use ember_layers::{Layer, Mode};
+use ember_tensor::{Rng, Tensor};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::optimizer::TrainOptimizer;
+
+/// What `ember bench` measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchResult {
+    /// The model.
+    pub model: String,
+    /// Training batch size.
+    pub batch: usize,
+    /// Inference batch size.
+    pub infer_batch: usize,
+    /// Worker threads.
+    pub threads: usize,
+    /// SIMD instruction set of the kernels.
+    pub simd: String,
+    /// Training images per second (forward, backward, optimizer step).
+    pub train_images_per_s: f64,
+    /// Inference images per second (eval-mode forward).
+    pub infer_images_per_s: f64,
+    /// Timed training steps.
+    pub train_steps: u64,
+    /// Timed inference passes.
+    pub infer_steps: u64,
+    /// Loss of the first and last timed training step (it should fall on fixed data).
+    pub loss_first_last: (f32, f32),
+}
+
+/// Times repeated calls of `f` after `warmup` calls, for at least `seconds` (and 3 calls).
+fn timed(seconds: f64, warmup: usize, mut f: impl FnMut() -> Result<()>) -> Result<(u64, f64)> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    let t0 = Instant::now();
+    let mut n = 0;
+    loop {
+        f()?;
+        n += 1;
+        let secs = t0.elapsed().as_secs_f64();
+        if secs >= seconds && n >= 3 {
+            return Ok((n, secs));
+        }
+    }
+}
+
+/// Measures a zoo model or spec file at batch `batch` (inference at `2 * batch`).
+pub fn bench(model: &str, batch: usize, seconds: f64, threads: usize) -> Result<BenchResult> {
+    if batch == 0 {
+        return Err(Error::msg("--batch must be at least 1"));
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error(format!("cannot start {threads} threads: {e}")))?;
+    pool.install(|| {
+        let (spec, _) = crate::resolve_model(model)?;
+        let mut net = spec.build()?;
+        let classes = spec.output_shape()?.item_numel();
+        let [c, h, w] = spec.input;
+        let mut rng = Rng::new(0);
+        net.reset_parameters(&mut rng);
+        let x = Tensor::normal([batch, c, h, w], 0.0, 1.0, &mut rng);
+        let labels: Vec<usize> = (0..batch)
+            .map(|_| rng.below(classes as u64) as usize)
+            .collect();
+        let mut opt = TrainOptimizer::sgd(0.01, 0.9)?;
+        let mut grad = Tensor::zeros([1]);
+        let mut losses = Vec::new();
+        let mut step = 0;
+        let (train_steps, train_secs) = timed(seconds, 3, || {
+            net.begin_step(step);
+            let loss = softmax_cross_entropy(net.forward(&x, Mode::Train), &labels, 0.0, &mut grad);
+            net.zero_grad();
+            net.backward(&x, &grad, false);
+            opt.step(&mut net, step)?;
+            step += 1;
+            losses.push(loss);
+            Ok(())
+        })?;
+        let infer_batch = 2 * batch;
+        let xi = Tensor::normal([infer_batch, c, h, w], 0.0, 1.0, &mut rng);
+        let mut sink = 0.0f32;
+        let (infer_steps, infer_secs) = timed(seconds, 3, || {
+            sink += net.forward(&xi, Mode::Eval).data()[0];
+            Ok(())
+        })?;
+        std::hint::black_box(sink);
+        let timed_losses = &losses[3.min(losses.len())..];
+        Ok(BenchResult {
+            model: model.to_string(),
+            batch,
+            infer_batch,
+            threads: rayon::current_num_threads(),
+            simd: ember_tensor::simd::active_isa().to_string(),
+            train_images_per_s: (train_steps as usize * batch) as f64 / train_secs,
+            infer_images_per_s: (infer_steps as usize * infer_batch) as f64 / infer_secs,
+            train_steps,
+            infer_steps,
+            loss_first_last: (
+                timed_losses.first().copied().unwrap_or(f32::NAN),
+                timed_losses.last().copied().unwrap_or(f32::NAN),
+            ),
+        })
+    })
+}

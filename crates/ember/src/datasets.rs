@@ -1,0 +1,75 @@
+//! Finding a dataset from what the user typed: `sample`, a path, or the name of a dataset
+//! fetched by `cargo xtask download` into the data folder.
+
+use std::path::{Path, PathBuf};
+
+use ember_data::{Augment, Splits};
+
+use crate::error::{Error, Result};
+
+/// Names `cargo xtask download` knows, and the folder each lands in under the data folder.
+pub const DOWNLOADABLE: &[&str] = &[
+    "fashion-mnist",
+    "mnist",
+    "cifar10",
+    "cifar10-python",
+    "cifar100",
+];
+
+/// The folder where downloaded datasets live: `$EMBER_DATA` if set, else `data/` in the
+/// current folder (the same rule as `cargo xtask download`).
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("EMBER_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("data"))
+}
+
+/// Opens `sample`, a dataset path, or a downloaded dataset by name.
+pub fn open(what: &str) -> Result<Splits> {
+    if what == "sample" {
+        return Ok(ember_data::sample()?);
+    }
+    let path = Path::new(what);
+    if path.exists() {
+        return Ok(ember_data::open(path)?);
+    }
+    let in_data_dir = data_dir().join(what);
+    if in_data_dir.exists() {
+        return Ok(ember_data::open(&in_data_dir)?);
+    }
+    let hint = if DOWNLOADABLE.contains(&what) {
+        format!("fetch it with `cargo xtask download {what}` (or import a copy with --from)")
+    } else {
+        format!("give a dataset folder or archive, `sample`, or one of {DOWNLOADABLE:?}")
+    };
+    Err(Error(format!(
+        "dataset {what:?}: no such file or folder (looked in . and {}); {hint}",
+        data_dir().display()
+    )))
+}
+
+/// Parses `--augment`: comma-separated `crop`, `flip`, `cutout` (empty or `none`: none).
+pub fn augment_from(list: &str) -> Augment {
+    let mut a = Augment::default();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match item {
+            "crop" => a.crop_padding = 4,
+            "flip" => a.hflip = true,
+            "cutout" => a.cutout = 8,
+            _ => {}
+        }
+    }
+    a
+}
+
+/// Checks an `--augment` list, naming the first unknown item.
+pub fn check_augment(list: &str) -> Result<()> {
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if !["crop", "flip", "cutout", "none"].contains(&item) {
+            return Err(Error(format!(
+                "--augment: unknown augmentation {item:?} (use crop, flip, cutout)"
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! The zoo matches the PyTorch reference definitions; spec files parse, build and fail
+//! with errors that name the line.
+
+use ember::spec::ModelSpec;
+use ember::zoo;
+use ember_layers::Layer;
+
+fn names_and_shapes(spec: &ModelSpec) -> Vec<(String, Vec<usize>)> {
+    let mut net = spec.build().unwrap();
+    let mut v = Vec::new();
+    net.visit_params("", &mut |n, p| {
+        v.push((n.to_string(), p.value.shape().dims().to_vec()))
+    });
+    v
+}
+
+#[test]
+fn fmnist_cnn_has_the_pytorch_state_dict() {
+    // nn.Sequential(conv, relu, pool, conv, relu, pool, flatten, linear, relu, linear)
+    let want: Vec<(String, Vec<usize>)> = [
+        ("0.weight", vec![32, 1, 3, 3]),
+        ("0.bias", vec![32]),
+        ("3.weight", vec![64, 32, 3, 3]),
+        ("3.bias", vec![64]),
+        ("7.weight", vec![128, 3136]),
+        ("7.bias", vec![128]),
+        ("9.weight", vec![10, 128]),
+        ("9.bias", vec![10]),
+    ]
+    .into_iter()
+    .map(|(n, s)| (n.to_string(), s))
+    .collect();
+    assert_eq!(names_and_shapes(&zoo::fmnist_cnn()), want);
+}
+
+#[test]
+fn cifar_cnn_has_the_pytorch_state_dict() {
+    let got = names_and_shapes(&zoo::cifar_cnn());
+    let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "0.weight",
+            "0.bias",
+            "3.weight",
+            "3.bias",
+            "6.weight",
+            "6.bias",
+            "10.weight",
+            "10.bias",
+            "12.weight",
+            "12.bias"
+        ]
+    );
+    assert_eq!(got[6].1, vec![256, 2048]);
+    let total: usize = got.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+    assert_eq!(total, 896 + 18_496 + 73_856 + 524_544 + 2_570);
+}
+
+#[test]
+fn resnet9_builds_with_nested_names_and_ten_outputs() {
+    let spec = zoo::resnet9(10);
+    assert_eq!(spec.output_shape().unwrap().dims(), &[1, 10]);
+    let got = names_and_shapes(&spec);
+    assert!(got.iter().any(|(n, _)| n == "7.block.0.weight"), "{got:?}");
+    assert!(
+        got.iter()
+            .any(|(n, s)| n.ends_with(".weight") && s == &vec![512, 512, 3, 3])
+    );
+    let total: usize = got.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+    // The DAWNBench ResNet-9 has about 6.57 M parameters.
+    assert!((6_500_000..6_600_000).contains(&total), "{total}");
+}
+
+#[test]
+fn zoo_specs_round_trip_through_toml() {
+    for name in zoo::NAMES {
+        let spec = zoo::get(name).unwrap();
+        let text = spec.to_toml();
+        let back = ModelSpec::from_toml(&text, name).unwrap();
+        assert_eq!(back, spec, "{text}");
+    }
+}
+
+const TINY: &str = r#"
+name = "tiny"
+input = [1, 12, 12]
+
+[[layer]]
+type = "conv2d"
+out = 4
+kernel = 3
+padding = 1
+
+[[layer]]
+type = "relu"
+
+[[layer]]
+type = "residual"
+[[layer.block]]
+type = "conv2d"
+out = 4
+kernel = 3
+padding = 1
+[[layer.block]]
+type = "batch_norm2d"
+
+[[layer]]
+type = "max_pool2d"
+kernel = 2
+
+[[layer]]
+type = "flatten"
+
+[[layer]]
+type = "linear"
+out = 3
+"#;
+
+#[test]
+fn a_spec_file_builds() {
+    let spec = ModelSpec::from_toml(TINY, "tiny.toml").unwrap();
+    assert_eq!(spec.output_shape().unwrap().dims(), &[1, 3]);
+    let names: Vec<String> = names_and_shapes(&spec)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(names.contains(&"2.block.0.weight".to_string()), "{names:?}");
+    assert!(names.contains(&"2.block.1.weight".to_string()), "{names:?}");
+}
+
+#[test]
+fn spec_errors_name_the_problem_and_line() {
+    let unknown = TINY.replace("type = \"relu\"", "type = \"gelu\"");
+    let e = ModelSpec::from_toml(&unknown, "m.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("m.toml") && e.contains("gelu") && e.contains("line"),
+        "{e}"
+    );
+
+    let bad_option = TINY.replace(
+        "padding = 1\n\n[[layer]]\ntype = \"relu\"",
+        "paddin = 1\n\n[[layer]]\ntype = \"relu\"",
+    );
+    let e = ModelSpec::from_toml(&bad_option, "m.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("paddin"), "{e}");
+
+    // Linear straight after a conv: the shape does not fit; the error names line 6 (the
+    // first [[layer]] is fine) -- find the linear's line.
+    let no_flatten = TINY.replace("[[layer]]\ntype = \"flatten\"\n", "");
+    let e = ModelSpec::from_toml(&no_flatten, "m.toml")
+        .unwrap_err()
+        .to_string();
+    let line = no_flatten
+        .lines()
+        .position(|l| l.contains("type = \"linear\""))
+        .unwrap()
+        + 1;
+    assert!(
+        e.contains("flatten") && e.contains(&format!("m.toml:{}", line - 1))
+            || e.contains(&format!("m.toml:{line}")),
+        "{e}"
+    );
+
+    let bad_groups = TINY.replacen("out = 4\nkernel = 3", "out = 4\ngroups = 3\nkernel = 3", 1);
+    let e = ModelSpec::from_toml(&bad_groups, "m.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("groups"), "{e}");
+}

@@ -1,0 +1,188 @@
+//! Adam (with optional AMSGrad) and AdamW, exactly PyTorch's `torch.optim.Adam` and
+//! `torch.optim.AdamW`.
+
+use crate::group::{Groups, invalid, non_negative};
+use crate::kernels::{self, AdamStep};
+use crate::sgd::check_grad;
+use crate::state::States;
+use crate::{OptimError, Optimizer, OptimizerState, ParamGroup};
+
+/// Adam and AdamW share everything but where the weight decay goes; `DECOUPLED` picks.
+/// Use the aliases [`Adam`] and [`AdamW`].
+///
+/// PyTorch's rule, with `t` the parameter's step (from 1):
+/// AdamW first `p *= 1 − lr·wd` (Adam instead `g += wd·p`);
+/// `m = β1·m + (1−β1)·g`, `v = β2·v + (1−β2)·g²`;
+/// with AMSGrad `v̂max = max(v̂max, v)` replaces `v` below;
+/// `p −= lr/(1−β1^t) · m / (√v / √(1−β2^t) + eps)`.
+#[derive(Clone, Debug)]
+pub struct AdamCore<const DECOUPLED: bool> {
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+    amsgrad: bool,
+    groups: Groups,
+    states: States,
+}
+
+/// Adam with L2 weight decay added to the gradient (`torch.optim.Adam`).
+pub type Adam = AdamCore<false>;
+
+/// Adam with decoupled weight decay (`torch.optim.AdamW`).
+pub type AdamW = AdamCore<true>;
+
+impl Adam {
+    /// Adam with learning rate `lr` and PyTorch's defaults: betas (0.9, 0.999), eps 1e-8,
+    /// weight decay 0, no AMSGrad.
+    pub fn new(lr: f32) -> Self {
+        Self::with_decay(lr, 0.0)
+    }
+}
+
+impl AdamW {
+    /// AdamW with learning rate `lr` and PyTorch's defaults: betas (0.9, 0.999), eps 1e-8,
+    /// weight decay 0.01, no AMSGrad.
+    pub fn new(lr: f32) -> Self {
+        Self::with_decay(lr, 0.01)
+    }
+}
+
+impl<const DECOUPLED: bool> AdamCore<DECOUPLED> {
+    fn with_decay(lr: f32, weight_decay: f32) -> Self {
+        AdamCore {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+            amsgrad: false,
+            groups: Groups::default(),
+            states: States::default(),
+        }
+    }
+
+    /// Decay rates of the first and second moments (default 0.9, 0.999).
+    pub fn betas(mut self, beta1: f32, beta2: f32) -> Self {
+        self.beta1 = beta1;
+        self.beta2 = beta2;
+        self
+    }
+
+    /// Added to the denominator for stability (default 1e-8).
+    pub fn eps(mut self, eps: f32) -> Self {
+        self.eps = eps;
+        self
+    }
+
+    /// Weight decay: L2 on the gradient for Adam, decoupled for AdamW.
+    pub fn weight_decay(mut self, weight_decay: f32) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+
+    /// Use the maximum of past second moments (AMSGrad; default off).
+    pub fn amsgrad(mut self, amsgrad: bool) -> Self {
+        self.amsgrad = amsgrad;
+        self
+    }
+
+    fn slots(&self) -> &'static [&'static str] {
+        if self.amsgrad {
+            &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
+        } else {
+            &["exp_avg", "exp_avg_sq"]
+        }
+    }
+}
+
+impl<const DECOUPLED: bool> Optimizer for AdamCore<DECOUPLED> {
+    fn name(&self) -> &'static str {
+        if DECOUPLED { "adamw" } else { "adam" }
+    }
+
+    fn lr(&self) -> f32 {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: f32) {
+        self.lr = lr;
+    }
+
+    fn add_group(&mut self, group: ParamGroup) {
+        self.groups.push(group);
+    }
+
+    fn validate(&self) -> Result<(), OptimError> {
+        let name = self.name();
+        non_negative(name, "lr", self.lr)?;
+        non_negative(name, "eps", self.eps)?;
+        non_negative(name, "weight_decay", self.weight_decay)?;
+        for (what, beta) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&beta) {
+                return Err(invalid(
+                    name,
+                    format!("{what} must be in [0, 1), got {beta}"),
+                ));
+            }
+        }
+        self.groups.validate(name)
+    }
+
+    fn update(&mut self, name: &str, value: &mut [f32], grad: &[f32]) -> Result<(), OptimError> {
+        check_grad(name, value, grad)?;
+        self.validate()?;
+        let (lr, weight_decay) = self.groups.resolve(name, self.lr, self.weight_decay);
+        let slots = self.slots().len();
+        let betas_eps = (self.beta1, self.beta2, self.eps);
+        let st = self.states.entry(name, value.len(), slots)?;
+        let step = st.step + 1;
+        let k = step_scalars(DECOUPLED, betas_eps, lr, weight_decay, step);
+        let (m, rest) = st.bufs.split_first_mut().expect("exp_avg slot");
+        let (v, rest) = rest.split_first_mut().expect("exp_avg_sq slot");
+        let vmax = rest.first_mut().map_or(&mut [][..], |b| &mut b[..]);
+        kernels::adam(value, grad, m, v, vmax, &k);
+        st.step = step;
+        Ok(())
+    }
+
+    fn state(&self) -> OptimizerState {
+        self.states.save(self.name(), self.slots())
+    }
+
+    fn load_state(&mut self, state: OptimizerState) -> Result<(), OptimError> {
+        self.states = States::load(state, self.name(), self.slots())?;
+        Ok(())
+    }
+}
+
+/// The kernel's scalars for a parameter's step `t` (from 1), in f64 rounded once.
+fn step_scalars(
+    decoupled: bool,
+    (beta1, beta2, eps): (f32, f32, f32),
+    lr: f32,
+    weight_decay: f32,
+    t: u64,
+) -> AdamStep {
+    let (lr64, wd64) = (f64::from(lr), f64::from(weight_decay));
+    let (b1, b2) = (f64::from(beta1), f64::from(beta2));
+    let t = t as f64;
+    let bias_correction1 = 1.0 - b1.powf(t);
+    let bias_correction2 = 1.0 - b2.powf(t);
+    let (decay_factor, coupled) = if decoupled {
+        ((1.0 - lr64 * wd64) as f32, 0.0)
+    } else {
+        (1.0, weight_decay)
+    };
+    AdamStep {
+        decay_factor,
+        weight_decay: coupled,
+        one_minus_beta1: (1.0 - b1) as f32,
+        beta2,
+        one_minus_beta2: (1.0 - b2) as f32,
+        bias_correction2_sqrt: bias_correction2.sqrt() as f32,
+        step_size: (lr64 / bias_correction1) as f32,
+        eps,
+    }
+}
