@@ -1,0 +1,169 @@
+//! `Conv2d` backward over a batch: parameter gradients as per-chunk partial sums reduced at
+//! the end (no two threads write the same memory), input gradients per image.
+
+use ember_tensor::gemm::Op;
+use ember_tensor::{Shape, Tensor, simd};
+use rayon::prelude::*;
+
+use super::direct::{
+    conv2d_direct_3x3, conv2d_direct_3x3_weight_grad, direct_3x3_scratch_len,
+    direct_3x3_weight_grad_scratch_len, pack_3x3_weights_adjoint, packed_3x3_len,
+};
+use super::layer::{Scratch, grow, is_pointwise, mm};
+use super::{Conv2d, ConvAlgorithm, col2im, im2col};
+use crate::{Layer, Pair};
+
+pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_input_grad: bool) {
+    let g = conv.geometry_for(x.shape());
+    let (n, ho, wo) = (g.batch, g.out_h(), g.out_w());
+    let want = Shape::from([n, conv.out_channels, ho, wo]);
+    assert!(
+        grad_out.shape() == want,
+        "{}: grad_out has shape {}, the output of input {} has shape {want}",
+        conv.describe(),
+        grad_out.shape(),
+        x.shape()
+    );
+    if conv.relu {
+        assert!(
+            conv.out.shape() == want,
+            "{}: backward with fused ReLU needs the forward output of the same input",
+            conv.describe()
+        );
+    }
+    if need_input_grad {
+        conv.grad_in.resize_for(x.shape());
+    } else {
+        conv.grad_in.resize_for([0]);
+    }
+    if n == 0 {
+        return;
+    }
+    let direct_w = conv.algorithm.choose_weight_grad(&g) == ConvAlgorithm::Direct3x3;
+    let direct_gx = need_input_grad && conv.algorithm.choose(&g) == ConvAlgorithm::Direct3x3;
+    if direct_gx {
+        let len = packed_3x3_len(g.in_channels, g.out_channels);
+        pack_3x3_weights_adjoint(
+            conv.weight.value.data(),
+            g.out_channels,
+            g.in_channels,
+            grow(&mut conv.packed, len),
+        );
+    }
+    let (chunk, nchunks) = Conv2d::chunks(n);
+    if conv.scratch.len() < nchunks {
+        conv.scratch.resize_with(nchunks, Scratch::default);
+    }
+    let par = nchunks == 1 && rayon::current_num_threads() > 1;
+    let (p, cig, cog, kl) = (ho * wo, g.in_per_group(), g.out_per_group(), g.kernel_len());
+    let (in_item, out_item, plane) = (g.in_item(), g.out_item(), g.height * g.width);
+    let (xs, gys, w) = (x.data(), grad_out.data(), conv.weight.value.data());
+    let out = conv.out.data();
+    let (relu, packed) = (conv.relu, &conv.packed[..]);
+    let wlen = conv.weight.value.len();
+    let body = |c: usize, gx_part: &mut [f32], s: &mut Scratch| {
+        let Scratch {
+            cols,
+            grad_cols,
+            padded,
+            masked,
+            wgrad,
+            grad_weight,
+            grad_bias,
+        } = s;
+        let gw = grow(grad_weight, wlen);
+        gw.fill(0.0);
+        let gb = grow(grad_bias, g.out_channels);
+        gb.fill(0.0);
+        let first = c * chunk;
+        for i in 0..chunk.min(n - first) {
+            let img = first + i;
+            let xi = &xs[img * in_item..][..in_item];
+            let mut gy = &gys[img * out_item..][..out_item];
+            if relu {
+                let m = grow(masked, out_item);
+                simd::relu_backward(&out[img * out_item..][..out_item], gy, m);
+                gy = m;
+            }
+            for (co, row) in gy.chunks_exact(p).enumerate() {
+                gb[co] += simd::sum(row);
+            }
+            if direct_w {
+                let (cin, cout) = (g.in_channels, g.out_channels);
+                let sl =
+                    direct_3x3_weight_grad_scratch_len(cin, cout, g.height, g.width, g.padding);
+                let ws = grow(wgrad, sl);
+                conv2d_direct_3x3_weight_grad(
+                    xi, cin, g.height, g.width, g.padding, gy, cout, ws, gw,
+                );
+            }
+            // (direct_w implies direct_gx, so this loop covers both im2col gradients.)
+            for gi in (0..g.groups).filter(|_| !direct_w) {
+                let xg = &xi[gi * cig * plane..(gi + 1) * cig * plane];
+                let gyg = &gy[gi * cog * p..(gi + 1) * cog * p];
+                let b: &[f32] = if is_pointwise(&g) {
+                    xg
+                } else {
+                    let cl = grow(cols, kl * p);
+                    im2col(xg, cig, &g, cl);
+                    cl
+                };
+                let gwg = &mut gw[gi * cog * kl..(gi + 1) * cog * kl];
+                mm(par, Op::N, Op::T, cog, kl, p, gyg, p, b, p, 1.0, gwg, kl);
+                if need_input_grad && !direct_gx {
+                    let gxi = &mut gx_part[i * in_item..(i + 1) * in_item];
+                    let gxg = &mut gxi[gi * cig * plane..(gi + 1) * cig * plane];
+                    let wg = &w[gi * cog * kl..];
+                    if is_pointwise(&g) {
+                        mm(par, Op::T, Op::N, cig, p, cog, wg, kl, gyg, p, 0.0, gxg, p);
+                    } else {
+                        let gc = grow(grad_cols, kl * p);
+                        mm(par, Op::T, Op::N, kl, p, cog, wg, kl, gyg, p, 0.0, gc, p);
+                        gxg.fill(0.0);
+                        col2im(gc, cig, &g, gxg);
+                    }
+                }
+            }
+            if direct_gx {
+                let gxi = &mut gx_part[i * in_item..(i + 1) * in_item];
+                let pad = Pair(2 - g.padding.0, 2 - g.padding.1);
+                let sl = direct_3x3_scratch_len(g.out_channels, ho, wo, pad);
+                let scratch = grow(padded, sl);
+                conv2d_direct_3x3(
+                    gy,
+                    g.out_channels,
+                    ho,
+                    wo,
+                    pad,
+                    packed,
+                    g.in_channels,
+                    None,
+                    false,
+                    scratch,
+                    gxi,
+                );
+            }
+        }
+    };
+    // Each chunk gets its slice of the input gradient (empty when it is not wanted).
+    if need_input_grad {
+        conv.grad_in
+            .data_mut()
+            .par_chunks_mut(chunk * in_item)
+            .zip(conv.scratch.par_iter_mut())
+            .enumerate()
+            .for_each(|(c, (gx, s))| body(c, gx, s));
+    } else {
+        conv.scratch[..nchunks]
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(c, s)| body(c, &mut [], s));
+    }
+    // Reduce the per-chunk partial sums: no two threads wrote the same memory.
+    for s in &conv.scratch[..nchunks] {
+        simd::add_assign(conv.weight.grad.data_mut(), &s.grad_weight[..wlen]);
+        if let Some(b) = conv.bias.as_mut() {
+            simd::add_assign(b.grad.data_mut(), &s.grad_bias[..g.out_channels]);
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! Direct 3x3 stride-1 convolution with `wide::f32x8` and register blocking.
+//!
+//! The input is copied into zero-padded planes of width `Wp = W + 2*pw`. Each output row
+//! is cut into vectors of 8 columns; the vector at output `(oy, 8*vx)` reads, for tap
+//! `(ky, kx)`, the 8 consecutive padded inputs starting at `(oy+ky)*Wp + 8*vx + kx`: one
+//! unaligned load, no gathers, no bounds checks in the loop. When the output width is a
+//! multiple of 8 no lane is wasted; otherwise the last vector of a row computes a few
+//! lanes that are not stored. A forward tile is [`BLOCK_CO`] output channels by 3 vectors:
+//! 12 accumulators, and each (channel, tap) step does 3 loads and 4 weight broadcasts for
+//! 12 FMAs. The same layout gives the weight gradient as dot products of contiguous runs.
+
+use wide::f32x8;
+
+use crate::Pair;
+
+/// Output channels per register tile; packed weights are padded to a multiple of it.
+pub const BLOCK_CO: usize = 4;
+const VECS: usize = 3;
+
+/// Length of the packed weights for [`conv2d_direct_3x3`].
+pub fn packed_3x3_len(out_channels: usize, in_channels: usize) -> usize {
+    out_channels.div_ceil(BLOCK_CO) * in_channels * 9 * BLOCK_CO
+}
+
+/// Packs an OIHW `[out, in, 3, 3]` weight as `[out / BLOCK_CO][in][9][BLOCK_CO]` (missing
+/// output channels zero), so that a tile's four weights of one tap are adjacent.
+pub fn pack_3x3_weights(
+    weight: &[f32],
+    out_channels: usize,
+    in_channels: usize,
+    packed: &mut [f32],
+) {
+    pack_with(out_channels, in_channels, packed, |co, ci, tap| {
+        weight[(co * in_channels + ci) * 9 + tap]
+    });
+}
+
+/// Packs the weight of the adjoint convolution: the kernel flipped and its channel axes
+/// swapped, so that [`conv2d_direct_3x3`] with padding `2 - p` computes the gradient of a
+/// 3x3 stride-1 convolution with respect to its input. `weight` is OIHW `[out, in, 3, 3]`;
+/// the result packs `in` output channels from `out` input channels.
+pub fn pack_3x3_weights_adjoint(
+    weight: &[f32],
+    out_channels: usize,
+    in_channels: usize,
+    packed: &mut [f32],
+) {
+    pack_with(in_channels, out_channels, packed, |ci, co, tap| {
+        weight[(co * in_channels + ci) * 9 + (8 - tap)]
+    });
+}
+
+fn pack_with(outs: usize, ins: usize, packed: &mut [f32], w: impl Fn(usize, usize, usize) -> f32) {
+    let need = packed_3x3_len(outs, ins);
+    assert!(
+        packed.len() >= need,
+        "pack_3x3_weights: packed has {} elements, needs {need}",
+        packed.len()
+    );
+    for cb in 0..outs.div_ceil(BLOCK_CO) {
+        for ci in 0..ins {
+            for tap in 0..9 {
+                for j in 0..BLOCK_CO {
+                    let co = cb * BLOCK_CO + j;
+                    packed[((cb * ins + ci) * 9 + tap) * BLOCK_CO + j] =
+                        if co < outs { w(co, ci, tap) } else { 0.0 };
+                }
+            }
+        }
+    }
+}
+
+/// Sizes of the padded-input layout.
+struct Layout {
+    wp: usize,
+    ho: usize,
+    wo: usize,
+    /// Vectors per output row.
+    vpr: usize,
+    /// Output vectors `ho * vpr`.
+    nv: usize,
+    /// Elements per padded channel plane (covers every read of every vector).
+    plane: usize,
+}
+
+impl Layout {
+    /// Offset in a padded plane of the first input read by output vector `v` (tap 0, 0).
+    #[inline(always)]
+    fn base(&self, v: usize) -> usize {
+        (v / self.vpr) * self.wp + (v % self.vpr) * 8
+    }
+}
+
+fn layout(h: usize, w: usize, pad: Pair) -> Layout {
+    let (hp, wp) = (h + 2 * pad.0, w + 2 * pad.1);
+    let (ho, wo) = (hp.saturating_sub(2), wp.saturating_sub(2));
+    let vpr = wo.div_ceil(8);
+    let nv = ho * vpr;
+    // The last vector starts at (ho-1)*wp + (vpr-1)*8 and reads 8 lanes past taps up to
+    // 2*wp + 2; a row's last vector may run into the next row's first columns.
+    let reach = if nv == 0 {
+        0
+    } else {
+        (ho - 1) * wp + vpr * 8 + 2 * wp + 2
+    };
+    let plane = (hp * wp).max(reach).div_ceil(8) * 8;
+    Layout {
+        wp,
+        ho,
+        wo,
+        vpr,
+        nv,
+        plane,
+    }
+}
+
+/// Scratch elements [`conv2d_direct_3x3`] needs for one image.
+pub fn direct_3x3_scratch_len(in_channels: usize, h: usize, w: usize, pad: Pair) -> usize {
+    in_channels * layout(h, w, pad).plane
+}
+
+#[inline(always)]
+fn taps(wp: usize) -> [usize; 9] {
+    [0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2]
+}
+
+/// One tile: `BLOCK_CO` channels x the 3 output vectors whose reads start at `bases`.
+#[inline(always)]
+fn tile(
+    xp: &[f32],
+    plane: usize,
+    wp: usize,
+    bases: [usize; VECS],
+    w: &[f32],
+    cin: usize,
+) -> [[f32x8; VECS]; BLOCK_CO] {
+    let mut acc = [[f32x8::ZERO; VECS]; BLOCK_CO];
+    let taps = taps(wp);
+    let top = bases.iter().max().copied().unwrap_or(0) + 2 * wp + 2 + 8;
+    assert!(
+        cin == 0 || (cin - 1) * plane + top <= xp.len(),
+        "direct 3x3: tile reads past the padded input"
+    );
+    assert!(
+        w.len() >= cin * 9 * BLOCK_CO,
+        "direct 3x3: packed weights too short"
+    );
+    for ci in 0..cin {
+        // SAFETY: the asserts above bound every read: channel `ci` reads
+        // `xp[ci*plane + base + off .. + 8]` with `base + off + 8 <= top`, and the weights
+        // `w[ci*36 .. ci*36 + 36]`. read_unaligned allows any alignment.
+        unsafe {
+            let xc = xp.as_ptr().add(ci * plane);
+            let wc = w.as_ptr().add(ci * 9 * BLOCK_CO);
+            for (t, &off) in taps.iter().enumerate() {
+                let xv = [
+                    xc.add(bases[0] + off).cast::<f32x8>().read_unaligned(),
+                    xc.add(bases[1] + off).cast::<f32x8>().read_unaligned(),
+                    xc.add(bases[2] + off).cast::<f32x8>().read_unaligned(),
+                ];
+                for (j, row) in acc.iter_mut().enumerate() {
+                    let wv = f32x8::splat(*wc.add(t * BLOCK_CO + j));
+                    for (a, x) in row.iter_mut().zip(xv) {
+                        *a = x.mul_add(wv, *a);
+                    }
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// 3x3, stride 1, dilation 1 convolution of one image: `y[co][oy][ox] = bias[co] +
+/// sum over ci, ky, kx of w[co][ci][ky][kx] * x[ci][oy+ky-ph][ox+kx-pw]`, then ReLU if
+/// `relu`. `x` is `[in_channels, h, w]`, `packed` from [`pack_3x3_weights`], `y` is
+/// `[out_channels, h + 2ph - 2, w + 2pw - 2]` (overwritten), `scratch` at least
+/// [`direct_3x3_scratch_len`]. Panics if a slice is too short.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_direct_3x3(
+    x: &[f32],
+    in_channels: usize,
+    h: usize,
+    w: usize,
+    pad: Pair,
+    packed: &[f32],
+    out_channels: usize,
+    bias: Option<&[f32]>,
+    relu: bool,
+    scratch: &mut [f32],
+    y: &mut [f32],
+) {
+    let l = layout(h, w, pad);
+    let cin = in_channels;
+    assert!(
+        x.len() >= cin * h * w,
+        "conv2d_direct_3x3: x has {} elements, needs {}",
+        x.len(),
+        cin * h * w
+    );
+    assert!(
+        packed.len() >= packed_3x3_len(out_channels, cin),
+        "conv2d_direct_3x3: packed weights too short"
+    );
+    let ylen = out_channels * l.ho * l.wo;
+    assert!(
+        y.len() >= ylen,
+        "conv2d_direct_3x3: y has {} elements, needs {ylen}",
+        y.len()
+    );
+    let xp = &mut scratch[..cin * l.plane];
+    pad_planes(x, cin, h, w, pad, &l, xp);
+    let xp = &*xp;
+    for cb in 0..out_channels.div_ceil(BLOCK_CO) {
+        let wb = &packed[cb * cin * 9 * BLOCK_CO..(cb + 1) * cin * 9 * BLOCK_CO];
+        // Output positions (oy, vx) advance incrementally: no division in the loop.
+        let next = |(oy, vx): (usize, usize)| {
+            if vx + 1 == l.vpr {
+                (oy + 1, 0)
+            } else {
+                (oy, vx + 1)
+            }
+        };
+        let mut first = (0, 0);
+        for v0 in (0..l.nv).step_by(VECS) {
+            // A short last tile repeats its last vector; the repeats are not stored.
+            let mut pos = [first; VECS];
+            for k in 1..VECS {
+                pos[k] = if v0 + k < l.nv {
+                    next(pos[k - 1])
+                } else {
+                    pos[k - 1]
+                };
+            }
+            first = next(pos[VECS - 1]);
+            let acc = tile(
+                xp,
+                l.plane,
+                l.wp,
+                pos.map(|(oy, vx)| oy * l.wp + vx * 8),
+                wb,
+                cin,
+            );
+            for (j, row) in acc.iter().enumerate() {
+                let co = cb * BLOCK_CO + j;
+                if co >= out_channels {
+                    break;
+                }
+                let add = bias.map_or(0.0, |b| b[co]);
+                for (a, &(oy, vx)) in row.iter().zip(&pos).take(l.nv - v0) {
+                    let ox = vx * 8;
+                    let n = (l.wo - ox).min(8);
+                    let dst = &mut y[(co * l.ho + oy) * l.wo + ox..][..n];
+                    let mut out = *a + f32x8::splat(add);
+                    if relu {
+                        out = out.max(f32x8::ZERO);
+                    }
+                    if let Ok(full) = <&mut [f32; 8]>::try_from(&mut *dst) {
+                        *full = out.to_array();
+                    } else {
+                        dst.copy_from_slice(&out.as_array()[..n]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Scratch elements [`conv2d_direct_3x3_weight_grad`] needs for one image.
+pub fn direct_3x3_weight_grad_scratch_len(
+    in_channels: usize,
+    out_channels: usize,
+    h: usize,
+    w: usize,
+    pad: Pair,
+) -> usize {
+    let l = layout(h, w, pad);
+    in_channels * l.plane + out_channels.div_ceil(BLOCK_CO) * BLOCK_CO * l.nv * 8
+}
+
+/// Accumulates the weight gradient of a 3x3 stride-1 convolution for one image:
+/// `gw[co][ci][ky][kx] += sum over oy, ox of gy[co][oy][ox] * x[ci][oy+ky-ph][ox+kx-pw]`.
+/// `x` is `[in_channels, h, w]`, `gy` is `[out_channels, h+2ph-2, w+2pw-2]`, `gw` OIHW,
+/// `scratch` at least [`direct_3x3_weight_grad_scratch_len`]. Panics if a slice is too short.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_direct_3x3_weight_grad(
+    x: &[f32],
+    in_channels: usize,
+    h: usize,
+    w: usize,
+    pad: Pair,
+    gy: &[f32],
+    out_channels: usize,
+    scratch: &mut [f32],
+    gw: &mut [f32],
+) {
+    let l = layout(h, w, pad);
+    let (cin, cout) = (in_channels, out_channels);
+    assert!(
+        x.len() >= cin * h * w,
+        "conv2d_direct_3x3_weight_grad: x too short"
+    );
+    assert!(
+        gy.len() >= cout * l.ho * l.wo,
+        "conv2d_direct_3x3_weight_grad: gy too short"
+    );
+    assert!(
+        gw.len() >= cout * cin * 9,
+        "conv2d_direct_3x3_weight_grad: gw too short"
+    );
+    let cpad = cout.div_ceil(BLOCK_CO) * BLOCK_CO;
+    let glen = l.nv * 8;
+    let (xp, gyv) = scratch[..cin * l.plane + cpad * glen].split_at_mut(cin * l.plane);
+    pad_planes(x, cin, h, w, pad, &l, xp);
+    // gy cut into the output vectors; lanes past the row end and the rows of missing
+    // output channels (up to a multiple of BLOCK_CO) are zero, so they add nothing.
+    gyv.fill(0.0);
+    for co in 0..cout {
+        for oy in 0..l.ho {
+            let src = &gy[(co * l.ho + oy) * l.wo..][..l.wo];
+            gyv[co * glen + oy * l.vpr * 8..][..l.wo].copy_from_slice(src);
+        }
+    }
+    // Tile: BLOCK_CO output channels x the 3 taps of one kernel row = 12 accumulators;
+    // each step loads 3 input and 4 gradient vectors for 12 FMAs.
+    let top = if l.nv == 0 {
+        0
+    } else {
+        l.base(l.nv - 1) + 2 * l.wp + 2 + 8
+    };
+    for cb in 0..cpad / BLOCK_CO {
+        let g = &gyv[cb * BLOCK_CO * glen..(cb + 1) * BLOCK_CO * glen];
+        for ci in 0..cin {
+            let xc = &xp[ci * l.plane..(ci + 1) * l.plane];
+            assert!(
+                top <= xc.len(),
+                "direct 3x3 weight grad: reads past the padded input"
+            );
+            for ky in 0..3 {
+                let mut acc = [[f32x8::ZERO; 3]; BLOCK_CO];
+                for (v, b) in (0..l.ho)
+                    .flat_map(|oy| (0..l.vpr).map(move |vx| oy * l.wp + vx * 8))
+                    .enumerate()
+                {
+                    // SAFETY: gradient reads `g[j*glen + v*8 .. + 8]` stay in `g` (BLOCK_CO
+                    // rows of glen = nv*8); input reads start at `base(v) = b` plus `ky*wp + kx`
+                    // with ky, kx <= 2 and end by `top <= xc.len()` (base grows with v).
+                    unsafe {
+                        let xs = xc.as_ptr().add(b + ky * l.wp);
+                        let xv = [
+                            xs.cast::<f32x8>().read_unaligned(),
+                            xs.add(1).cast::<f32x8>().read_unaligned(),
+                            xs.add(2).cast::<f32x8>().read_unaligned(),
+                        ];
+                        for (j, row) in acc.iter_mut().enumerate() {
+                            let gv = g
+                                .as_ptr()
+                                .add(j * glen + v * 8)
+                                .cast::<f32x8>()
+                                .read_unaligned();
+                            for (a, xk) in row.iter_mut().zip(xv) {
+                                *a = xk.mul_add(gv, *a);
+                            }
+                        }
+                    }
+                }
+                for (j, row) in acc.iter().enumerate() {
+                    let co = cb * BLOCK_CO + j;
+                    if co < cout {
+                        let out = &mut gw[(co * cin + ci) * 9 + ky * 3..][..3];
+                        for (o, a) in out.iter_mut().zip(row) {
+                            *o += a.reduce_add();
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Copies `[channels, h, w]` into zero-padded planes of the padded-width layout.
+fn pad_planes(
+    x: &[f32],
+    channels: usize,
+    h: usize,
+    w: usize,
+    pad: Pair,
+    l: &Layout,
+    xp: &mut [f32],
+) {
+    for ci in 0..channels {
+        let plane = &mut xp[ci * l.plane..(ci + 1) * l.plane];
+        plane.fill(0.0);
+        for r in 0..h {
+            let dst = (r + pad.0) * l.wp + pad.1;
+            plane[dst..dst + w].copy_from_slice(&x[(ci * h + r) * w..(ci * h + r + 1) * w]);
+        }
+    }
+}

@@ -1,0 +1,530 @@
+//! The `Conv2d` layer: parameters, algorithm choice, forward and backward over a batch.
+
+use ember_tensor::gemm::{Op, gemm, gemm_serial};
+use ember_tensor::{Rng, Shape, Tensor, init};
+use rayon::prelude::*;
+
+use super::direct::{conv2d_direct_3x3, direct_3x3_scratch_len, pack_3x3_weights, packed_3x3_len};
+use super::{ConvGeometry, im2col};
+use crate::{Layer, LayerError, Mode, Pair, Param};
+
+/// The seed a freshly built layer's parameters are drawn from (before `reset_parameters`).
+const INIT_SEED: u64 = 0xC0_4E_2D;
+
+/// How a [`Conv2d`] computes its forward pass (and its input gradient).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvAlgorithm {
+    /// Choose per shape by the measured rule in [`ConvAlgorithm::choose`].
+    Auto,
+    /// im2col + GEMM (any configuration).
+    Im2colGemm,
+    /// The direct 3x3 stride-1 SIMD kernel; falls back to im2col + GEMM for shapes it does
+    /// not cover (see [`ConvAlgorithm::direct_applies`]).
+    Direct3x3,
+}
+
+impl ConvAlgorithm {
+    /// Whether the direct kernel covers `g`: 3x3 kernel, stride 1, dilation 1, one group,
+    /// padding at most 2 (so that the input gradient is a direct 3x3 convolution too).
+    pub fn direct_applies(g: &ConvGeometry) -> bool {
+        g.kernel == Pair(3, 3)
+            && g.stride == Pair(1, 1)
+            && g.dilation == Pair(1, 1)
+            && g.groups == 1
+            && g.padding.0 <= 2
+            && g.padding.1 <= 2
+    }
+
+    /// The algorithm `Auto` resolves to for `g`'s forward pass and input gradient: the
+    /// direct kernel wherever it applies. Measured (`tests/conv_speed.rs`, one thread, CPU
+    /// time, the five CIFAR-sized shapes): direct forward 55-105 GFLOP/s against 54-85 for
+    /// im2col + GEMM, input gradient 57-114 against 34-87.
+    pub fn choose(self, g: &ConvGeometry) -> ConvAlgorithm {
+        match self {
+            ConvAlgorithm::Auto | ConvAlgorithm::Direct3x3 if Self::direct_applies(g) => {
+                ConvAlgorithm::Direct3x3
+            }
+            _ => ConvAlgorithm::Im2colGemm,
+        }
+    }
+
+    /// The algorithm for the weight gradient. `Auto` takes the direct kernel only for
+    /// outputs at least 12 wide: on 8x8 outputs its per-weight horizontal sums cost more
+    /// than GEMM's packing (direct 56-61 GFLOP/s against 63-80; on 16x16 and 32x32 direct
+    /// 67-88 against 21-76).
+    pub fn choose_weight_grad(self, g: &ConvGeometry) -> ConvAlgorithm {
+        match self.choose(g) {
+            ConvAlgorithm::Direct3x3 if self == ConvAlgorithm::Direct3x3 || g.out_w() >= 12 => {
+                ConvAlgorithm::Direct3x3
+            }
+            _ => ConvAlgorithm::Im2colGemm,
+        }
+    }
+}
+
+/// Per-chunk workspace: each batch chunk runs on one thread and owns one of these.
+#[derive(Default)]
+pub(super) struct Scratch {
+    pub(super) cols: Vec<f32>,
+    pub(super) grad_cols: Vec<f32>,
+    pub(super) padded: Vec<f32>,
+    pub(super) masked: Vec<f32>,
+    pub(super) wgrad: Vec<f32>,
+    pub(super) grad_weight: Vec<f32>,
+    pub(super) grad_bias: Vec<f32>,
+}
+
+pub(super) fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    &mut v[..len]
+}
+
+/// A 2-D convolution over NCHW input, PyTorch semantics.
+///
+/// Weight OIHW `[out, in/groups, kh, kw]` (`state_dict` name `weight`), bias `[out]`
+/// (`bias`), both initialised like PyTorch (`U(±1/sqrt(fan_in))`). Options are builders
+/// with PyTorch's defaults: stride 1, padding 0, dilation 1, groups 1, bias on; `relu(true)`
+/// fuses a ReLU into the output (the layer then computes `relu(conv(x) + b)`).
+///
+/// Invalid settings (groups not dividing the channels, zero sizes, a kernel larger than
+/// the padded input) are reported by [`Layer::output_shape`] as a [`LayerError`];
+/// `forward` on an input that does not fit panics with that message.
+///
+/// ```
+/// use ember_layers::{conv::Conv2d, Layer, Mode};
+/// use ember_tensor::Tensor;
+/// let mut conv = Conv2d::new(3, 8, 3).padding(1).stride(2);
+/// let x = Tensor::zeros([2, 3, 9, 9]);
+/// let y = conv.forward(&x, Mode::Train);
+/// // Shapes: [2, 3, 9, 9] -> [2, 8, 5, 5].
+/// assert_eq!(y.shape().dims(), &[2, 8, 5, 5]);
+/// ```
+pub struct Conv2d {
+    pub(super) in_channels: usize,
+    pub(super) out_channels: usize,
+    pub(super) kernel: Pair,
+    pub(super) stride: Pair,
+    pub(super) padding: Pair,
+    pub(super) dilation: Pair,
+    pub(super) groups: usize,
+    pub(super) relu: bool,
+    pub(super) algorithm: ConvAlgorithm,
+    pub(super) weight: Param,
+    pub(super) bias: Option<Param>,
+    pub(super) out: Tensor,
+    pub(super) grad_in: Tensor,
+    pub(super) packed: Vec<f32>,
+    pub(super) scratch: Vec<Scratch>,
+}
+
+impl Conv2d {
+    /// A convolution from `in_channels` to `out_channels` with a `kernel_size` kernel.
+    pub fn new(in_channels: usize, out_channels: usize, kernel_size: impl Into<Pair>) -> Self {
+        let mut c = Conv2d {
+            in_channels,
+            out_channels,
+            kernel: kernel_size.into(),
+            stride: Pair(1, 1),
+            padding: Pair(0, 0),
+            dilation: Pair(1, 1),
+            groups: 1,
+            relu: false,
+            algorithm: ConvAlgorithm::Auto,
+            weight: Param::new(Tensor::zeros([0]), true),
+            bias: Some(Param::new(Tensor::zeros([0]), false)),
+            out: Tensor::zeros([0]),
+            grad_in: Tensor::zeros([0]),
+            packed: Vec::new(),
+            scratch: Vec::new(),
+        };
+        c.rebuild_params();
+        c
+    }
+
+    /// Like [`Conv2d::new`] with groups, checking that the configuration can run.
+    pub fn try_new(
+        in_channels: usize,
+        out_channels: usize,
+        kernel_size: impl Into<Pair>,
+        groups: usize,
+    ) -> Result<Self, LayerError> {
+        let c = Conv2d::new(in_channels, out_channels, kernel_size).groups(groups);
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks the configuration independent of any input: channels, groups, kernel,
+    /// stride and dilation.
+    pub fn validate(&self) -> Result<(), LayerError> {
+        let mut g = self.geometry(1, 0, 0);
+        // Any input large enough for the kernel checks everything but the input size.
+        g.height = self.kernel.0.saturating_mul(self.dilation.0).max(1);
+        g.width = self.kernel.1.saturating_mul(self.dilation.1).max(1);
+        g.validate()
+    }
+
+    /// Stride (default 1).
+    pub fn stride(mut self, s: impl Into<Pair>) -> Self {
+        self.stride = s.into();
+        self
+    }
+
+    /// Zero padding on each side (default 0).
+    pub fn padding(mut self, p: impl Into<Pair>) -> Self {
+        self.padding = p.into();
+        self
+    }
+
+    /// Kernel dilation (default 1).
+    pub fn dilation(mut self, d: impl Into<Pair>) -> Self {
+        self.dilation = d.into();
+        self
+    }
+
+    /// Channel groups (default 1; `in_channels` for depthwise). Re-initialises the
+    /// parameters, whose shape depends on it.
+    pub fn groups(mut self, groups: usize) -> Self {
+        self.groups = groups;
+        self.rebuild_params();
+        self
+    }
+
+    /// Whether the layer has a bias (default true). Re-initialises the parameters.
+    pub fn bias(mut self, bias: bool) -> Self {
+        self.bias = bias.then(|| Param::new(Tensor::zeros([0]), false));
+        self.rebuild_params();
+        self
+    }
+
+    /// Fuses a ReLU into the output: the layer computes `relu(conv(x) + b)` (default off).
+    pub fn relu(mut self, relu: bool) -> Self {
+        self.relu = relu;
+        self
+    }
+
+    /// Forces an algorithm (default [`ConvAlgorithm::Auto`]); results agree within rounding.
+    pub fn algorithm(mut self, a: ConvAlgorithm) -> Self {
+        self.algorithm = a;
+        self
+    }
+
+    /// The weight, OIHW.
+    pub fn weight(&self) -> &Param {
+        &self.weight
+    }
+
+    /// The weight, mutable (for loading values).
+    pub fn weight_mut(&mut self) -> &mut Param {
+        &mut self.weight
+    }
+
+    /// The bias, if the layer has one.
+    pub fn bias_param(&self) -> Option<&Param> {
+        self.bias.as_ref()
+    }
+
+    /// The bias, mutable.
+    pub fn bias_param_mut(&mut self) -> Option<&mut Param> {
+        self.bias.as_mut()
+    }
+
+    /// The geometry of this layer on an `n x in_channels x h x w` input.
+    pub fn geometry(&self, n: usize, h: usize, w: usize) -> ConvGeometry {
+        ConvGeometry {
+            batch: n,
+            in_channels: self.in_channels,
+            height: h,
+            width: w,
+            out_channels: self.out_channels,
+            kernel: self.kernel,
+            stride: self.stride,
+            padding: self.padding,
+            dilation: self.dilation,
+            groups: self.groups,
+        }
+    }
+
+    fn weight_shape(&self) -> Shape {
+        let cig = self.in_channels / self.groups.max(1);
+        Shape::from([self.out_channels, cig, self.kernel.0, self.kernel.1])
+    }
+
+    fn fan_in(&self) -> usize {
+        let s = self.weight_shape();
+        s.dim(1) * s.dim(2) * s.dim(3)
+    }
+
+    fn rebuild_params(&mut self) {
+        self.weight = Param::new(Tensor::zeros(self.weight_shape()), true);
+        if self.bias.is_some() {
+            self.bias = Some(Param::new(Tensor::zeros([self.out_channels]), false));
+        }
+        self.reset_parameters(&mut Rng::new(INIT_SEED));
+    }
+
+    /// The geometry for input `x`, or a panic naming both shapes.
+    pub(super) fn geometry_for(&self, input: Shape) -> ConvGeometry {
+        if let Err(e) = self.output_shape(input) {
+            panic!("{e}");
+        }
+        // Parameters may have been replaced through `weight_mut` / `bias_param_mut`.
+        let (ws, want) = (self.weight.value.shape(), self.weight_shape());
+        assert!(
+            ws == want && self.weight.grad.shape() == want,
+            "{}: weight has shape {ws} (grad {}), expected {want}",
+            self.describe(),
+            self.weight.grad.shape()
+        );
+        if let Some(b) = &self.bias {
+            let bs = b.value.shape();
+            assert!(
+                bs.numel() == self.out_channels && b.grad.len() == self.out_channels,
+                "{}: bias has shape {bs}, expected [{}]",
+                self.describe(),
+                self.out_channels
+            );
+        }
+        let (n, _, h, w) = input.nchw().expect("checked by output_shape");
+        self.geometry(n, h, w)
+    }
+
+    /// Batch chunks: one per thread, at least one image each.
+    pub(super) fn chunks(n: usize) -> (usize, usize) {
+        let threads = rayon::current_num_threads().max(1);
+        let chunk = n.div_ceil(threads.min(n).max(1)).max(1);
+        (chunk, n.div_ceil(chunk))
+    }
+}
+
+/// `C = op(A) op(B)`, on the calling thread or split over threads.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn mm(
+    par: bool,
+    oa: Op,
+    ob: Op,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    if par {
+        gemm(oa, ob, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc);
+    } else {
+        gemm_serial(oa, ob, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc);
+    }
+}
+
+pub(super) fn is_pointwise(g: &ConvGeometry) -> bool {
+    g.kernel == Pair(1, 1) && g.stride == Pair(1, 1) && g.padding == Pair(0, 0)
+}
+
+/// Adds the bias and applies the fused ReLU to one output image `[cout, p]`.
+fn epilogue(y: &mut [f32], p: usize, bias: Option<&[f32]>, relu: bool) {
+    for (co, row) in y.chunks_exact_mut(p).enumerate() {
+        let b = bias.map_or(0.0, |b| b[co]);
+        if relu {
+            row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+        } else if b != 0.0 {
+            row.iter_mut().for_each(|v| *v += b);
+        }
+    }
+}
+
+/// im2col + GEMM forward of one image.
+#[allow(clippy::too_many_arguments)]
+fn forward_gemm(
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    y: &mut [f32],
+    cols: &mut Vec<f32>,
+    par: bool,
+) {
+    let p = g.out_h() * g.out_w();
+    let (cig, cog, kl) = (g.in_per_group(), g.out_per_group(), g.kernel_len());
+    let plane = g.height * g.width;
+    for gi in 0..g.groups {
+        let xg = &x[gi * cig * plane..(gi + 1) * cig * plane];
+        let b: &[f32] = if is_pointwise(g) {
+            xg
+        } else {
+            let c = grow(cols, kl * p);
+            im2col(xg, cig, g, c);
+            c
+        };
+        let yg = &mut y[gi * cog * p..(gi + 1) * cog * p];
+        mm(
+            par,
+            Op::N,
+            Op::N,
+            cog,
+            p,
+            kl,
+            &w[gi * cog * kl..],
+            kl,
+            b,
+            p,
+            0.0,
+            yg,
+            p,
+        );
+    }
+    epilogue(y, p, bias, relu);
+}
+
+impl Layer for Conv2d {
+    fn forward(&mut self, x: &Tensor, _mode: Mode) -> &Tensor {
+        let g = self.geometry_for(x.shape());
+        let (n, ho, wo) = (g.batch, g.out_h(), g.out_w());
+        self.out.resize_for([n, self.out_channels, ho, wo]);
+        if n == 0 {
+            return &self.out;
+        }
+        let algo = self.algorithm.choose(&g);
+        if algo == ConvAlgorithm::Direct3x3 {
+            let len = packed_3x3_len(g.out_channels, g.in_channels);
+            pack_3x3_weights(
+                self.weight.value.data(),
+                g.out_channels,
+                g.in_channels,
+                grow(&mut self.packed, len),
+            );
+        }
+        let (chunk, nchunks) = Conv2d::chunks(n);
+        if self.scratch.len() < nchunks {
+            self.scratch.resize_with(nchunks, Scratch::default);
+        }
+        let par = nchunks == 1 && rayon::current_num_threads() > 1;
+        let (xs, w) = (x.data(), self.weight.value.data());
+        let bias = self.bias.as_ref().map(|b| b.value.data());
+        let (relu, packed) = (self.relu, &self.packed[..]);
+        let (in_item, out_item) = (g.in_item(), g.out_item());
+        self.out
+            .data_mut()
+            .par_chunks_mut(chunk * out_item)
+            .zip(self.scratch.par_iter_mut())
+            .enumerate()
+            .for_each(|(c, (ys, s))| {
+                for (i, y) in ys.chunks_exact_mut(out_item).enumerate() {
+                    let xi = &xs[(c * chunk + i) * in_item..][..in_item];
+                    if algo == ConvAlgorithm::Direct3x3 {
+                        let pad = g.padding;
+                        let sl = direct_3x3_scratch_len(g.in_channels, g.height, g.width, pad);
+                        let scratch = grow(&mut s.padded, sl);
+                        conv2d_direct_3x3(
+                            xi,
+                            g.in_channels,
+                            g.height,
+                            g.width,
+                            pad,
+                            packed,
+                            g.out_channels,
+                            bias,
+                            relu,
+                            scratch,
+                            y,
+                        );
+                    } else {
+                        forward_gemm(&g, xi, w, bias, relu, y, &mut s.cols, par);
+                    }
+                }
+            });
+        &self.out
+    }
+
+    fn backward(&mut self, x: &Tensor, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
+        super::backward::backward(self, x, grad_out, need_input_grad);
+        &self.grad_in
+    }
+
+    fn output(&self) -> &Tensor {
+        &self.out
+    }
+
+    fn input_grad(&self) -> &Tensor {
+        &self.grad_in
+    }
+
+    fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
+        f(&format!("{prefix}weight"), &mut self.weight);
+        if let Some(b) = self.bias.as_mut() {
+            f(&format!("{prefix}bias"), b);
+        }
+    }
+
+    fn reset_parameters(&mut self, rng: &mut Rng) {
+        let fan_in = self.fan_in();
+        self.weight.value = init::torch_default(self.weight_shape(), fan_in, rng);
+        if let Some(b) = self.bias.as_mut() {
+            b.value = init::torch_default([self.out_channels], fan_in, rng);
+        }
+    }
+
+    fn output_shape(&self, input: Shape) -> Result<Shape, LayerError> {
+        let (n, c, h, w) = input.nchw().map_err(|_| {
+            LayerError(format!(
+                "{}: input shape {input} is not NCHW",
+                self.describe()
+            ))
+        })?;
+        if c != self.in_channels {
+            return Err(LayerError(format!(
+                "{}: input shape {input} has {c} channels, expected [N, {}, H, W]",
+                self.describe(),
+                self.in_channels
+            )));
+        }
+        let g = self.geometry(n, h, w);
+        g.validate()
+            .map_err(|e| LayerError(format!("{e} (input shape {input})")))?;
+        Ok(Shape::from([n, self.out_channels, g.out_h(), g.out_w()]))
+    }
+
+    fn flops(&self, input: Shape) -> u64 {
+        match input.nchw() {
+            Ok((n, _, h, w)) if self.output_shape(input).is_ok() => self.geometry(n, h, w).flops(),
+            _ => 0,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let pair = |p: Pair| {
+            if p.0 == p.1 {
+                p.0.to_string()
+            } else {
+                format!("{}x{}", p.0, p.1)
+            }
+        };
+        let mut s = format!(
+            "Conv2d({}->{}, k{}, s{}, p{}",
+            self.in_channels,
+            self.out_channels,
+            pair(self.kernel),
+            pair(self.stride),
+            pair(self.padding)
+        );
+        if self.dilation != Pair(1, 1) {
+            s += &format!(", d{}", pair(self.dilation));
+        }
+        if self.groups != 1 {
+            s += &format!(", groups {}", self.groups);
+        }
+        if self.bias.is_none() {
+            s += ", no bias";
+        }
+        if self.relu {
+            s += ", relu";
+        }
+        s + ")"
+    }
+}

@@ -1,0 +1,113 @@
+//! A quick, noise-robust timing of each conv algorithm on the five benchmark shapes (best
+//! of several runs, GFLOP/s). Ignored by default: `cargo test -p ember-layers --release
+//! --test conv_speed -- --ignored --nocapture`. The criterion bench is the real measure.
+
+use std::time::Instant;
+
+use ember_layers::conv::{Conv2d, ConvAlgorithm};
+use ember_layers::{Layer, Mode};
+use ember_tensor::{Rng, Tensor};
+
+const REPS: usize = 3;
+
+/// Seconds this thread has spent on a CPU (Linux schedstat), so that time spent waiting for
+/// a busy shared machine does not count; wall time where unavailable. Meaningful with one
+/// thread (EMBER_THREADS=1), where all the work runs on the timing thread.
+fn cpu_now() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|ns| ns * 1e-9)
+        .unwrap_or_else(|| {
+            std::time::UNIX_EPOCH
+                .elapsed()
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0)
+        })
+}
+
+fn best_secs(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let cpu = std::env::var_os("EMBER_CPU_TIME").is_some();
+    (0..reps)
+        .map(|_| {
+            if cpu {
+                // Repeat until the tick-granular counter has moved enough to be exact to ~2%.
+                let t = cpu_now();
+                let mut k = 0;
+                while cpu_now() - t < 0.2 {
+                    f();
+                    k += 1;
+                }
+                (cpu_now() - t) / k as f64
+            } else {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            }
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+#[test]
+#[ignore]
+fn conv_algorithms_gflops() {
+    let threads: usize = std::env::var("EMBER_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    for (n, cin, h, w, cout) in [
+        (64, 3, 32, 32, 32),
+        (64, 32, 16, 16, 64),
+        (64, 64, 8, 8, 128),
+        (64, 128, 16, 16, 128),
+        (64, 256, 8, 8, 256),
+    ] {
+        let mut rng = Rng::new(0);
+        let x = Tensor::normal([n, cin, h, w], 0.0, 1.0, &mut rng);
+        let gy = Tensor::normal([n, cout, h, w], 0.0, 1.0, &mut rng);
+        let flops = (2 * n * cout * h * w * cin * 9) as f64;
+        let mut line = format!("c{cin:3} {h:2}x{w:2} o{cout:3}:");
+        for (name, algo) in [
+            ("auto", ConvAlgorithm::Auto),
+            ("im2col", ConvAlgorithm::Im2colGemm),
+            ("direct", ConvAlgorithm::Direct3x3),
+        ] {
+            let mut conv = Conv2d::new(cin, cout, 3).padding(1).algorithm(algo);
+            let f = pool.install(|| {
+                best_secs(REPS, || {
+                    conv.forward(&x, Mode::Eval);
+                })
+            });
+            let fb = pool.install(|| {
+                best_secs(REPS, || {
+                    conv.forward(&x, Mode::Train);
+                    conv.backward(&x, &gy, true);
+                })
+            });
+            conv.forward(&x, Mode::Train);
+            let bw = pool.install(|| {
+                best_secs(REPS, || {
+                    conv.backward(&x, &gy, false);
+                })
+            });
+            let bx = pool.install(|| {
+                best_secs(REPS, || {
+                    conv.backward(&x, &gy, true);
+                })
+            }) - bw;
+            line += &format!(
+                "  {name} fwd {:5.1} fwd+bwd {:5.1} (wgrad {:5.1} xgrad {:5.1})",
+                flops / f / 1e9,
+                3.0 * flops / fb / 1e9,
+                flops / bw / 1e9,
+                flops / bx / 1e9
+            );
+        }
+        println!("{line}");
+    }
+}
