@@ -44,12 +44,10 @@ fn every_checked_case_in_testdata_passes() {
     ] {
         assert!(passed.iter().any(|k| k == kind), "no {kind} case passed");
     }
-    #[cfg(feature = "optim")]
     assert!(
         passed.iter().any(|k| k == "optimizer"),
         "no optimizer case passed"
     );
-    #[cfg(feature = "conv")]
     for kind in [
         "conv2d",
         "maxpool2d",

@@ -346,7 +346,7 @@ impl Run {
                     lr
                 ));
             }
-            if self.cfg.eval_every > 0 && self.progress.step % self.cfg.eval_every == 0 {
+            if self.cfg.eval_every > 0 && self.progress.step.is_multiple_of(self.cfg.eval_every) {
                 self.validate_and_keep_best()?;
             }
             let limit_reached = self.cfg.max_steps > 0 && self.progress.step >= self.cfg.max_steps;

@@ -54,12 +54,14 @@ pub mod sequential;
 pub mod summary;
 
 pub use activation::{LeakyReLU, ReLU, Scale};
+pub use conv::Conv2d;
 pub use dropout::Dropout;
 pub use flatten::Flatten;
 pub use layer::{Layer, LayerError, Mode, Pair, Param};
 pub use linear::Linear;
 pub use loss::{softmax_cross_entropy, softmax_rows};
 pub use norm::BatchNorm2d;
+pub use pool::{AvgPool2d, GlobalAvgPool2d, MaxPool2d};
 pub use residual::Residual;
 pub use sequential::Sequential;
 pub use summary::{Summary, SummaryRow};

@@ -1,5 +1,5 @@
 //! Golden runners that need `ember_layers::conv` and `ember_layers::pool`: conv2d, the
-//! pooling kinds and the whole `train_step`. Compiled with the xtask feature `conv`.
+//! pooling kinds and the whole `train_step`.
 
 use ember_layers::conv::Conv2d;
 use ember_layers::pool::{AvgPool2d, GlobalAvgPool2d, MaxPool2d};

@@ -15,11 +15,9 @@
 //! ```
 
 mod compare;
-#[cfg(feature = "conv")]
 mod conv;
 pub mod json;
 mod layers;
-#[cfg(feature = "optim")]
 mod optim;
 
 use std::fmt;
@@ -121,14 +119,6 @@ enum Outcome {
     Skipped(String),
 }
 
-#[cfg(not(feature = "conv"))]
-fn needs_conv(_g: &Golden, _cmp: &mut Comparison) -> Result<Option<String>, String> {
-    Ok(Some(
-        "conv/pool not built in: xtask feature conv is off".into(),
-    ))
-}
-
-#[cfg(feature = "conv")]
 fn needs_conv(g: &Golden, cmp: &mut Comparison) -> Result<Option<String>, String> {
     match g.kind.as_str() {
         "conv2d" => conv::conv2d(g, cmp)?,
@@ -141,14 +131,6 @@ fn needs_conv(g: &Golden, cmp: &mut Comparison) -> Result<Option<String>, String
     Ok(None)
 }
 
-#[cfg(not(feature = "optim"))]
-fn needs_optim(_g: &Golden, _cmp: &mut Comparison) -> Result<Option<String>, String> {
-    Ok(Some(
-        "ember-optim not built in: xtask feature optim is off".into(),
-    ))
-}
-
-#[cfg(feature = "optim")]
 fn needs_optim(g: &Golden, cmp: &mut Comparison) -> Result<Option<String>, String> {
     optim::optimizer(g, cmp)?;
     Ok(None)

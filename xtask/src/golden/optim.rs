@@ -1,5 +1,4 @@
-//! The golden runner for `optimizer` trajectories, on ember-optim. Compiled with the xtask
-//! feature `optim`.
+//! The golden runner for `optimizer` trajectories, on ember-optim.
 
 use ember_optim::{Adam, AdamW, Optimizer, Sgd};
 use serde_json::Value;
