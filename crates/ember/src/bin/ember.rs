@@ -274,10 +274,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         test_every_epoch: a.test_every_epoch,
     };
     let output = if a.json { Output::Json } else { Output::Human };
-    let report = train(&cfg, a.resume.as_deref(), output)?;
-    if !a.json {
-        println!("test accuracy: {:.4}", report.test_accuracy);
-    }
+    train(&cfg, a.resume.as_deref(), output)?;
     Ok(())
 }
 
