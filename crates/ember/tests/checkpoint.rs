@@ -46,6 +46,26 @@ fn golden_spec(g: &Value) -> ModelSpec {
     ModelSpec::from_toml(&text, "golden").unwrap()
 }
 
+/// A checkpoint description for the golden network (three classes).
+fn meta_for(spec: &ModelSpec) -> CheckpointMeta {
+    CheckpointMeta {
+        format: checkpoint::FORMAT.into(),
+        ember_version: "test".into(),
+        zoo: None,
+        model: spec.clone(),
+        input_shape: spec.input,
+        normalization: Normalization {
+            mean: vec![0.5],
+            std: vec![0.5],
+        },
+        classes: vec!["a".into(), "b".into(), "c".into()],
+        epoch: 1,
+        step: 1,
+        metrics: Default::default(),
+        content_sha256: String::new(),
+    }
+}
+
 fn close(got: &[f32], want: &[f64], tol: f64, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}");
     for (g, w) in got.iter().zip(want) {
@@ -125,22 +145,7 @@ fn pytorch_state_dict_loads_trains_and_saves_back() {
     });
 
     // Back: an Ember checkpoint is a plain state_dict with exactly PyTorch's keys.
-    let mut meta = CheckpointMeta {
-        format: checkpoint::FORMAT.into(),
-        ember_version: "test".into(),
-        zoo: None,
-        model: spec.clone(),
-        input_shape: spec.input,
-        normalization: Normalization {
-            mean: vec![0.0],
-            std: vec![1.0],
-        },
-        classes: vec!["a".into(), "b".into(), "c".into()],
-        epoch: 1,
-        step: 1,
-        metrics: Default::default(),
-        content_sha256: String::new(),
-    };
+    let mut meta = meta_for(&spec);
     let ours = dir.join("ember.safetensors");
     checkpoint::save(&ours, &mut model, &mut meta).unwrap();
     let (back, md) = checkpoint::read_safetensors(&ours).unwrap();
@@ -163,22 +168,7 @@ fn saved_checkpoint(dir: &Path) -> std::path::PathBuf {
     let g = golden();
     let spec = golden_spec(&g);
     let mut model = spec.build().unwrap();
-    let mut meta = CheckpointMeta {
-        format: checkpoint::FORMAT.into(),
-        ember_version: "test".into(),
-        zoo: None,
-        model: spec.clone(),
-        input_shape: spec.input,
-        normalization: Normalization {
-            mean: vec![0.5],
-            std: vec![0.5],
-        },
-        classes: vec!["a".into(), "b".into(), "c".into()],
-        epoch: 0,
-        step: 0,
-        metrics: Default::default(),
-        content_sha256: String::new(),
-    };
+    let mut meta = meta_for(&spec);
     let path = dir.join("c.safetensors");
     checkpoint::save(&path, &mut model, &mut meta).unwrap();
     path

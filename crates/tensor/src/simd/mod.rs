@@ -13,8 +13,12 @@
 //! AVX2/FMA exits with a clear message instead of dying of an illegal instruction.
 //! [`active_isa`] names the instruction set these kernels were compiled for.
 //!
-//! Measured effect (criterion, `benches/benches/elementwise.rs`, 1 M elements, see
-//! `docs/BENCHMARKS.md`): x86-64-v3 vs the default x86-64 build.
+//! Measured effect (criterion, same sitting, `docs/BENCHMARKS.md`): built for plain x86-64,
+//! axpy falls from 9.5 to 4.7 Gelem/s (no fused multiply-add) and the conv layers' forward +
+//! backward from 94-157 to 15-29 GFLOP/s; GEMM is unchanged (runtime dispatch inside
+//! matrixmultiply). Runtime dispatch through `std::arch` for every kernel would cost a
+//! second copy of each kernel and a dispatch layer for a CPU class (pre-2013 x86) that this
+//! project does not target, so the build-time choice it is.
 //!
 //! # Contract
 //! Every kernel takes slices and sizes. Slices that must have the same length are checked,
