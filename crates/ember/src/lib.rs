@@ -79,7 +79,6 @@ pub fn evaluate(
         batch_size: EVAL_BATCH,
         shuffle: false,
         normalize: normalize.clone(),
-        threads: Some(rayon::current_num_threads()),
         ..LoaderConfig::default()
     };
     for batch in Loader::new(data.clone(), lc)?.epoch(0) {

@@ -81,6 +81,15 @@ pub fn install_ctrlc_handler() {
 
 /// Trains as `cfg` says (or continues the run in `resume`), returns the report.
 pub fn train(cfg: &TrainConfig, resume: Option<&Path>, output: Output) -> Result<TrainReport> {
+    // The model and the loader's background batches share rayon's global pool, so that
+    // `--threads` bounds both and no second pool competes for the same cores. A library
+    // caller that already set up another global pool gets a private pool of that size.
+    if cfg.threads > 0 {
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads).build_global();
+    }
+    if cfg.threads == 0 || rayon::current_num_threads() == cfg.threads {
+        return Run::new(cfg, resume, output)?.run();
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.threads)
         .build()
@@ -541,8 +550,6 @@ fn loader_config(cfg: &TrainConfig, normalize: &Normalize, train: bool) -> Loade
         } else {
             Default::default()
         },
-        // The loader prepares batches on its own thread, outside this run's rayon pool.
-        threads: (cfg.threads > 0).then_some(cfg.threads),
         ..LoaderConfig::default()
     }
 }
