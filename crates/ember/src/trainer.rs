@@ -85,7 +85,9 @@ pub fn train(cfg: &TrainConfig, resume: Option<&Path>, output: Output) -> Result
     // `--threads` bounds both and no second pool competes for the same cores. A library
     // caller that already set up another global pool gets a private pool of that size.
     if cfg.threads > 0 {
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(cfg.threads)
+            .build_global();
     }
     if cfg.threads == 0 || rayon::current_num_threads() == cfg.threads {
         return Run::new(cfg, resume, output)?.run();

@@ -151,7 +151,7 @@ pub fn run(opts: &Options, root: &Path) -> Result<usize, String> {
     let mut bench = cargo();
     bench
         .current_dir(root)
-        .args(["bench", "-p", "ember-benches"]);
+        .args(["bench", "-p", "ember-benches", "--benches"]);
     if opts.quick {
         bench.env("EMBER_BENCH_QUICK", "1");
         bench.args(["--", "--warm-up-time", "0.2", "--measurement-time", "0.5"]);
