@@ -251,3 +251,65 @@ impl Report {
         std::fs::write(dir.join("report.md"), md).map_err(|e| format!("{}: {e}", dir.display()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(figs: &[(&str, f64)]) -> Report {
+        Report {
+            machine: Value::Null,
+            threads: 2,
+            git_commit: "test".into(),
+            quick: true,
+            figures: figs
+                .iter()
+                .map(|&(name, value)| Figure {
+                    name: name.into(),
+                    value,
+                    unit: "images/s".into(),
+                    higher_is_better: true,
+                })
+                .collect(),
+            fmnist: None,
+            regressions: vec![],
+        }
+    }
+
+    #[test]
+    fn ratios_use_the_faster_torch_layout() {
+        let r = report(&[
+            ("ember/cifar-cnn/train", 1500.0),
+            ("torch-nchw/cifar-cnn/train", 1000.0),
+            ("torch-channels-last/cifar-cnn/train", 1200.0),
+            ("ember/cifar-cnn/infer", 600.0),
+        ]);
+        let ratios = r.ratios();
+        assert_eq!(ratios.len(), 1, "no torch figure for infer: no ratio");
+        assert_eq!(ratios[0].3, 1200.0);
+        assert!((ratios[0].4 - 1.25).abs() < 1e-12);
+        assert!(r.table().contains("1.25x"));
+    }
+
+    #[test]
+    fn baseline_flags_only_drops_beyond_the_noise() {
+        let dir = std::env::temp_dir().join(format!("ember-xbench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let old = report(&[
+            ("ember/a/train", 100.0),
+            ("ember/b/train", 100.0),
+            ("ember/c/train", 100.0),
+        ]);
+        old.write(&dir).unwrap();
+        let mut new = report(&[
+            ("ember/a/train", 95.0),
+            ("ember/b/train", 80.0),
+            ("ember/c/train", 130.0),
+        ]);
+        let n = new.compare_baseline(&dir.join("report.json")).unwrap();
+        assert_eq!(n, 1, "{:?}", new.regressions);
+        assert!(new.regressions[0].starts_with("ember/b/train"));
+        assert!(new.compare_baseline(&dir.join("missing.json")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
