@@ -178,19 +178,9 @@ pub fn run(opts: &Options, root: &Path) -> Result<usize, String> {
         let e = ember_bench(&ember, net, seconds, opts.threads)?;
         report.add_throughput("ember", net, &e);
         if let Some(t) = torch.as_ref().filter(|t| t.knows(net)) {
-            {
-                for layout in [false, true] {
-                    let r = t.throughput(net, seconds, opts.threads, layout)?;
-                    report.add_throughput(
-                        if layout {
-                            "torch-channels-last"
-                        } else {
-                            "torch-nchw"
-                        },
-                        net,
-                        &r,
-                    );
-                }
+            for (layout, who) in [(false, "torch-nchw"), (true, "torch-channels-last")] {
+                let r = t.throughput(net, seconds, opts.threads, layout)?;
+                report.add_throughput(who, net, &r);
             }
         }
     }
