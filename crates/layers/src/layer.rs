@@ -1,6 +1,10 @@
 //! The `Layer` trait, trainable parameters and the train/eval mode.
 
+use std::sync::Arc;
+
 use ember_tensor::{Rng, Shape, Tensor};
+
+use crate::replica::ReplicaSum;
 
 /// Training or evaluation: decides batch-norm statistics and whether dropout drops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +115,11 @@ pub trait Layer: Send {
     /// layers (dropout) draw from a stream derived from (seed, step) and a resumed run
     /// repeats exactly.
     fn begin_step(&mut self, _step: u64) {}
+
+    /// Makes the layer compute its training-mode batch statistics over the global batch of
+    /// a data-parallel group (`Some`), or over its local batch again (`None`). Only batch
+    /// norm has such statistics; containers pass the group on to their layers.
+    fn sync_batch_stats(&mut self, _group: Option<&Arc<dyn ReplicaSum>>) {}
 
     /// The output shape for an input shape, or an error saying why the input does not fit.
     fn output_shape(&self, input: Shape) -> Result<Shape, LayerError>;

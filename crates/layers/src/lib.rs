@@ -49,6 +49,7 @@ pub mod loss;
 pub mod norm;
 pub mod pool;
 pub mod reference;
+pub mod replica;
 pub mod residual;
 pub mod sequential;
 pub mod summary;

@@ -1,9 +1,12 @@
 //! `BatchNorm2d` with running statistics, PyTorch semantics.
 
+use std::sync::Arc;
+
 use ember_tensor::{Rng, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::buffers::{Buffers, expect_shape, shape_or_panic};
+use crate::replica::ReplicaSum;
 use crate::{Layer, LayerError, Mode, Param};
 
 /// Batch normalisation over the channels of an NCHW input.
@@ -16,6 +19,10 @@ use crate::{Layer, LayerError, Mode, Param};
 ///
 /// `state_dict` names: `weight`, `bias`, and buffers `running_mean`, `running_var`,
 /// `num_batches_tracked` (a scalar).
+///
+/// Under data-parallel training, [`Layer::sync_batch_stats`] makes the training-mode
+/// statistics (and the matching backward sums) those of the global batch, as PyTorch's
+/// `SyncBatchNorm`; parameter gradients stay local, for the trainer to average.
 ///
 /// ```
 /// use ember_layers::{BatchNorm2d, Layer, Mode};
@@ -46,6 +53,20 @@ pub struct BatchNorm2d {
     sum_gxm: Vec<f32>,
     last_mode: Mode,
     bufs: Buffers,
+    /// The data-parallel group whose global batch the statistics are taken over.
+    group: Option<Group>,
+    /// Per channel sums exchanged with the group: [s1 (C), s2 (C), count].
+    sums: Vec<f64>,
+}
+
+/// The group of a synchronised batch norm (a newtype so that the layer stays `Debug`).
+#[derive(Clone)]
+struct Group(Arc<dyn ReplicaSum>);
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Group({} replicas)", self.0.replicas())
+    }
 }
 
 impl BatchNorm2d {
@@ -68,6 +89,8 @@ impl BatchNorm2d {
             sum_gxm: vec![0.0; channels],
             last_mode: Mode::Eval,
             bufs: Buffers::EMPTY,
+            group: None,
+            sums: vec![0.0; 2 * channels + 1],
         }
     }
 
@@ -113,52 +136,71 @@ impl BatchNorm2d {
         &self.running_var
     }
 
-    /// Computes `mean`, `invstd` from the batch and updates the running statistics.
+    /// Computes `mean`, `invstd` from the batch (the group's global batch when synchronised)
+    /// and updates the running statistics.
     fn batch_statistics(&mut self, x: &Tensor, n: usize, hw: usize) {
         let c_count = self.channels;
-        if n * hw == 0 {
+        if n * hw == 0 && self.group.is_none() {
             // An empty batch has no statistics; normalise with the running ones instead
             // of dividing by zero, and leave them untouched.
             self.running_statistics();
             return;
         }
-        let count = (n * hw) as f64;
-        let eps = self.eps as f64;
         let xs = x.data();
         let plane = |i: usize, c: usize| &xs[(i * c_count + c) * hw..][..hw];
+        let synced = self.group.is_some();
+        let running_mean = self.running_mean.data();
+        let (s1, rest) = self.sums.split_at_mut(c_count);
+        let (s2, count) = rest.split_at_mut(c_count);
+        // One pass over the data: sums of (x - k) and (x - k)^2 around a per-channel shift
+        // k, so that E[d^2] - E[d]^2 does not cancel catastrophically when the mean is large
+        // next to the spread. Locally k is the channel's first value; synchronised it is the
+        // running mean, which every replica shares. `mean` holds k until the sums are in.
         self.mean
             .par_iter_mut()
-            .zip(self.invstd.par_iter_mut())
-            .zip(self.scale.par_iter_mut()) // holds the biased variance for a moment
+            .zip(s1.par_iter_mut().zip(s2.par_iter_mut()))
             .enumerate()
-            .for_each(|(c, ((mean, invstd), var_out))| {
-                // One pass over the data: sums of (x - k) and (x - k)^2 around a shift k
-                // taken from the channel itself, so that E[d^2] - E[d]^2 does not cancel
-                // catastrophically when the mean is large next to the spread.
-                let k = plane(0, c)[0];
-                let (mut s1, mut s2) = (0.0f64, 0.0f64);
+            .for_each(|(c, (k_out, (s1, s2)))| {
+                let k = if synced || n * hw == 0 {
+                    running_mean[c]
+                } else {
+                    plane(0, c)[0]
+                };
+                let (mut a, mut b) = (0.0f64, 0.0f64);
                 for i in 0..n {
-                    let (a, b) = shifted_sums(plane(i, c), k);
-                    s1 += a as f64;
-                    s2 += b as f64;
+                    let (pa, pb) = shifted_sums(plane(i, c), k);
+                    a += pa as f64;
+                    b += pb as f64;
                 }
-                let d = s1 / count;
-                let var = (s2 / count - d * d).max(0.0);
-                *mean = (k as f64 + d) as f32;
-                *invstd = (1.0 / (var + eps).sqrt()) as f32;
-                *var_out = var as f32;
+                *k_out = k;
+                *s1 = a;
+                *s2 = b;
             });
+        count[0] = (n * hw) as f64;
+        if let Some(group) = &self.group {
+            group.0.sum_f64(&mut self.sums);
+        }
+        let count = self.sums[2 * c_count];
+        if count == 0.0 {
+            self.running_statistics();
+            return;
+        }
+        let eps = self.eps as f64;
         let mom = self.momentum;
-        let unbias = if n * hw > 1 {
-            count as f32 / (count as f32 - 1.0)
+        let unbias = if count > 1.0 {
+            (count / (count - 1.0)) as f32
         } else {
             1.0
         };
         let rm = self.running_mean.data_mut();
         let rv = self.running_var.data_mut();
         for c in 0..c_count {
+            let d = self.sums[c] / count;
+            let var = (self.sums[c_count + c] / count - d * d).max(0.0);
+            self.mean[c] = (self.mean[c] as f64 + d) as f32;
+            self.invstd[c] = (1.0 / (var + eps).sqrt()) as f32;
             rm[c] = (1.0 - mom) * rm[c] + mom * self.mean[c];
-            rv[c] = (1.0 - mom) * rv[c] + mom * self.scale[c] * unbias;
+            rv[c] = (1.0 - mom) * rv[c] + mom * var as f32 * unbias;
         }
         self.num_batches_tracked.data_mut()[0] += 1.0;
     }
@@ -284,12 +326,27 @@ impl Layer for BatchNorm2d {
                 db[c] += self.sum_g[c];
             }
         }
+        // Synchronised, the batch statistics depend on every replica's inputs, so dx needs
+        // the two sums over the global batch (every replica takes part, in the same order).
+        let mut count = (n * hw) as f32;
+        if let (Some(group), Mode::Train) = (&self.group, self.last_mode) {
+            for c in 0..c_count {
+                self.sums[c] = self.sum_g[c] as f64;
+                self.sums[c_count + c] = self.sum_gxm[c] as f64;
+            }
+            self.sums[2 * c_count] = (n * hw) as f64;
+            group.0.sum_f64(&mut self.sums);
+            for c in 0..c_count {
+                self.sum_g[c] = self.sums[c] as f32;
+                self.sum_gxm[c] = self.sums[c_count + c] as f32;
+            }
+            count = self.sums[2 * c_count] as f32;
+        }
         if !need_input_grad {
             return self.bufs.skip_grad();
         }
         // dx = a g + b x + c per channel: in training the batch statistics depend on x, so
         // dx = gamma*invstd * (g - mean(g) - xhat * mean(g * xhat)).
-        let count = (n * hw) as f32;
         for c in 0..c_count {
             let gamma = self.weight.as_ref().map_or(1.0, |p| p.value.data()[c]);
             let a = gamma * self.invstd[c];
@@ -342,6 +399,10 @@ impl Layer for BatchNorm2d {
             &format!("{prefix}num_batches_tracked"),
             &mut self.num_batches_tracked,
         );
+    }
+
+    fn sync_batch_stats(&mut self, group: Option<&Arc<dyn ReplicaSum>>) {
+        self.group = group.map(|g| Group(Arc::clone(g)));
     }
 
     /// Weight 1, bias 0 and fresh running statistics, as PyTorch's `reset_parameters`.

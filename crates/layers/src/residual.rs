@@ -1,8 +1,11 @@
 //! `Residual`: `block(x) + shortcut(x)`.
 
+use std::sync::Arc;
+
 use ember_tensor::{Rng, Shape, Tensor, simd};
 
 use crate::buffers::{Buffers, expect_shape, shape_or_panic};
+use crate::replica::ReplicaSum;
 use crate::{Layer, LayerError, Mode, Param, Sequential, par};
 
 /// A residual connection: `output = block(x) + shortcut(x)`, where the shortcut is the
@@ -125,6 +128,13 @@ impl Layer for Residual {
         self.block.begin_step(step);
         if let Some(s) = &mut self.shortcut {
             s.begin_step(step);
+        }
+    }
+
+    fn sync_batch_stats(&mut self, group: Option<&Arc<dyn ReplicaSum>>) {
+        self.block.sync_batch_stats(group);
+        if let Some(s) = &mut self.shortcut {
+            s.sync_batch_stats(group);
         }
     }
 

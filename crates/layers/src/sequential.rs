@@ -1,11 +1,13 @@
 //! `Sequential`: the container a model is defined with, and its parameter names.
 
 use std::fmt;
+use std::sync::Arc;
 
 use ember_tensor::{Rng, Shape, Tensor};
 
 use crate::buffers::{Buffers, shape_or_panic};
 use crate::summary::{Summary, SummaryRow};
+use crate::replica::ReplicaSum;
 use crate::{Layer, LayerError, Mode, Param};
 
 /// Layers applied one after another, each reading the previous layer's output buffer (no
@@ -220,6 +222,12 @@ impl Layer for Sequential {
     fn begin_step(&mut self, step: u64) {
         for layer in &mut self.layers {
             layer.begin_step(step);
+        }
+    }
+
+    fn sync_batch_stats(&mut self, group: Option<&Arc<dyn ReplicaSum>>) {
+        for layer in &mut self.layers {
+            layer.sync_batch_stats(group);
         }
     }
 
