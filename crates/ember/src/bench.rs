@@ -9,6 +9,7 @@ use ember_layers::{Layer, Mode};
 use ember_tensor::{Rng, Tensor};
 use serde::Serialize;
 
+use crate::distributed::{self, Group, Solo};
 use crate::error::{Error, Result};
 use crate::optimizer::TrainOptimizer;
 
@@ -35,7 +36,17 @@ pub struct BenchResult {
     pub infer_steps: u64,
     /// Loss of the first and last timed training step (it should fall on fixed data).
     pub loss_first_last: (f32, f32),
+    /// This process's rank under `--distributed` (0 otherwise).
+    pub rank: usize,
+    /// Processes training together (1 without `--distributed`); `train_images_per_s` is
+    /// this rank's.
+    pub processes: usize,
+    /// Fraction of the training step spent averaging gradients across the processes.
+    pub allreduce_share: f64,
 }
+
+/// Untimed training steps before the clock starts.
+const WARMUP: u64 = 3;
 
 /// Times repeated calls of `f` after `warmup` calls, for at least `seconds` (and 3 calls).
 fn timed(seconds: f64, warmup: usize, mut f: impl FnMut() -> Result<()>) -> Result<(u64, f64)> {
@@ -56,6 +67,18 @@ fn timed(seconds: f64, warmup: usize, mut f: impl FnMut() -> Result<()>) -> Resu
 
 /// Measures a zoo model or spec file at batch `batch` (inference at `2 * batch`).
 pub fn bench(model: &str, batch: usize, seconds: f64, threads: usize) -> Result<BenchResult> {
+    bench_in(&Solo, model, batch, seconds, threads)
+}
+
+/// [`bench`] on every rank of `group`: each trains on its own batch and the gradients are
+/// averaged every step, as distributed training does; the ranks stop together.
+pub fn bench_in(
+    group: &dyn Group,
+    model: &str,
+    batch: usize,
+    seconds: f64,
+    threads: usize,
+) -> Result<BenchResult> {
     if batch == 0 {
         return Err(Error::msg("--batch must be at least 1"));
     }
@@ -77,17 +100,42 @@ pub fn bench(model: &str, batch: usize, seconds: f64, threads: usize) -> Result<
         let mut opt = TrainOptimizer::sgd(0.01, 0.9)?;
         let mut grad = Tensor::zeros([1]);
         let mut losses = Vec::new();
-        let mut step = 0;
-        let (train_steps, train_secs) = timed(seconds, 3, || {
+        let size = group.size();
+        let mut flat = vec![0.0f32; distributed::param_count(&mut net) + 1];
+        let np = flat.len() - 1;
+        let mut allreduce_secs = 0.0;
+        // Every rank takes the same number of steps: the stop flag travels with the gradients.
+        let mut train_steps = 0u64;
+        let mut start = Instant::now();
+        let train_secs = loop {
+            let step = losses.len() as u64;
+            if step == WARMUP {
+                start = Instant::now();
+                allreduce_secs = 0.0;
+            }
             net.begin_step(step);
             let loss = softmax_cross_entropy(net.forward(&x, Mode::Train), &labels, 0.0, &mut grad);
             net.zero_grad();
             net.backward(&x, &grad, false);
+            let secs = start.elapsed().as_secs_f64();
+            let done = step >= WARMUP && train_steps + 1 >= 3 && secs >= seconds;
+            flat[np] = f32::from(u8::from(done));
+            if size > 1 {
+                let t0 = Instant::now();
+                distributed::pack_grads(&mut net, &mut flat[..np]);
+                group.sum_f32(&mut flat);
+                distributed::unpack_grads(&mut net, &flat[..np], 1.0 / size as f32);
+                allreduce_secs += t0.elapsed().as_secs_f64();
+            }
             opt.step(&mut net, step)?;
-            step += 1;
             losses.push(loss);
-            Ok(())
-        })?;
+            if step >= WARMUP {
+                train_steps += 1;
+            }
+            if flat[np] > 0.0 {
+                break start.elapsed().as_secs_f64();
+            }
+        };
         let infer_batch = 2 * batch;
         let xi = Tensor::normal([infer_batch, c, h, w], 0.0, 1.0, &mut rng);
         let mut sink = 0.0f32;
@@ -96,7 +144,7 @@ pub fn bench(model: &str, batch: usize, seconds: f64, threads: usize) -> Result<
             Ok(())
         })?;
         std::hint::black_box(sink);
-        let timed_losses = &losses[3.min(losses.len())..];
+        let timed_losses = &losses[(WARMUP as usize).min(losses.len())..];
         Ok(BenchResult {
             model: model.to_string(),
             batch,
@@ -111,6 +159,9 @@ pub fn bench(model: &str, batch: usize, seconds: f64, threads: usize) -> Result<
                 timed_losses.first().copied().unwrap_or(f32::NAN),
                 timed_losses.last().copied().unwrap_or(f32::NAN),
             ),
+            rank: group.rank(),
+            processes: size,
+            allreduce_share: allreduce_secs / train_secs.max(1e-12),
         })
     })
 }

@@ -55,6 +55,21 @@ pub struct TrainConfig {
     /// time-to-accuracy benchmarks report it.
     #[serde(default)]
     pub test_every_epoch: bool,
+    /// Under `--distributed`: batch-norm statistics over the global batch (all ranks)
+    /// instead of each rank's local batch.
+    #[serde(default)]
+    pub sync_bn: bool,
+    /// With JSON output, also print the loss every N steps (0: never).
+    #[serde(default)]
+    pub log_every: u64,
+    /// The number of processes the run trains on (`batch_size` is per process); set by the
+    /// trainer. A run resumed on another number keeps the global batch.
+    #[serde(default = "one")]
+    pub world: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Default for TrainConfig {
@@ -81,6 +96,9 @@ impl Default for TrainConfig {
             limit: 0,
             max_steps: 0,
             test_every_epoch: false,
+            sync_bn: false,
+            log_every: 0,
+            world: 1,
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod datasets;
+pub mod distributed;
 pub mod error;
 pub mod info;
 pub mod metrics;

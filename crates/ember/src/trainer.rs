@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use ember_data::{Dataset, Loader, LoaderConfig, Normalize};
 use ember_layers::loss::softmax_cross_entropy;
+use ember_layers::replica::ReplicaSum;
 use ember_layers::{Layer, Mode, Sequential};
 use ember_tensor::{Rng, Tensor, simd};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, CheckpointMeta, Normalization};
 use crate::config::TrainConfig;
+use crate::distributed::{self, Group, Solo};
 use crate::error::{Error, Result, io_error};
 use crate::metrics::{EpochRecord, Evaluation, MetricsLog};
 use crate::optimizer::TrainOptimizer;
@@ -41,6 +43,8 @@ pub struct TrainReport {
     pub run_dir: PathBuf,
     /// True when the run was interrupted (Ctrl-C) before its last epoch.
     pub interrupted: bool,
+    /// Seconds spent summing gradients across processes (0 in one process).
+    pub allreduce_seconds: f64,
 }
 
 /// Where a run stands; saved with the last checkpoint so that `--resume` continues exactly.
@@ -55,6 +59,8 @@ struct Progress {
     seen: u64,
     train_seconds: f64,
     weights_sha256: String,
+    #[serde(default)]
+    allreduce_seconds: f64,
 }
 
 /// How the trainer reports as it goes.
@@ -81,6 +87,19 @@ pub fn install_ctrlc_handler() {
 
 /// Trains as `cfg` says (or continues the run in `resume`), returns the report.
 pub fn train(cfg: &TrainConfig, resume: Option<&Path>, output: Output) -> Result<TrainReport> {
+    train_in(cfg, resume, output, Arc::new(Solo))
+}
+
+/// [`train`] as one rank of a data-parallel `group`: every rank calls it with the same
+/// arguments; each trains on its shard of every epoch with `cfg.batch_size` images per step
+/// (the global batch is `group.size()` times that), gradients averaged across the group.
+/// Rank 0 alone prints and writes the run folder; `--resume` reads it on every rank.
+pub fn train_in(
+    cfg: &TrainConfig,
+    resume: Option<&Path>,
+    output: Output,
+    group: Arc<dyn Group>,
+) -> Result<TrainReport> {
     // The model and the loader's background batches share rayon's global pool, so that
     // `--threads` bounds both and no second pool competes for the same cores. A library
     // caller that already set up another global pool gets a private pool of that size.
@@ -90,13 +109,13 @@ pub fn train(cfg: &TrainConfig, resume: Option<&Path>, output: Output) -> Result
             .build_global();
     }
     if cfg.threads == 0 || rayon::current_num_threads() == cfg.threads {
-        return Run::new(cfg, resume, output)?.run();
+        return Run::new(cfg, resume, output, group)?.run();
     }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.threads)
         .build()
         .map_err(|e| Error(format!("cannot start {} threads: {e}", cfg.threads)))?;
-    pool.install(|| Run::new(cfg, resume, output)?.run())
+    pool.install(|| Run::new(cfg, resume, output, group)?.run())
 }
 
 struct Run {
@@ -113,11 +132,22 @@ struct Run {
     progress: Progress,
     log: MetricsLog,
     steps_per_epoch: u64,
+    group: Arc<dyn Group>,
+    /// The flat gradient (and step statistics) summed across the group.
+    flat: Vec<f32>,
 }
 
 impl Run {
-    fn new(cfg: &TrainConfig, resume: Option<&Path>, output: Output) -> Result<Run> {
-        let (cfg, dir) = match resume {
+    fn new(
+        cfg: &TrainConfig,
+        resume: Option<&Path>,
+        output: Output,
+        group: Arc<dyn Group>,
+    ) -> Result<Run> {
+        let (rank, size) = (group.rank(), group.size());
+        let lead = rank == 0;
+        let output = if lead { output } else { Output::Quiet };
+        let (mut cfg, dir) = match resume {
             Some(dir) => {
                 let path = dir.join("config.json");
                 let text = std::fs::read_to_string(&path)
@@ -128,11 +158,36 @@ impl Run {
                 // A resumed run may be extended or given a new step limit; nothing else changes.
                 saved.epochs = saved.epochs.max(cfg.epochs);
                 saved.max_steps = cfg.max_steps;
+                saved.log_every = cfg.log_every;
                 saved.out = dir.to_path_buf();
                 (saved, dir.to_path_buf())
             }
-            None => (cfg.clone(), cfg.out.clone()),
+            None => (
+                TrainConfig {
+                    world: size,
+                    ..cfg.clone()
+                },
+                cfg.out.clone(),
+            ),
         };
+        if cfg.world != size {
+            // Resumed on another number of processes: keep the global batch.
+            let global = cfg.batch_size * cfg.world.max(1);
+            if global % size != 0 {
+                return Err(Error(format!(
+                    "the run trained with a global batch of {global} ({} x {}); {size} processes cannot share it evenly",
+                    cfg.world, cfg.batch_size
+                )));
+            }
+            cfg.batch_size = global / size;
+            cfg.world = size;
+        }
+        let fingerprint = serde_json::to_string(&cfg).unwrap_or_default();
+        distributed::check_agree(
+            group.as_ref(),
+            "the training configuration",
+            fingerprint_of(&fingerprint),
+        )?;
         if cfg.batch_size == 0 {
             return Err(Error::msg("--batch-size must be at least 1"));
         }
@@ -200,9 +255,22 @@ impl Run {
         };
         let train = Arc::new(train);
         let steps_per_epoch =
-            Loader::new(train.clone(), loader_config(&cfg, &normalize, true))?.num_batches() as u64;
+            Loader::new(train.clone(), loader_config(&cfg, &normalize, rank))?.num_batches() as u64;
         let opt = TrainOptimizer::new(&cfg, &mut model, steps_per_epoch * cfg.epochs)?;
-        std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, "cannot create run folder", e))?;
+        if lead {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| io_error(&dir, "cannot create run folder", e))?;
+        }
+        // Each rank scores its share of the evaluation sets; the counts are summed.
+        let shard = |d: Dataset| -> Arc<Dataset> {
+            if size == 1 {
+                return Arc::new(d);
+            }
+            let idx: Vec<usize> = (rank..d.len()).step_by(size).collect();
+            Arc::new(d.subset(&idx))
+        };
+        let val = val.map(|v| shard(Arc::unwrap_or_clone(v)));
+        let test = shard(splits.test);
         let mut run = Run {
             log: MetricsLog::new(&dir),
             dir,
@@ -212,23 +280,82 @@ impl Run {
             opt,
             train,
             val,
-            test: Arc::new(splits.test),
+            test,
             normalize,
             progress: Progress::default(),
             steps_per_epoch,
             cfg,
+            group,
+            flat: Vec::new(),
         };
         if resume.is_some() {
             run.restore()?;
-        } else {
-            let cfg_path = run.dir.join("config.json");
-            let json = serde_json::to_string_pretty(&run.cfg).unwrap_or_default();
-            checkpoint::write_atomic(&cfg_path, json.as_bytes())?;
+        } else if lead {
             for stale in ["metrics.jsonl", "metrics.csv"] {
                 let _ = std::fs::remove_file(run.dir.join(stale));
             }
         }
+        if lead {
+            let cfg_path = run.dir.join("config.json");
+            let json = serde_json::to_string_pretty(&run.cfg).unwrap_or_default();
+            checkpoint::write_atomic(&cfg_path, json.as_bytes())?;
+        }
+        run.join_group();
         Ok(run)
+    }
+
+    fn lead(&self) -> bool {
+        self.group.rank() == 0
+    }
+
+    /// Rank 0's weights everywhere, and batch norm over the global batch if asked.
+    fn join_group(&mut self) {
+        if self.group.size() == 1 {
+            return;
+        }
+        distributed::broadcast_model(self.group.as_ref(), &mut self.model);
+        if self.cfg.sync_bn {
+            let group: Arc<dyn ReplicaSum> = self.group.clone();
+            self.model.sync_batch_stats(Some(&group));
+        }
+    }
+
+    /// Averages the gradients over the group and sums the step's statistics: returns the
+    /// global mean loss, correct predictions and images, and whether any rank was stopped.
+    fn reduce_step(&mut self, loss: f32, correct: u64, n: usize) -> (f32, u64, u64, bool) {
+        let interrupted = INTERRUPTED.load(Ordering::SeqCst);
+        let size = self.group.size();
+        if size == 1 {
+            return (loss, correct, n as u64, interrupted);
+        }
+        let t0 = Instant::now();
+        if self.flat.is_empty() {
+            self.flat = vec![0.0; distributed::param_count(&mut self.model) + 4];
+        }
+        let np = self.flat.len() - 4;
+        distributed::pack_grads(&mut self.model, &mut self.flat[..np]);
+        self.flat[np..].copy_from_slice(&[
+            loss * n as f32,
+            correct as f32,
+            n as f32,
+            f32::from(u8::from(interrupted)),
+        ]);
+        self.group.sum_f32(&mut self.flat);
+        distributed::unpack_grads(&mut self.model, &self.flat[..np], 1.0 / size as f32);
+        self.progress.allreduce_seconds += t0.elapsed().as_secs_f64();
+        let t = &self.flat[np..];
+        (t[0] / t[2].max(1.0), t[1] as u64, t[2] as u64, t[3] > 0.0)
+    }
+
+    /// Scores `data` (this rank's share) with the run's model, summed over the group.
+    fn evaluate_shared(&mut self, data: &Arc<Dataset>) -> Result<Evaluation> {
+        evaluate_in(
+            self.group.as_ref(),
+            &mut self.model,
+            data,
+            &self.normalize,
+            &self.meta.classes,
+        )
     }
 
     fn run(mut self) -> Result<TrainReport> {
@@ -240,23 +367,35 @@ impl Run {
                 break;
             }
         }
-        let records = self.log.read()?;
-        if let Err(e) = plot::plot_curves(&self.dir, &records) {
-            self.say(&format!("warning: {e}"));
+        if self.lead() {
+            let records = self.log.read()?;
+            if let Err(e) = plot::plot_curves(&self.dir, &records) {
+                self.say(&format!("warning: {e}"));
+            }
         }
-        // The test set is scored with the best model (the last one without validation).
+        // The test set is scored with the best model (the last one without validation),
+        // which rank 0 reads and shares.
         let best_path = self.dir.join("best.safetensors");
-        let test = if best_path.exists() {
-            let (_, mut best) = checkpoint::load(&best_path)?;
-            evaluate(&mut best, &self.test, &self.normalize, &self.meta.classes)?
-        } else {
-            // Stopped before any validation: score the current weights.
-            evaluate(
-                &mut self.model,
+        let mut has_best = [f32::from(u8::from(self.lead() && best_path.exists()))];
+        self.group.broadcast_f32(&mut has_best);
+        let test = if has_best[0] > 0.0 {
+            let mut best = if self.lead() {
+                checkpoint::load(&best_path)?.1
+            } else {
+                self.meta.model.build()?
+            };
+            distributed::broadcast_model(self.group.as_ref(), &mut best);
+            evaluate_in(
+                self.group.as_ref(),
+                &mut best,
                 &self.test,
                 &self.normalize,
                 &self.meta.classes,
             )?
+        } else {
+            // Stopped before any validation: score the current weights.
+            let test = self.test.clone();
+            self.evaluate_shared(&test)?
         };
         let report = TrainReport {
             epochs: self.progress.epoch,
@@ -267,6 +406,7 @@ impl Run {
             train_seconds: self.progress.train_seconds,
             run_dir: self.dir.clone(),
             interrupted,
+            allreduce_seconds: self.progress.allreduce_seconds,
         };
         match self.output {
             Output::Json => {
@@ -278,6 +418,8 @@ impl Run {
                     "epochs": report.epochs,
                     "steps": report.steps,
                     "train_seconds": report.train_seconds,
+                    "allreduce_seconds": report.allreduce_seconds,
+                    "processes": self.group.size(),
                     "run_dir": report.run_dir,
                     "interrupted": interrupted,
                 });
@@ -305,7 +447,7 @@ impl Run {
         let epoch = self.progress.epoch;
         let loader = Loader::new(
             self.train.clone(),
-            loader_config(&self.cfg, &self.normalize, true),
+            loader_config(&self.cfg, &self.normalize, self.group.rank()),
         )?;
         let bar = self.progress_bar(epoch);
         let skip = self.progress.batch_in_epoch as usize;
@@ -316,12 +458,22 @@ impl Run {
         for batch in loader.epoch(epoch).skip(skip) {
             let t0 = Instant::now();
             let n = batch.labels.len();
-            self.model.begin_step(self.progress.step);
+            // Each rank draws its own dropout masks; one process draws those of `step`.
+            let (rank, size) = (self.group.rank() as u64, self.group.size() as u64);
+            self.model.begin_step(self.progress.step * size + rank);
             let logits = self.model.forward(&batch.images, Mode::Train);
             let loss =
                 softmax_cross_entropy(logits, &batch.labels, self.cfg.label_smoothing, &mut grad);
             pred.resize(n, 0);
             simd::argmax_rows(logits.data(), logits.shape().item_numel(), &mut pred);
+            let correct = pred
+                .iter()
+                .zip(&batch.labels)
+                .filter(|(a, b)| a == b)
+                .count() as u64;
+            self.model.zero_grad();
+            self.model.backward(&batch.images, &grad, false);
+            let (loss, correct, n, stop) = self.reduce_step(loss, correct, n);
             if !loss.is_finite() {
                 return Err(Error(format!(
                     "the loss became {loss} at step {} (epoch {}); stopped. The last good checkpoint is {}. \
@@ -331,21 +483,24 @@ impl Run {
                     self.dir.join("last.safetensors").display()
                 )));
             }
-            self.model.zero_grad();
-            self.model.backward(&batch.images, &grad, false);
             let lr = self.opt.step(&mut self.model, self.progress.step)?;
             let p = &mut self.progress;
             p.step += 1;
             p.batch_in_epoch += 1;
             p.loss_sum += loss as f64 * n as f64;
-            p.correct += pred
-                .iter()
-                .zip(&batch.labels)
-                .filter(|(a, b)| a == b)
-                .count() as u64;
-            p.seen += n as u64;
+            p.correct += correct;
+            p.seen += n;
             p.train_seconds += t0.elapsed().as_secs_f64();
-            epoch_images += n as u64;
+            epoch_images += n;
+            if self.output == Output::Json
+                && self.cfg.log_every > 0
+                && p.step.is_multiple_of(self.cfg.log_every)
+            {
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "step", "step": p.step, "loss": loss, "lr": lr})
+                );
+            }
             if let Some(bar) = &bar {
                 bar.inc(1);
                 let ips = epoch_images as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
@@ -361,7 +516,7 @@ impl Run {
                 self.validate_and_keep_best()?;
             }
             let limit_reached = self.cfg.max_steps > 0 && self.progress.step >= self.cfg.max_steps;
-            if limit_reached || INTERRUPTED.load(Ordering::SeqCst) {
+            if limit_reached || stop {
                 if let Some(bar) = &bar {
                     bar.abandon();
                 }
@@ -385,15 +540,8 @@ impl Run {
         let elapsed = epoch_start.elapsed().as_secs_f64();
         let (val_loss, val_acc) = self.validate_and_keep_best()?;
         let test_accuracy = if self.cfg.test_every_epoch {
-            Some(
-                evaluate(
-                    &mut self.model,
-                    &self.test,
-                    &self.normalize,
-                    &self.meta.classes,
-                )?
-                .accuracy,
-            )
+            let test = self.test.clone();
+            Some(self.evaluate_shared(&test)?.accuracy)
         } else {
             None
         };
@@ -415,7 +563,9 @@ impl Run {
         p.loss_sum = 0.0;
         p.correct = 0;
         p.seen = 0;
-        self.log.append(&record)?;
+        if self.lead() {
+            self.log.append(&record)?;
+        }
         self.save_last()?;
         if self.val.is_none() {
             self.save_checkpoint("best")?;
@@ -471,7 +621,7 @@ impl Run {
         let Some(val) = self.val.clone() else {
             return Ok((None, None));
         };
-        let e = evaluate(&mut self.model, &val, &self.normalize, &self.meta.classes)?;
+        let e = self.evaluate_shared(&val)?;
         if self
             .progress
             .best_val_accuracy
@@ -486,6 +636,9 @@ impl Run {
     }
 
     fn save_checkpoint(&mut self, stem: &str) -> Result<()> {
+        if !self.lead() {
+            return Ok(());
+        }
         self.meta.epoch = self.progress.epoch;
         self.meta.step = self.progress.step;
         let path = self.dir.join(format!("{stem}.safetensors"));
@@ -495,6 +648,9 @@ impl Run {
     /// Writes `last` (weights) and `last.state` (optimizer state and progress, tied to the
     /// weights by their hash).
     fn save_last(&mut self) -> Result<()> {
+        if !self.lead() {
+            return Ok(());
+        }
         self.save_checkpoint("last")?;
         self.progress.weights_sha256 = self.meta.content_sha256.clone();
         let progress = serde_json::to_string(&self.progress).unwrap_or_default();
@@ -528,7 +684,9 @@ impl Run {
             )));
         }
         self.meta.metrics = meta.metrics;
-        self.log.truncate_after(progress.epoch)?;
+        if self.lead() {
+            self.log.truncate_after(progress.epoch)?;
+        }
         self.progress = progress;
         self.say(&format!(
             "resuming {} at epoch {}, step {}",
@@ -540,18 +698,53 @@ impl Run {
     }
 }
 
-/// The loader settings of a run: training batches are shuffled and augmented.
-fn loader_config(cfg: &TrainConfig, normalize: &Normalize, train: bool) -> LoaderConfig {
+/// Scores `data` with `model` on every rank of `group` (each its own share of the set)
+/// and sums the confusion matrices and losses, so every rank gets the whole set's figures.
+fn evaluate_in(
+    group: &dyn Group,
+    model: &mut Sequential,
+    data: &Arc<Dataset>,
+    normalize: &Normalize,
+    classes: &[String],
+) -> Result<Evaluation> {
+    let local = evaluate(model, data, normalize, classes)?;
+    if group.size() == 1 {
+        return Ok(local);
+    }
+    let mut sums: Vec<f64> = local
+        .confusion
+        .iter()
+        .flatten()
+        .map(|&v| v as f64)
+        .collect();
+    sums.push(local.loss * local.count as f64);
+    group.sum_f64(&mut sums);
+    let k = classes.len();
+    let confusion = sums[..k * k]
+        .chunks(k)
+        .map(|row| row.iter().map(|&v| v as u64).collect())
+        .collect();
+    Ok(Evaluation::from_confusion(confusion, sums[k * k], classes))
+}
+
+/// A 64-bit fingerprint of a text (FNV-1a), to check that every rank agrees on it.
+fn fingerprint_of(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// The training loader of a run: shuffled, augmented batches; under a group each rank
+/// takes its shard of every epoch's order, so that global batch k is the same images
+/// whatever the number of processes.
+fn loader_config(cfg: &TrainConfig, normalize: &Normalize, rank: usize) -> LoaderConfig {
     LoaderConfig {
+        shard: (cfg.world > 1).then_some((rank, cfg.world)),
         batch_size: cfg.batch_size,
-        shuffle: train,
+        shuffle: true,
         seed: cfg.seed,
         normalize: normalize.clone(),
-        augment: if train {
-            datasets::augment_from(&cfg.augment)
-        } else {
-            Default::default()
-        },
+        augment: datasets::augment_from(&cfg.augment),
         ..LoaderConfig::default()
     }
 }

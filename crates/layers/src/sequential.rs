@@ -6,8 +6,8 @@ use std::sync::Arc;
 use ember_tensor::{Rng, Shape, Tensor};
 
 use crate::buffers::{Buffers, shape_or_panic};
-use crate::summary::{Summary, SummaryRow};
 use crate::replica::ReplicaSum;
+use crate::summary::{Summary, SummaryRow};
 use crate::{Layer, LayerError, Mode, Param};
 
 /// Layers applied one after another, each reading the previous layer's output buffer (no

@@ -51,7 +51,11 @@ fn rows(t: &Tensor, from: usize, to: usize) -> Tensor {
     let item = t.shape().item_numel();
     let mut dims = t.shape().dims().to_vec();
     dims[0] = to - from;
-    Tensor::from_vec(ember_tensor::Shape::new(&dims).unwrap(), t.data()[from * item..to * item].to_vec()).unwrap()
+    Tensor::from_vec(
+        ember_tensor::Shape::new(&dims).unwrap(),
+        t.data()[from * item..to * item].to_vec(),
+    )
+    .unwrap()
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -64,7 +68,9 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 
 fn grads(bn: &mut BatchNorm2d) -> Vec<f32> {
     let mut out = Vec::new();
-    bn.visit_params("", &mut |_, p: &mut Param| out.extend_from_slice(p.grad.data()));
+    bn.visit_params("", &mut |_, p: &mut Param| {
+        out.extend_from_slice(p.grad.data())
+    });
     out
 }
 

@@ -4,8 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use ember::trainer::{Output, train};
-use ember::{Classifier, Error, Result, TrainConfig};
+use std::sync::Arc;
+
+use ember::distributed::{self, Group, Solo};
+use ember::trainer::{Output, train_in};
+use ember::{Classifier, Result, TrainConfig};
 
 #[derive(Parser)]
 #[command(
@@ -123,9 +126,20 @@ struct TrainArgs {
     /// Machine-readable output: one JSON object per epoch and a final one.
     #[arg(long)]
     json: bool,
-    /// Distributed data-parallel training under mpirun (not available yet).
+    /// Data-parallel training across the processes of an MPI job: `mpirun -n N ember
+    /// train --distributed …` (`--batch-size` is per process). Needs the `mpi` feature.
     #[arg(long)]
     distributed: bool,
+    /// With --distributed: batch-norm statistics over the global batch.
+    #[arg(long)]
+    sync_bn: bool,
+    /// With --distributed: end the job when a collective waits this many seconds for
+    /// the other processes (a process died or hangs).
+    #[arg(long, default_value_t = 300.0)]
+    collective_timeout: f64,
+    /// With --json: also print the training loss every N steps.
+    #[arg(long, default_value_t = 0)]
+    log_every: u64,
 }
 
 #[derive(Args)]
@@ -176,6 +190,10 @@ struct BenchArgs {
     threads: usize,
     #[arg(long)]
     json: bool,
+    /// Under mpirun: every process trains its batch and the gradients are averaged each
+    /// step; each rank prints its images/s and the allreduce's share of the step.
+    #[arg(long)]
+    distributed: bool,
 }
 
 fn main() -> ExitCode {
@@ -223,12 +241,25 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Bench(a) => {
-            let r = ember::bench::bench(&a.model, a.batch, a.seconds, a.threads)?;
+            let group = join(a.distributed, 300.0)?;
+            let r = on_every_rank(group.as_ref(), || {
+                ember::bench::bench_in(group.as_ref(), &a.model, a.batch, a.seconds, a.threads)
+            })?;
             if a.json {
                 println!("{}", serde_json::to_string(&r).unwrap_or_default());
             } else {
+                let ranks = if r.processes > 1 {
+                    format!(
+                        "rank {}/{}: allreduce {:.1}% of the step, ",
+                        r.rank,
+                        r.processes,
+                        100.0 * r.allreduce_share
+                    )
+                } else {
+                    String::new()
+                };
                 println!(
-                    "{}: train {:.0} images/s (batch {}), inference {:.0} images/s (batch {}), {} threads, simd {}",
+                    "{}: {ranks}train {:.0} images/s (batch {}), inference {:.0} images/s (batch {}), {} threads, simd {}",
                     r.model,
                     r.train_images_per_s,
                     r.batch,
@@ -243,13 +274,34 @@ fn run(command: Command) -> Result<()> {
     }
 }
 
-fn cmd_train(a: TrainArgs) -> Result<()> {
-    if a.distributed {
-        return Err(Error::msg(
-            "--distributed (MPI data-parallel training under mpirun) is not available in this version of ember yet",
-        ));
+/// The process group: the MPI job with `--distributed`, else this process alone.
+fn join(distributed: bool, timeout_s: f64) -> Result<Arc<dyn Group>> {
+    if distributed {
+        distributed::join_mpi(timeout_s)
+    } else {
+        Ok(Arc::new(Solo))
     }
+}
+
+/// Runs `f`; in a job of several processes an error on any rank ends the whole job (the
+/// others would wait for it forever), after printing it with the rank.
+fn on_every_rank<T>(group: &dyn Group, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match f() {
+        Err(e) if group.size() > 1 => group.abort(
+            &format!(
+                "ember: error (rank {} of {}): {e}",
+                group.rank(),
+                group.size()
+            ),
+            1,
+        ),
+        other => other,
+    }
+}
+
+fn cmd_train(a: TrainArgs) -> Result<()> {
     ember::datasets::check_augment(&a.augment)?;
+    let group = join(a.distributed, a.collective_timeout)?;
     let cfg = TrainConfig {
         dataset: a.dataset,
         model: a.model,
@@ -272,9 +324,14 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         limit: a.limit,
         max_steps: a.max_steps,
         test_every_epoch: a.test_every_epoch,
+        sync_bn: a.sync_bn,
+        log_every: a.log_every,
+        world: group.size(),
     };
     let output = if a.json { Output::Json } else { Output::Human };
-    train(&cfg, a.resume.as_deref(), output)?;
+    on_every_rank(group.as_ref(), || {
+        train_in(&cfg, a.resume.as_deref(), output, group.clone())
+    })?;
     Ok(())
 }
 
