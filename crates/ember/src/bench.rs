@@ -43,6 +43,8 @@ pub struct BenchResult {
     pub processes: usize,
     /// Fraction of the training step spent averaging gradients across the processes.
     pub allreduce_share: f64,
+    /// Trainable parameters of the model.
+    pub params: usize,
 }
 
 /// Untimed training steps before the clock starts.
@@ -162,6 +164,7 @@ pub fn bench_in(
             rank: group.rank(),
             processes: size,
             allreduce_share: allreduce_secs / train_secs.max(1e-12),
+            params: np,
         })
     })
 }

@@ -168,6 +168,26 @@ fn the_whole_workflow_from_the_command_line() {
         b["train_images_per_s"].as_f64().unwrap() > 0.0
             && b["infer_images_per_s"].as_f64().unwrap() > 0.0
     );
+    assert_eq!(b["processes"], 1);
+    assert_eq!(b["params"], 4 * 9 + 4 + 64 * 10 + 10);
+    let out = ember(&[
+        "bench",
+        "--model",
+        spec_s,
+        "--batch",
+        "8",
+        "--seconds",
+        "0.2",
+        "--threads",
+        "1",
+        "--scaling",
+    ]);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("| nodes | 1 Gbit/s") && text.contains("| 64 |"),
+        "{text}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -194,6 +194,10 @@ struct BenchArgs {
     /// step; each rank prints its images/s and the allreduce's share of the step.
     #[arg(long)]
     distributed: bool,
+    /// Also print the expected efficiency of data-parallel training on 2-64 such nodes
+    /// (ring allreduce over 1, 10 and 25 Gbit/s links), from the measured step time.
+    #[arg(long)]
+    scaling: bool,
 }
 
 fn main() -> ExitCode {
@@ -267,6 +271,18 @@ fn run(command: Command) -> Result<()> {
                     r.infer_batch,
                     r.threads,
                     r.simd
+                );
+            }
+            if a.scaling && group.rank() == 0 {
+                let step_s = r.batch as f64 / r.train_images_per_s;
+                let bytes = 4.0 * r.params as f64;
+                println!(
+                    "\n{}: {:.1} MiB of gradients, {:.0} ms per step of {} images on this node\n\n{}",
+                    r.model,
+                    bytes / (1024.0 * 1024.0),
+                    1e3 * step_s,
+                    r.batch,
+                    distributed::scaling::efficiency_table(bytes, step_s)
                 );
             }
             Ok(())

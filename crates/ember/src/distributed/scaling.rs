@@ -34,6 +34,40 @@ pub fn efficiency(compute_s: f64, allreduce_s: f64) -> f64 {
     compute_s / (compute_s + allreduce_s)
 }
 
+/// Link speeds (Gbit/s) and node counts of [`efficiency_table`].
+pub const LINKS_GBIT: [f64; 3] = [1.0, 10.0, 25.0];
+/// Node counts of [`efficiency_table`].
+pub const NODES: [usize; 6] = [2, 4, 8, 16, 32, 64];
+/// Per-message latency assumed for TCP over Ethernet (seconds).
+pub const TCP_LATENCY_S: f64 = 50e-6;
+
+/// A Markdown table of the expected efficiency (and allreduce milliseconds per step) for
+/// [`NODES`] x [`LINKS_GBIT`], for a model with `grad_bytes` of gradients whose step takes
+/// `compute_s` on one node.
+///
+/// ```
+/// let t = ember::distributed::scaling::efficiency_table(2.5e6, 0.08);
+/// assert!(t.lines().count() == 8 && t.contains("| 64 |"));
+/// ```
+pub fn efficiency_table(grad_bytes: f64, compute_s: f64) -> String {
+    let mut out = String::from("| nodes | 1 Gbit/s | 10 Gbit/s | 25 Gbit/s |\n|---|---|---|---|\n");
+    for n in NODES {
+        let cells: Vec<String> = LINKS_GBIT
+            .iter()
+            .map(|&g| {
+                let t = ring_allreduce_seconds(grad_bytes, n, g, TCP_LATENCY_S);
+                format!(
+                    "{:.0}% ({:.1} ms)",
+                    100.0 * efficiency(compute_s, t),
+                    1e3 * t
+                )
+            })
+            .collect();
+        out += &format!("| {n} | {} |\n", cells.join(" | "));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
