@@ -150,18 +150,21 @@ fn the_whole_workflow_from_the_command_line() {
     ok(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("simd"));
 
-    let out = ember(&[
-        "bench",
-        "--model",
-        spec_s,
-        "--batch",
-        "8",
-        "--seconds",
-        "0.2",
-        "--threads",
-        "1",
-        "--json",
-    ]);
+    let bench = |flag: &str| {
+        ember(&[
+            "bench",
+            "--model",
+            spec_s,
+            "--batch",
+            "8",
+            "--seconds",
+            "0.2",
+            "--threads",
+            "1",
+            flag,
+        ])
+    };
+    let out = bench("--json");
     ok(&out);
     let b = &json_lines(&out)[0];
     assert!(
@@ -170,18 +173,7 @@ fn the_whole_workflow_from_the_command_line() {
     );
     assert_eq!(b["processes"], 1);
     assert_eq!(b["params"], 4 * 9 + 4 + 64 * 10 + 10);
-    let out = ember(&[
-        "bench",
-        "--model",
-        spec_s,
-        "--batch",
-        "8",
-        "--seconds",
-        "0.2",
-        "--threads",
-        "1",
-        "--scaling",
-    ]);
+    let out = bench("--scaling");
     ok(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -60,15 +60,26 @@ impl MpiGroup {
     fn world() -> SimpleCommunicator {
         SimpleCommunicator::world()
     }
+
+    /// Sums `values` across the ranks in place (MPI wants distinct send and receive
+    /// buffers: the send side is a copy in `scratch`).
+    fn sum_in_place<T: Equivalence + Copy>(
+        &self,
+        what: &'static str,
+        scratch: &Mutex<Vec<T>>,
+        values: &mut [T],
+    ) {
+        let _armed = self.watchdog.arm(what);
+        let mut send = scratch.lock().unwrap_or_else(|e| e.into_inner());
+        send.clear();
+        send.extend_from_slice(values);
+        Self::world().all_reduce_into(&send[..], values, SystemOperation::sum());
+    }
 }
 
 impl ReplicaSum for MpiGroup {
     fn sum_f64(&self, values: &mut [f64]) {
-        let _armed = self.watchdog.arm("allreduce (batch statistics)");
-        let mut send = self.scratch_f64.lock().unwrap_or_else(|e| e.into_inner());
-        send.clear();
-        send.extend_from_slice(values);
-        Self::world().all_reduce_into(&send[..], values, SystemOperation::sum());
+        self.sum_in_place("allreduce (batch statistics)", &self.scratch_f64, values);
     }
 
     fn replicas(&self) -> usize {
@@ -86,11 +97,7 @@ impl Group for MpiGroup {
     }
 
     fn sum_f32(&self, values: &mut [f32]) {
-        let _armed = self.watchdog.arm("allreduce");
-        let mut send = self.scratch_f32.lock().unwrap_or_else(|e| e.into_inner());
-        send.clear();
-        send.extend_from_slice(values);
-        Self::world().all_reduce_into(&send[..], values, SystemOperation::sum());
+        self.sum_in_place("allreduce", &self.scratch_f32, values);
     }
 
     fn broadcast_f32(&self, values: &mut [f32]) {
