@@ -308,3 +308,43 @@ fn forward_with_a_replaced_wrong_weight_panics_naming_it() {
     c.weight_mut().value = Tensor::zeros([4, 3, 5, 5]);
     let _ = c.forward(&Tensor::zeros([1, 3, 8, 8]), Mode::Train);
 }
+
+/// The im2col weight gradient multiplies several images at once (until the inner dimension
+/// reaches 256): batches that split into full runs and a shorter last run, grouped and
+/// strided convolutions, with every image in one chunk (one thread) and split over two.
+#[test]
+fn batched_weight_gradient_runs_and_tails_match_reference() {
+    let cases = [
+        // (batch, cin, hw, cout, groups, stride): out 12x12 -> runs of 2; 5x5 -> runs of 11.
+        (9, 3, 12, 4, 1, 1),
+        (7, 4, 12, 6, 2, 1),
+        (13, 2, 9, 3, 1, 2),
+        (23, 3, 5, 5, 1, 1),
+    ];
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        for (batch, cin, hw, cout, groups, stride) in cases {
+            let g = ConvGeometry {
+                batch,
+                in_channels: cin,
+                height: hw,
+                width: hw,
+                out_channels: cout,
+                kernel: Pair(3, 3),
+                stride: Pair(stride, stride),
+                padding: Pair(1, 1),
+                dilation: Pair(1, 1),
+                groups,
+            };
+            for relu in [false, true] {
+                let r = pool.install(|| check_layer(&g, ConvAlgorithm::Im2colGemm, true, relu, 7));
+                if let Err(e) = r {
+                    panic!("{g:?} relu {relu} on {threads} threads: {e}");
+                }
+            }
+        }
+    }
+}

@@ -9,9 +9,16 @@ use super::direct::{
     conv2d_direct_3x3, conv2d_direct_3x3_weight_grad, direct_3x3_scratch_len,
     direct_3x3_weight_grad_scratch_len, pack_3x3_weights_adjoint, packed_3x3_len,
 };
+use super::im2col::im2col_rows;
 use super::layer::{Scratch, grow, is_pointwise, mm};
-use super::{Conv2d, ConvAlgorithm, col2im, im2col};
+use super::{Conv2d, ConvAlgorithm, col2im};
 use crate::{Layer, Pair};
+
+/// The weight gradient sums over images and output positions: `gw += gy · colsᵀ` with an
+/// inner dimension of `out_h * out_w` per image. Small outputs (8x8, 4x4) would make that
+/// a GEMM with a short inner dimension whose `gw` update costs more than its arithmetic,
+/// so images are put side by side until the inner dimension reaches this.
+const WEIGHT_GRAD_MIN_K: usize = 256;
 
 pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_input_grad: bool) {
     let g = conv.geometry_for(x.shape());
@@ -68,6 +75,7 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
             padded,
             masked,
             wgrad,
+            gy_rows,
             grad_weight,
             grad_bias,
         } = s;
@@ -76,7 +84,10 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
         let gb = grow(grad_bias, g.out_channels);
         gb.fill(0.0);
         let first = c * chunk;
-        for i in 0..chunk.min(n - first) {
+        let count = chunk.min(n - first);
+        // Images per weight-gradient GEMM (the im2col path).
+        let per = WEIGHT_GRAD_MIN_K.div_ceil(p.max(1)).clamp(1, count);
+        for i in 0..count {
             let img = first + i;
             let xi = &xs[img * in_item..][..in_item];
             let mut gy = &gys[img * out_item..][..out_item];
@@ -97,19 +108,31 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
                     xi, cin, g.height, g.width, g.padding, gy, cout, ws, gw,
                 );
             }
-            // (direct_w implies direct_gx, so this loop covers both im2col gradients.)
+            if !direct_w {
+                // Image `slot` of a run of `len` images whose columns sit side by side.
+                let start = i / per * per;
+                let (slot, len) = (i - start, per.min(count - start));
+                let ld = p * len;
+                let cl = grow(cols, g.groups * kl * ld);
+                let gr = grow(gy_rows, g.out_channels * ld);
+                for gi in 0..g.groups {
+                    let xg = &xi[gi * cig * plane..(gi + 1) * cig * plane];
+                    im2col_rows(xg, cig, &g, &mut cl[gi * kl * ld + slot * p..], ld);
+                }
+                for (co, row) in gy.chunks_exact(p).enumerate() {
+                    gr[co * ld + slot * p..][..p].copy_from_slice(row);
+                }
+                if slot + 1 == len {
+                    for gi in 0..g.groups {
+                        let gwg = &mut gw[gi * cog * kl..(gi + 1) * cog * kl];
+                        let (gyg, b) = (&gr[gi * cog * ld..], &cl[gi * kl * ld..]);
+                        mm(par, Op::N, Op::T, cog, kl, ld, gyg, ld, b, ld, 1.0, gwg, kl);
+                    }
+                }
+            }
+            // (direct_w implies direct_gx, so this loop covers the im2col input gradient.)
             for gi in (0..g.groups).filter(|_| !direct_w) {
-                let xg = &xi[gi * cig * plane..(gi + 1) * cig * plane];
                 let gyg = &gy[gi * cog * p..(gi + 1) * cog * p];
-                let b: &[f32] = if is_pointwise(&g) {
-                    xg
-                } else {
-                    let cl = grow(cols, kl * p);
-                    im2col(xg, cig, &g, cl);
-                    cl
-                };
-                let gwg = &mut gw[gi * cog * kl..(gi + 1) * cog * kl];
-                mm(par, Op::N, Op::T, cog, kl, p, gyg, p, b, p, 1.0, gwg, kl);
                 if need_input_grad && !direct_gx {
                     let gxi = &mut gx_part[i * in_item..(i + 1) * in_item];
                     let gxg = &mut gxi[gi * cig * plane..(gi + 1) * cig * plane];
