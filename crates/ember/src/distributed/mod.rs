@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+pub use ember_layers::replica::Solo;
 use ember_layers::replica::ReplicaSum;
 use ember_layers::{Layer, Param, Sequential};
 
@@ -40,17 +41,6 @@ pub trait Group: ReplicaSum {
 }
 
 /// A job of one process: sums and broadcasts leave the values as they are.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Solo;
-
-impl ReplicaSum for Solo {
-    fn sum_f64(&self, _values: &mut [f64]) {}
-
-    fn replicas(&self) -> usize {
-        1
-    }
-}
-
 impl Group for Solo {
     fn rank(&self) -> usize {
         0
