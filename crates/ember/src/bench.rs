@@ -72,7 +72,7 @@ pub fn bench(model: &str, batch: usize, seconds: f64, threads: usize) -> Result<
     bench_in(&Solo, model, batch, seconds, threads)
 }
 
-/// [`bench`] on every rank of `group`: each trains on its own batch and the gradients are
+/// [`bench()`] on every rank of `group`: each trains on its own batch and the gradients are
 /// averaged every step, as distributed training does; the ranks stop together.
 pub fn bench_in(
     group: &dyn Group,
