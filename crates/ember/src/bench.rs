@@ -41,8 +41,12 @@ pub struct BenchResult {
     /// Processes training together (1 without `--distributed`); `train_images_per_s` is
     /// this rank's.
     pub processes: usize,
-    /// Fraction of the training step spent averaging gradients across the processes.
+    /// Fraction of the training step spent averaging gradients across the processes
+    /// (waiting for the slowest rank included).
     pub allreduce_share: f64,
+    /// Milliseconds of one allreduce of the gradients alone, ranks already in step (0 in
+    /// one process): the communication cost without the waiting.
+    pub allreduce_ms: f64,
     /// Trainable parameters of the model.
     pub params: usize,
 }
@@ -138,6 +142,17 @@ pub fn bench_in(
                 break start.elapsed().as_secs_f64();
             }
         };
+        let allreduce_ms = if size > 1 {
+            const REPS: u32 = 20;
+            group.sum_f32(&mut flat); // line the ranks up
+            let t0 = Instant::now();
+            for _ in 0..REPS {
+                group.sum_f32(&mut flat);
+            }
+            1e3 * t0.elapsed().as_secs_f64() / f64::from(REPS)
+        } else {
+            0.0
+        };
         let infer_batch = 2 * batch;
         let xi = Tensor::normal([infer_batch, c, h, w], 0.0, 1.0, &mut rng);
         let mut sink = 0.0f32;
@@ -164,6 +179,7 @@ pub fn bench_in(
             rank: group.rank(),
             processes: size,
             allreduce_share: allreduce_secs / train_secs.max(1e-12),
+            allreduce_ms,
             params: np,
         })
     })

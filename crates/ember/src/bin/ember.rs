@@ -254,10 +254,11 @@ fn run(command: Command) -> Result<()> {
             } else {
                 let ranks = if r.processes > 1 {
                     format!(
-                        "rank {}/{}: allreduce {:.1}% of the step, ",
+                        "rank {}/{}: allreduce {:.1}% of the step ({:.2} ms alone), ",
                         r.rank,
                         r.processes,
-                        100.0 * r.allreduce_share
+                        100.0 * r.allreduce_share,
+                        r.allreduce_ms
                     )
                 } else {
                     String::new()

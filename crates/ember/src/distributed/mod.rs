@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
-pub use ember_layers::replica::Solo;
 use ember_layers::replica::ReplicaSum;
+pub use ember_layers::replica::Solo;
 use ember_layers::{Layer, Param, Sequential};
 
 use crate::error::{Error, Result};
