@@ -290,9 +290,11 @@ fn pid_of_rank(out: &Path, rank: usize) -> Option<u32> {
         let cmdline = String::from_utf8_lossy(&cmdline);
         if cmdline.starts_with(EMBER)
             && cmdline.contains(out.to_str()?)
-            && environ
-                .split(|&b| b == 0)
-                .any(|kv| kv == format!("PMI_RANK={rank}").as_bytes())
+            && environ.split(|&b| b == 0).any(|kv| {
+                // MPICH's launcher sets PMI_RANK, OpenMPI's OMPI_COMM_WORLD_RANK.
+                kv == format!("PMI_RANK={rank}").as_bytes()
+                    || kv == format!("OMPI_COMM_WORLD_RANK={rank}").as_bytes()
+            })
         {
             return Some(pid);
         }
