@@ -104,6 +104,27 @@ fn serve_one(path: &str, route: Route) -> Server {
     Server::start(HashMap::from([(path.to_string(), route)]))
 }
 
+/// A gzip archive `file_name` unpacked to `output`.
+fn gz_archive<'a>(
+    file_name: &'a str,
+    output: &'a str,
+    urls: &'a [&'a str],
+    md5: Option<&'a str>,
+    sha256: Option<&'a str>,
+    content_sha256: Option<&'a str>,
+) -> Archive<'a> {
+    Archive {
+        file_name,
+        urls,
+        md5,
+        sha256,
+        unpack: Unpack::Gunzip {
+            output,
+            content_sha256,
+        },
+    }
+}
+
 /// Every entry under `dir` (relative paths), or nothing when `dir` does not exist.
 fn tree(dir: &Path) -> Vec<PathBuf> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
@@ -253,26 +274,8 @@ fn bad_second_file_removes_the_first_download_too() {
     let (urls1, urls2) = ([u1.as_str()], [u2.as_str()]);
     let wrong = sha256_hex(b"not it");
     let archives = [
-        Archive {
-            file_name: "one.gz",
-            urls: &urls1,
-            md5: Some(&md5_1),
-            sha256: None,
-            unpack: Unpack::Gunzip {
-                output: "one",
-                content_sha256: None,
-            },
-        },
-        Archive {
-            file_name: "two.gz",
-            urls: &urls2,
-            md5: None,
-            sha256: Some(&wrong),
-            unpack: Unpack::Gunzip {
-                output: "two",
-                content_sha256: None,
-            },
-        },
+        gz_archive("one.gz", "one", &urls1, Some(&md5_1), None, None),
+        gz_archive("two.gz", "two", &urls2, None, Some(&wrong), None),
     ];
     let ds = Dataset {
         name: "pair",
@@ -307,26 +310,8 @@ fn gzip_files_are_decompressed_into_the_dataset_folder() {
     );
     let (urls1, urls2) = ([bad1.as_str(), u1.as_str()], [bad2.as_str(), u2.as_str()]);
     let archives = [
-        Archive {
-            file_name: "one.gz",
-            urls: &urls1,
-            md5: None,
-            sha256: Some(&sha1),
-            unpack: Unpack::Gunzip {
-                output: "one",
-                content_sha256: None,
-            },
-        },
-        Archive {
-            file_name: "two.gz",
-            urls: &urls2,
-            md5: None,
-            sha256: Some(&sha2),
-            unpack: Unpack::Gunzip {
-                output: "two",
-                content_sha256: None,
-            },
-        },
+        gz_archive("one.gz", "one", &urls1, None, Some(&sha1), None),
+        gz_archive("two.gz", "two", &urls2, None, Some(&sha2), None),
     ];
     let ds = Dataset {
         name: "pair",
@@ -547,16 +532,14 @@ fn from_accepts_recompressed_or_decompressed_copies_by_content_hash() {
     assert_ne!(published, recompressed);
     let (md5, content_sha) = (md5_hex(&published), sha256_hex(&content));
     let urls = ["http://127.0.0.1:9/never-used"];
-    let archives = [Archive {
-        file_name: "one.gz",
-        urls: &urls,
-        md5: Some(&md5),
-        sha256: None,
-        unpack: Unpack::Gunzip {
-            output: "one",
-            content_sha256: Some(&content_sha),
-        },
-    }];
+    let archives = [gz_archive(
+        "one.gz",
+        "one",
+        &urls,
+        Some(&md5),
+        None,
+        Some(&content_sha),
+    )];
     let ds = Dataset {
         name: "single",
         description: "test",
