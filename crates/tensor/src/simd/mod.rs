@@ -6,7 +6,7 @@
 //! `x86-64-v3` (AVX2, FMA, BMI2) through `.cargo/config.toml`: `f32x8` becomes one 256-bit
 //! register and `mul_add` one `vfmadd`. Built for plain `x86-64`, the same code falls back
 //! to pairs of SSE2 registers (and to NEON on aarch64); it stays correct everywhere, and the
-//! scalar versions in [`reference`] are always there. matrixmultiply, used by [`crate::gemm`],
+//! scalar versions in [`reference`](mod@reference) are always there. matrixmultiply, used by [`crate::gemm`],
 //! detects AVX/FMA at run time on its own, so GEMM is fast in either build.
 //!
 //! The binaries call [`check_cpu`] first: a binary built for x86-64-v3 on a CPU without
