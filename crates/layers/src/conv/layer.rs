@@ -527,4 +527,12 @@ impl Layer for Conv2d {
         }
         s + ")"
     }
+
+    fn absorb_relu_after(&mut self) -> bool {
+        if self.relu {
+            return false;
+        }
+        self.relu = true;
+        true
+    }
 }

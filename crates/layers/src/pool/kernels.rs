@@ -109,7 +109,7 @@ pub fn max_pool2d_plane(x: &[f32], g: &PoolGeometry, y: &mut [f32]) {
         x.len() >= g.height * w && y.len() >= ho * wo,
         "max_pool2d_plane: slices too short"
     );
-    if g.kernel == Pair(2, 2) && g.stride == Pair(2, 2) && g.padding == Pair(0, 0) {
+    if is_2x2_stride_2(g) {
         return max_pool_2x2(x, w, ho, wo, y);
     }
     for oy in 0..ho {
@@ -196,6 +196,68 @@ pub fn max_pool2d_backward_plane(
             }
         }
     }
+}
+
+/// Whether `g` is the 2x2 stride-2 unpadded window of [`max_pool2d_backward_2x2_plane`].
+pub fn is_2x2_stride_2(g: &PoolGeometry) -> bool {
+    g.kernel == Pair(2, 2) && g.stride == Pair(2, 2) && g.padding == Pair(0, 0)
+}
+
+/// [`max_pool2d_backward_plane`] for a 2x2 stride-2 unpadded window, *overwriting* `gx`
+/// (`height x width`, every element written, so the caller need not zero it). Windows do
+/// not overlap, so each input gets its window's gradient or zero; the first maximum
+/// (row-major) wins ties, as in the general kernel. Branch-free per window.
+pub fn max_pool2d_backward_2x2_plane(
+    x: &[f32],
+    y: &[f32],
+    gy: &[f32],
+    height: usize,
+    width: usize,
+    relu: bool,
+    gx: &mut [f32],
+) {
+    let (w, ho, wo) = (width, height / 2, width / 2);
+    assert!(
+        x.len() >= height * w
+            && gx.len() >= height * w
+            && y.len() >= ho * wo
+            && gy.len() >= ho * wo,
+        "max_pool2d_backward_2x2_plane: slices too short"
+    );
+    for oy in 0..ho {
+        let (r0, r1) = (&x[2 * oy * w..][..w], &x[(2 * oy + 1) * w..][..w]);
+        let (g0, g1) = gx[2 * oy * w..(2 * oy + 2) * w].split_at_mut(w);
+        let (ys, gys) = (&y[oy * wo..][..wo], &gy[oy * wo..][..wo]);
+        let windows = r0
+            .chunks_exact(2)
+            .zip(r1.chunks_exact(2))
+            .zip(g0.chunks_exact_mut(2).zip(g1.chunks_exact_mut(2)))
+            .zip(ys.iter().zip(gys));
+        for (((a, c), (ga, gc)), (&m, &g)) in windows {
+            // A fused ReLU clamps y at 0; its derivative is 0 there.
+            let g = if relu && m <= 0.0 { 0.0 } else { g };
+            // All-ones masks, combined with bit operations so the loop has no branches.
+            let mask = |t: bool| (t as u32).wrapping_neg();
+            let (t0, t1, t2, t3) = (
+                mask(a[0] == m),
+                mask(a[1] == m),
+                mask(c[0] == m),
+                mask(c[1] == m),
+            );
+            let first1 = t1 & !t0;
+            let first2 = t2 & !(t0 | t1);
+            let first3 = t3 & !(t0 | t1 | t2);
+            let gb = g.to_bits();
+            ga[0] = f32::from_bits(gb & t0);
+            ga[1] = f32::from_bits(gb & first1);
+            gc[0] = f32::from_bits(gb & first2);
+            gc[1] = f32::from_bits(gb & first3);
+        }
+        // An odd last column is in no window.
+        g0[2 * wo..].fill(0.0);
+        g1[2 * wo..].fill(0.0);
+    }
+    gx[2 * ho * w..height * w].fill(0.0);
 }
 
 fn avg_divisor(g: &PoolGeometry, count_include_pad: bool, oy: usize, ox: usize) -> f32 {
