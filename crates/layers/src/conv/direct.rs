@@ -254,11 +254,7 @@ pub fn conv2d_direct_3x3(
                     if relu {
                         out = out.max(f32x8::ZERO);
                     }
-                    if let Ok(full) = <&mut [f32; 8]>::try_from(&mut *dst) {
-                        *full = out.to_array();
-                    } else {
-                        dst.copy_from_slice(&out.as_array()[..n]);
-                    }
+                    copy_short(dst, &out.as_array()[..n]);
                 }
             }
         }
@@ -317,7 +313,7 @@ pub fn conv2d_direct_3x3_weight_grad(
     for co in 0..cout {
         for oy in 0..l.ho {
             let src = &gy[(co * l.ho + oy) * l.wo..][..l.wo];
-            gyv[co * glen + oy * l.vpr * 8..][..l.wo].copy_from_slice(src);
+            copy_short(&mut gyv[co * glen + oy * l.vpr * 8..][..l.wo], src);
         }
     }
     // Tile: BLOCK_CO output channels x the 3 taps of one kernel row = 12 accumulators;
@@ -377,6 +373,38 @@ pub fn conv2d_direct_3x3_weight_grad(
     }
 }
 
+/// `dst.copy_from_slice(src)` for the short rows of these kernels (a row of an image, the
+/// valid lanes of a vector) in fixed-size pieces, which compile to plain moves: a `memcpy`
+/// call per row of 6 to 28 floats cost more than the copy. Panics if the lengths differ.
+#[inline(always)]
+fn copy_short(dst: &mut [f32], src: &[f32]) {
+    assert_eq!(dst.len(), src.len(), "copy_short: lengths differ");
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (d8, s8) in (&mut d).zip(&mut s) {
+        <&mut [f32; 8]>::try_from(d8)
+            .expect("chunk of 8")
+            .copy_from_slice(s8);
+    }
+    let (mut d, mut s) = (d.into_remainder(), s.remainder());
+    for piece in [4, 2, 1] {
+        if d.len() >= piece {
+            let (dh, dt) = d.split_at_mut(piece);
+            let (sh, st) = s.split_at(piece);
+            match piece {
+                4 => <&mut [f32; 4]>::try_from(dh)
+                    .expect("4")
+                    .copy_from_slice(sh),
+                2 => <&mut [f32; 2]>::try_from(dh)
+                    .expect("2")
+                    .copy_from_slice(sh),
+                _ => dh[0] = sh[0],
+            }
+            (d, s) = (dt, st);
+        }
+    }
+}
+
 /// Copies `[channels, h, w]` into zero-padded planes of the padded-width layout.
 fn pad_planes(
     x: &[f32],
@@ -392,7 +420,10 @@ fn pad_planes(
         plane.fill(0.0);
         for r in 0..h {
             let dst = (r + pad.0) * l.wp + pad.1;
-            plane[dst..dst + w].copy_from_slice(&x[(ci * h + r) * w..(ci * h + r + 1) * w]);
+            copy_short(
+                &mut plane[dst..dst + w],
+                &x[(ci * h + r) * w..(ci * h + r + 1) * w],
+            );
         }
     }
 }
