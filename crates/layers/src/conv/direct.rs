@@ -5,11 +5,7 @@
 //! `(ky, kx)`, the 8 consecutive padded inputs starting at `(oy+ky)*Wp + 8*vx + kx`: one
 //! unaligned load, no gathers, no bounds checks in the loop. When the output width is a
 //! multiple of 8 no lane is wasted; otherwise the last vector of a row computes a few
-//! lanes that are not stored. When that waste is large (outputs 14 or 28 wide) the kernels
-//! use a *flat* layout instead: three copies of each padded plane, shifted by the three
-//! kernel columns and as wide as the output, so that tap `(ky, kx)` of flat output `q`
-//! reads copy `kx` at `q + ky * Wo`, and vectors run over the whole `Ho * Wo` plane
-//! across row ends (14x14: 25 vectors instead of 28). A forward tile is [`BLOCK_CO`] output channels by 3 vectors:
+//! lanes that are not stored. A forward tile is [`BLOCK_CO`] output channels by 3 vectors:
 //! 12 accumulators, and each (channel, tap) step does 3 loads and 4 weight broadcasts for
 //! 12 FMAs. The same layout gives the weight gradient as dot products of contiguous runs.
 
@@ -76,45 +72,22 @@ fn pack_with(outs: usize, ins: usize, packed: &mut [f32], w: impl Fn(usize, usiz
 
 /// Sizes of the padded-input layout.
 struct Layout {
+    wp: usize,
     ho: usize,
     wo: usize,
-    /// Row layout: width of a padded row. Vectors are `vpr` per output row.
-    wp: usize,
-    /// Vectors per output row (row layout).
+    /// Vectors per output row.
     vpr: usize,
-    /// Flat layout: vectors run over the `ho * wo` plane; the input is three shifted copies.
-    flat: bool,
-    /// Flat layout: elements per shifted copy.
-    copy: usize,
-    /// Output vectors.
+    /// Output vectors `ho * vpr`.
     nv: usize,
     /// Elements per padded channel plane (covers every read of every vector).
     plane: usize,
-    /// Offsets of the nine taps from a vector's base, row-major `(ky, kx)`.
-    taps: [usize; 9],
 }
 
 impl Layout {
-    /// Where output vector `v` starts: its first read (tap 0, 0) in a padded plane, its
-    /// first output in a `ho x wo` plane, and its number of valid lanes.
+    /// Offset in a padded plane of the first input read by output vector `v` (tap 0, 0).
     #[inline(always)]
-    fn vector(&self, v: usize) -> (usize, usize, usize) {
-        if self.flat {
-            let q = v * 8;
-            (q, q, (self.ho * self.wo - q).min(8))
-        } else {
-            let (oy, ox) = (v / self.vpr, (v % self.vpr) * 8);
-            (oy * self.wp + ox, oy * self.wo + ox, (self.wo - ox).min(8))
-        }
-    }
-
-    /// One past the last element read by any vector of a plane.
-    fn reach(&self) -> usize {
-        if self.nv == 0 {
-            0
-        } else {
-            self.vector(self.nv - 1).0 + self.taps[8] + 8
-        }
+    fn base(&self, v: usize) -> usize {
+        (v / self.vpr) * self.wp + (v % self.vpr) * 8
     }
 }
 
@@ -122,37 +95,22 @@ fn layout(h: usize, w: usize, pad: Pair) -> Layout {
     let (hp, wp) = (h + 2 * pad.0, w + 2 * pad.1);
     let (ho, wo) = (hp.saturating_sub(2), wp.saturating_sub(2));
     let vpr = wo.div_ceil(8);
-    let flat = (ho * wo).div_ceil(8) < ho * vpr;
-    let (nv, copy, taps, plane);
-    if flat {
-        nv = (ho * wo).div_ceil(8);
-        // The last vector starts below ho*wo and reads 8 lanes from up to 2 rows further.
-        copy = ((ho + 2) * wo + 8).div_ceil(8) * 8;
-        taps = std::array::from_fn(|t| (t / 3) * wo + (t % 3) * copy);
-        plane = 3 * copy;
+    let nv = ho * vpr;
+    // The last vector starts at (ho-1)*wp + (vpr-1)*8 and reads 8 lanes past taps up to
+    // 2*wp + 2; a row's last vector may run into the next row's first columns.
+    let reach = if nv == 0 {
+        0
     } else {
-        nv = ho * vpr;
-        copy = 0;
-        taps = std::array::from_fn(|t| (t / 3) * wp + t % 3);
-        // The last vector starts at (ho-1)*wp + (vpr-1)*8 and reads 8 lanes past taps up
-        // to 2*wp + 2; a row's last vector may run into the next row's first columns.
-        let reach = if nv == 0 {
-            0
-        } else {
-            (ho - 1) * wp + vpr * 8 + 2 * wp + 2
-        };
-        plane = (hp * wp).max(reach).div_ceil(8) * 8;
-    }
+        (ho - 1) * wp + vpr * 8 + 2 * wp + 2
+    };
+    let plane = (hp * wp).max(reach).div_ceil(8) * 8;
     Layout {
+        wp,
         ho,
         wo,
-        wp,
         vpr,
-        flat,
-        copy,
         nv,
         plane,
-        taps,
     }
 }
 
@@ -161,18 +119,24 @@ pub fn direct_3x3_scratch_len(in_channels: usize, h: usize, w: usize, pad: Pair)
     in_channels * layout(h, w, pad).plane
 }
 
+#[inline(always)]
+fn taps(wp: usize) -> [usize; 9] {
+    [0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2]
+}
+
 /// One tile: `BLOCK_CO` channels x the 3 output vectors whose reads start at `bases`.
 #[inline(always)]
 fn tile(
     xp: &[f32],
     plane: usize,
-    taps: [usize; 9],
+    wp: usize,
     bases: [usize; VECS],
     w: &[f32],
     cin: usize,
 ) -> [[f32x8; VECS]; BLOCK_CO] {
     let mut acc = [[f32x8::ZERO; VECS]; BLOCK_CO];
-    let top = bases.iter().max().copied().unwrap_or(0) + taps[8] + 8;
+    let taps = taps(wp);
+    let top = bases.iter().max().copied().unwrap_or(0) + 2 * wp + 2 + 8;
     assert!(
         cin == 0 || (cin - 1) * plane + top <= xp.len(),
         "direct 3x3: tile reads past the padded input"
@@ -183,8 +147,7 @@ fn tile(
     );
     for ci in 0..cin {
         // SAFETY: the asserts above bound every read: channel `ci` reads
-        // `xp[ci*plane + base + off .. + 8]` with `base + off + 8 <= top` (taps[8] is the
-        // largest offset in both layouts), and the weights
+        // `xp[ci*plane + base + off .. + 8]` with `base + off + 8 <= top`, and the weights
         // `w[ci*36 .. ci*36 + 36]`. read_unaligned allows any alignment.
         unsafe {
             let xc = xp.as_ptr().add(ci * plane);
@@ -249,19 +212,44 @@ pub fn conv2d_direct_3x3(
     let xp = &*xp;
     for cb in 0..out_channels.div_ceil(BLOCK_CO) {
         let wb = &packed[cb * cin * 9 * BLOCK_CO..(cb + 1) * cin * 9 * BLOCK_CO];
+        // Output positions (oy, vx) advance incrementally: no division in the loop.
+        let next = |(oy, vx): (usize, usize)| {
+            if vx + 1 == l.vpr {
+                (oy + 1, 0)
+            } else {
+                (oy, vx + 1)
+            }
+        };
+        let mut first = (0, 0);
         for v0 in (0..l.nv).step_by(VECS) {
             // A short last tile repeats its last vector; the repeats are not stored.
-            let vecs: [(usize, usize, usize); VECS] =
-                std::array::from_fn(|k| l.vector((v0 + k).min(l.nv - 1)));
-            let acc = tile(xp, l.plane, l.taps, vecs.map(|v| v.0), wb, cin);
+            let mut pos = [first; VECS];
+            for k in 1..VECS {
+                pos[k] = if v0 + k < l.nv {
+                    next(pos[k - 1])
+                } else {
+                    pos[k - 1]
+                };
+            }
+            first = next(pos[VECS - 1]);
+            let acc = tile(
+                xp,
+                l.plane,
+                l.wp,
+                pos.map(|(oy, vx)| oy * l.wp + vx * 8),
+                wb,
+                cin,
+            );
             for (j, row) in acc.iter().enumerate() {
                 let co = cb * BLOCK_CO + j;
                 if co >= out_channels {
                     break;
                 }
                 let add = bias.map_or(0.0, |b| b[co]);
-                for (a, &(_, at, n)) in row.iter().zip(&vecs).take(l.nv - v0) {
-                    let dst = &mut y[co * l.ho * l.wo + at..][..n];
+                for (a, &(oy, vx)) in row.iter().zip(&pos).take(l.nv - v0) {
+                    let ox = vx * 8;
+                    let n = (l.wo - ox).min(8);
+                    let dst = &mut y[(co * l.ho + oy) * l.wo + ox..][..n];
                     let mut out = *a + f32x8::splat(add);
                     if relu {
                         out = out.max(f32x8::ZERO);
@@ -323,11 +311,6 @@ pub fn conv2d_direct_3x3_weight_grad(
     // output channels (up to a multiple of BLOCK_CO) are zero, so they add nothing.
     gyv.fill(0.0);
     for co in 0..cout {
-        if l.flat {
-            let p = l.ho * l.wo;
-            gyv[co * glen..][..p].copy_from_slice(&gy[co * p..][..p]);
-            continue;
-        }
         for oy in 0..l.ho {
             let src = &gy[(co * l.ho + oy) * l.wo..][..l.wo];
             copy_short(&mut gyv[co * glen + oy * l.vpr * 8..][..l.wo], src);
@@ -335,7 +318,11 @@ pub fn conv2d_direct_3x3_weight_grad(
     }
     // Tile: BLOCK_CO output channels x the 3 taps of one kernel row = 12 accumulators;
     // each step loads 3 input and 4 gradient vectors for 12 FMAs.
-    let top = l.reach();
+    let top = if l.nv == 0 {
+        0
+    } else {
+        l.base(l.nv - 1) + 2 * l.wp + 2 + 8
+    };
     for cb in 0..cpad / BLOCK_CO {
         let g = &gyv[cb * BLOCK_CO * glen..(cb + 1) * BLOCK_CO * glen];
         for ci in 0..cin {
@@ -346,15 +333,20 @@ pub fn conv2d_direct_3x3_weight_grad(
             );
             for ky in 0..3 {
                 let mut acc = [[f32x8::ZERO; 3]; BLOCK_CO];
-                let (dy, dx) = (l.taps[3 * ky], [l.taps[0], l.taps[1], l.taps[2]]);
-                let mut step = |v: usize, b: usize| {
+                for (v, b) in (0..l.ho)
+                    .flat_map(|oy| (0..l.vpr).map(move |vx| oy * l.wp + vx * 8))
+                    .enumerate()
+                {
                     // SAFETY: gradient reads `g[j*glen + v*8 .. + 8]` stay in `g` (BLOCK_CO
-                    // rows of glen = nv*8, v < nv); input reads start at vector v's base `b`
-                    // plus a tap offset `dy + dx[k] <= taps[8]` and end by `top <= xc.len()`
-                    // (`top` is the last vector's base + taps[8] + 8; bases grow with v).
+                    // rows of glen = nv*8); input reads start at `base(v) = b` plus `ky*wp + kx`
+                    // with ky, kx <= 2 and end by `top <= xc.len()` (base grows with v).
                     unsafe {
-                        let xs = xc.as_ptr().add(b + dy);
-                        let xv = dx.map(|d| xs.add(d).cast::<f32x8>().read_unaligned());
+                        let xs = xc.as_ptr().add(b + ky * l.wp);
+                        let xv = [
+                            xs.cast::<f32x8>().read_unaligned(),
+                            xs.add(1).cast::<f32x8>().read_unaligned(),
+                            xs.add(2).cast::<f32x8>().read_unaligned(),
+                        ];
                         for (j, row) in acc.iter_mut().enumerate() {
                             let gv = g
                                 .as_ptr()
@@ -366,13 +358,6 @@ pub fn conv2d_direct_3x3_weight_grad(
                             }
                         }
                     }
-                };
-                if l.flat {
-                    (0..l.nv).for_each(|v| step(v, v * 8));
-                } else {
-                    let bases =
-                        (0..l.ho).flat_map(|oy| (0..l.vpr).map(move |vx| oy * l.wp + vx * 8));
-                    bases.enumerate().for_each(|(v, b)| step(v, b));
                 }
                 for (j, row) in acc.iter().enumerate() {
                     let co = cb * BLOCK_CO + j;
@@ -420,9 +405,7 @@ fn copy_short(dst: &mut [f32], src: &[f32]) {
     }
 }
 
-/// Copies `[channels, h, w]` into zero-padded planes of the layout: one padded plane of
-/// width `wp` (row layout), or three copies `kx = 0, 1, 2` of `ho + 2` rows by `wo`, copy
-/// `kx` holding `padded[r][c + kx]` (flat layout).
+/// Copies `[channels, h, w]` into zero-padded planes of the padded-width layout.
 fn pad_planes(
     x: &[f32],
     channels: usize,
@@ -436,40 +419,11 @@ fn pad_planes(
         let plane = &mut xp[ci * l.plane..(ci + 1) * l.plane];
         plane.fill(0.0);
         for r in 0..h {
-            let src = &x[(ci * h + r) * w..(ci * h + r + 1) * w];
-            if !l.flat {
-                let dst = (r + pad.0) * l.wp + pad.1;
-                copy_short(&mut plane[dst..dst + w], src);
-                continue;
-            }
-            for kx in 0..3 {
-                // Output columns c with input column c + kx - pw inside [0, w).
-                let c0 = pad.1.saturating_sub(kx);
-                let c1 = (w + pad.1).saturating_sub(kx).min(l.wo);
-                if c1 > c0 {
-                    let dst = kx * l.copy + (r + pad.0) * l.wo;
-                    let s0 = c0 + kx - pad.1;
-                    copy_short(&mut plane[dst + c0..dst + c1], &src[s0..s0 + c1 - c0]);
-                }
-            }
+            let dst = (r + pad.0) * l.wp + pad.1;
+            copy_short(
+                &mut plane[dst..dst + w],
+                &x[(ci * h + r) * w..(ci * h + r + 1) * w],
+            );
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The flat layout is taken exactly where it needs fewer vectors (the layer property
-    /// tests in tests/conv_props.rs then cover both layouts through random widths).
-    #[test]
-    fn flat_layout_where_rows_waste_lanes() {
-        for (h, w, flat, nv) in [(14, 14, true, 25), (28, 28, true, 98), (16, 16, false, 32)] {
-            let l = layout(h, w, Pair(1, 1));
-            assert_eq!((l.flat, l.nv), (flat, nv), "{h}x{w}");
-            assert!(l.reach() <= l.plane, "{h}x{w}: reads past the plane");
-        }
-        let l = layout(8, 8, Pair(1, 1));
-        assert!(!l.flat && l.nv == 8);
     }
 }
