@@ -254,7 +254,11 @@ pub fn conv2d_direct_3x3(
                     if relu {
                         out = out.max(f32x8::ZERO);
                     }
-                    copy_short(dst, &out.as_array()[..n]);
+                    if let Ok(full) = <&mut [f32; 8]>::try_from(&mut *dst) {
+                        *full = out.to_array();
+                    } else {
+                        copy_short(dst, &out.as_array()[..n]);
+                    }
                 }
             }
         }
