@@ -8,6 +8,7 @@ use rayon::prelude::*;
 use super::direct::{
     conv2d_direct_3x3, conv2d_direct_3x3_weight_grad, direct_3x3_scratch_len,
     direct_3x3_weight_grad_scratch_len, pack_3x3_weights_adjoint, packed_3x3_len,
+    weight_grad_images,
 };
 use super::layer::{Scratch, grow, is_pointwise, mm};
 use super::{Conv2d, ConvAlgorithm, col2im, im2col};
@@ -61,6 +62,12 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
     let out = conv.out.data();
     let (relu, packed) = (conv.relu, &conv.packed[..]);
     let wlen = conv.weight.value.len();
+    // Images per weight-gradient call (one unless the direct kernel takes several).
+    let group_len = if direct_w {
+        weight_grad_images(g.height, g.width, g.padding)
+    } else {
+        1
+    };
     let body = |c: usize, gx_part: &mut [f32], s: &mut Scratch| {
         let Scratch {
             cols,
@@ -76,72 +83,82 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
         let gb = grow(grad_bias, g.out_channels);
         gb.fill(0.0);
         let first = c * chunk;
-        for i in 0..chunk.min(n - first) {
-            let img = first + i;
-            let xi = &xs[img * in_item..][..in_item];
-            let mut gy = &gys[img * out_item..][..out_item];
+        let count = chunk.min(n - first);
+        for group in (0..count).step_by(group_len) {
+            let gn = group_len.min(count - group);
+            let (img0, range) = (
+                first + group,
+                (first + group) * out_item..(first + group + gn) * out_item,
+            );
+            let mut gys_group = &gys[range.clone()];
             if relu {
-                let m = grow(masked, out_item);
-                simd::relu_backward(&out[img * out_item..][..out_item], gy, m);
-                gy = m;
-            }
-            for (co, row) in gy.chunks_exact(p).enumerate() {
-                gb[co] += simd::sum(row);
+                let m = grow(masked, gn * out_item);
+                simd::relu_backward(&out[range], gys_group, m);
+                gys_group = m;
             }
             if direct_w {
                 let (cin, cout) = (g.in_channels, g.out_channels);
                 let sl =
-                    direct_3x3_weight_grad_scratch_len(cin, cout, g.height, g.width, g.padding);
+                    direct_3x3_weight_grad_scratch_len(gn, cin, cout, g.height, g.width, g.padding);
                 let ws = grow(wgrad, sl);
+                let xg = &xs[img0 * in_item..(img0 + gn) * in_item];
                 conv2d_direct_3x3_weight_grad(
-                    xi, cin, g.height, g.width, g.padding, gy, cout, ws, gw,
+                    xg, gn, cin, g.height, g.width, g.padding, gys_group, cout, ws, gw,
                 );
             }
-            // (direct_w implies direct_gx, so this loop covers both im2col gradients.)
-            for gi in (0..g.groups).filter(|_| !direct_w) {
-                let xg = &xi[gi * cig * plane..(gi + 1) * cig * plane];
-                let gyg = &gy[gi * cog * p..(gi + 1) * cog * p];
-                let b: &[f32] = if is_pointwise(&g) {
-                    xg
-                } else {
-                    let cl = grow(cols, kl * p);
-                    im2col(xg, cig, &g, cl);
-                    cl
-                };
-                let gwg = &mut gw[gi * cog * kl..(gi + 1) * cog * kl];
-                mm(par, Op::N, Op::T, cog, kl, p, gyg, p, b, p, 1.0, gwg, kl);
-                if need_input_grad && !direct_gx {
-                    let gxi = &mut gx_part[i * in_item..(i + 1) * in_item];
-                    let gxg = &mut gxi[gi * cig * plane..(gi + 1) * cig * plane];
-                    let wg = &w[gi * cog * kl..];
-                    if is_pointwise(&g) {
-                        mm(par, Op::T, Op::N, cig, p, cog, wg, kl, gyg, p, 0.0, gxg, p);
+            for k in 0..gn {
+                let (i, img) = (group + k, img0 + k);
+                let xi = &xs[img * in_item..][..in_item];
+                let gy = &gys_group[k * out_item..][..out_item];
+                for (co, row) in gy.chunks_exact(p).enumerate() {
+                    gb[co] += simd::sum(row);
+                }
+                // (direct_w implies direct_gx, so this loop covers both im2col gradients.)
+                for gi in (0..g.groups).filter(|_| !direct_w) {
+                    let xg = &xi[gi * cig * plane..(gi + 1) * cig * plane];
+                    let gyg = &gy[gi * cog * p..(gi + 1) * cog * p];
+                    let b: &[f32] = if is_pointwise(&g) {
+                        xg
                     } else {
-                        let gc = grow(grad_cols, kl * p);
-                        mm(par, Op::T, Op::N, kl, p, cog, wg, kl, gyg, p, 0.0, gc, p);
-                        gxg.fill(0.0);
-                        col2im(gc, cig, &g, gxg);
+                        let cl = grow(cols, kl * p);
+                        im2col(xg, cig, &g, cl);
+                        cl
+                    };
+                    let gwg = &mut gw[gi * cog * kl..(gi + 1) * cog * kl];
+                    mm(par, Op::N, Op::T, cog, kl, p, gyg, p, b, p, 1.0, gwg, kl);
+                    if need_input_grad && !direct_gx {
+                        let gxi = &mut gx_part[i * in_item..(i + 1) * in_item];
+                        let gxg = &mut gxi[gi * cig * plane..(gi + 1) * cig * plane];
+                        let wg = &w[gi * cog * kl..];
+                        if is_pointwise(&g) {
+                            mm(par, Op::T, Op::N, cig, p, cog, wg, kl, gyg, p, 0.0, gxg, p);
+                        } else {
+                            let gc = grow(grad_cols, kl * p);
+                            mm(par, Op::T, Op::N, kl, p, cog, wg, kl, gyg, p, 0.0, gc, p);
+                            gxg.fill(0.0);
+                            col2im(gc, cig, &g, gxg);
+                        }
                     }
                 }
-            }
-            if direct_gx {
-                let gxi = &mut gx_part[i * in_item..(i + 1) * in_item];
-                let pad = Pair(2 - g.padding.0, 2 - g.padding.1);
-                let sl = direct_3x3_scratch_len(g.out_channels, ho, wo, pad);
-                let scratch = grow(padded, sl);
-                conv2d_direct_3x3(
-                    gy,
-                    g.out_channels,
-                    ho,
-                    wo,
-                    pad,
-                    packed,
-                    g.in_channels,
-                    None,
-                    false,
-                    scratch,
-                    gxi,
-                );
+                if direct_gx {
+                    let gxi = &mut gx_part[i * in_item..(i + 1) * in_item];
+                    let pad = Pair(2 - g.padding.0, 2 - g.padding.1);
+                    let sl = direct_3x3_scratch_len(g.out_channels, ho, wo, pad);
+                    let scratch = grow(padded, sl);
+                    conv2d_direct_3x3(
+                        gy,
+                        g.out_channels,
+                        ho,
+                        wo,
+                        pad,
+                        packed,
+                        g.in_channels,
+                        None,
+                        false,
+                        scratch,
+                        gxi,
+                    );
+                }
             }
         }
     };
