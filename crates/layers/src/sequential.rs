@@ -78,6 +78,17 @@ impl Sequential {
     /// saving a pass over its input each way. Outputs and gradients are those of the
     /// unfused model (the next layer's output; a skipped slot's own buffers stay empty).
     /// Returns how many ReLUs were fused. Nested containers are left as they are.
+    ///
+    /// ```
+    /// use ember_layers::{conv::Conv2d, pool::MaxPool2d, Flatten, Linear, ReLU, Sequential};
+    /// let mut model = Sequential::new()
+    ///     .add(Conv2d::new(1, 8, 3).padding(1)).add(ReLU).add(MaxPool2d::new(2))
+    ///     .add(Conv2d::new(8, 8, 3).padding(1)).add(ReLU)
+    ///     .add(Flatten).add(Linear::new(8 * 4 * 4, 10));
+    /// assert_eq!(model.fuse_relu(), 2); // into the pool, into the second conv
+    /// assert!(model.is_fused(1) && model.is_fused(4));
+    /// assert_eq!(model.param_names()[2], "3.weight"); // indices unchanged
+    /// ```
     pub fn fuse_relu(&mut self) -> usize {
         let mut count = 0;
         for i in 0..self.layers.len() {
@@ -258,8 +269,17 @@ impl Layer for Sequential {
     }
 
     fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
-        for (i, layer) in self.layers.iter_mut().enumerate() {
-            layer.visit_params(&format!("{prefix}{i}."), f);
+        // One name buffer per call (this runs every step: zero_grad, the optimizer).
+        let mut name = String::with_capacity(prefix.len() + 8);
+        for (i, (layer, params)) in self.layers.iter_mut().zip(&self.params).enumerate() {
+            if params.is_empty() {
+                continue;
+            }
+            name.clear();
+            name.push_str(prefix);
+            name.push_str(itoa(i, &mut [0; 20]));
+            name.push('.');
+            layer.visit_params(&name, f);
         }
     }
 
@@ -301,5 +321,29 @@ impl Layer for Sequential {
     fn describe(&self) -> String {
         let inner: Vec<String> = self.layers.iter().map(|l| l.describe()).collect();
         format!("Sequential[{}]", inner.join(", "))
+    }
+}
+
+/// `i` in decimal, written into `buf` (no allocation).
+fn itoa(mut i: usize, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (i % 10) as u8;
+        i /= 10;
+        if i == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[at..]).expect("ASCII digits")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn itoa_writes_decimal() {
+        for i in [0, 7, 10, 99, 100, 12_345, usize::MAX] {
+            assert_eq!(super::itoa(i, &mut [0; 20]), i.to_string());
+        }
     }
 }
