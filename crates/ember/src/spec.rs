@@ -236,8 +236,17 @@ impl ModelSpec {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot serialise spec: {e}"))
     }
 
-    /// Builds the network, checking that every layer fits the shape it receives.
+    /// Builds the network, checking that every layer fits the shape it receives, with each
+    /// top-level ReLU fused into a neighbour ([`Sequential::fuse_relu`]: same parameter
+    /// names, outputs and gradients as [`ModelSpec::build_unfused`], less memory traffic).
     pub fn build(&self) -> Result<Sequential, BuildError> {
+        let mut net = self.build_unfused()?;
+        net.fuse_relu();
+        Ok(net)
+    }
+
+    /// Builds the network layer for layer as written, every ReLU a layer of its own.
+    pub fn build_unfused(&self) -> Result<Sequential, BuildError> {
         let input = Shape::from([1, self.input[0], self.input[1], self.input[2]]);
         if self.input.contains(&0) {
             return Err(BuildError {

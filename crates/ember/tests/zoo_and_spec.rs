@@ -172,3 +172,39 @@ fn spec_errors_name_the_problem_and_line() {
         .to_string();
     assert!(e.contains("groups"), "{e}");
 }
+
+/// `build` fuses the conv-stage ReLUs (the one between the linears stays a layer) and
+/// computes exactly what `build_unfused` does: outputs, input and parameter gradients,
+/// with the same parameter names.
+#[test]
+fn fused_zoo_models_equal_the_unfused_ones() {
+    use ember_layers::{Mode, softmax_cross_entropy};
+    use ember_tensor::{Rng, Tensor};
+    for (spec, fused_at) in [
+        (zoo::fmnist_cnn(), vec![1, 4]),
+        (zoo::cifar_cnn(), vec![1, 4, 7]),
+    ] {
+        let mut plain = spec.build_unfused().unwrap();
+        let mut fused = spec.build().unwrap();
+        let at: Vec<usize> = (0..fused.len()).filter(|&i| fused.is_fused(i)).collect();
+        assert_eq!(at, fused_at, "{:?}", spec.name);
+        assert_eq!(plain.param_names(), fused.param_names());
+        plain.reset_parameters(&mut Rng::new(5));
+        fused.reset_parameters(&mut Rng::new(5));
+        let [c, h, w] = spec.input;
+        let x = Tensor::normal([3, c, h, w], 0.0, 1.0, &mut Rng::new(6));
+        let labels = [0, 4, 9];
+        let mut outs = Vec::new();
+        for net in [&mut plain, &mut fused] {
+            let mut grad = Tensor::zeros([0]);
+            let logits = net.forward(&x, Mode::Train).clone();
+            softmax_cross_entropy(&logits, &labels, 0.0, &mut grad);
+            net.zero_grad();
+            let mut seen = vec![logits.to_vec(), net.backward(&x, &grad, true).to_vec()];
+            net.visit_params("", &mut |_, p| seen.push(p.grad.to_vec()));
+            outs.push(seen);
+        }
+        assert!(outs[0][0].iter().any(|&v| v != 0.0));
+        assert_eq!(outs[0], outs[1], "{:?}", spec.name);
+    }
+}

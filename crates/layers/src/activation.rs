@@ -59,6 +59,10 @@ impl Layer for ReLU {
     fn describe(&self) -> String {
         "ReLU".into()
     }
+
+    fn is_relu(&self) -> bool {
+        true
+    }
 }
 
 /// `x` where `x > 0`, else `negative_slope * x` (PyTorch's `LeakyReLU`, default slope 0.01).

@@ -131,4 +131,24 @@ pub trait Layer: Send {
 
     /// A short description for summaries, e.g. `Conv2d(3->32, k3, s1, p1)`.
     fn describe(&self) -> String;
+
+    /// For [`Sequential::fuse_relu`](crate::Sequential::fuse_relu): whether this layer is
+    /// a plain ReLU that a neighbour may absorb.
+    fn is_relu(&self) -> bool {
+        false
+    }
+
+    /// For [`Sequential::fuse_relu`](crate::Sequential::fuse_relu): makes the layer compute
+    /// `f(relu(x))` with the gradients of that composition, and returns true; or returns
+    /// false (the default) if it cannot.
+    fn absorb_relu_before(&mut self) -> bool {
+        false
+    }
+
+    /// For [`Sequential::fuse_relu`](crate::Sequential::fuse_relu): makes the layer compute
+    /// `relu(f(x))` with the gradients of that composition, and returns true; or returns
+    /// false (the default) if it cannot.
+    fn absorb_relu_after(&mut self) -> bool {
+        false
+    }
 }

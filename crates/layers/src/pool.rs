@@ -13,8 +13,8 @@ use ember_tensor::{Shape, Tensor, simd};
 use rayon::prelude::*;
 
 pub use kernels::{
-    PoolGeometry, avg_pool2d_backward_plane, avg_pool2d_plane, max_pool2d_backward_plane,
-    max_pool2d_plane,
+    PoolGeometry, avg_pool2d_backward_plane, avg_pool2d_plane, is_2x2_stride_2,
+    max_pool2d_backward_2x2_plane, max_pool2d_backward_plane, max_pool2d_plane,
 };
 
 use crate::{Layer, LayerError, Mode, Pair};
@@ -202,22 +202,21 @@ impl Layer for MaxPool2d {
         if pin > 0 {
             let (xs, ys, gys) = (x.data(), self.inner.out.data(), grad_out.data());
             let relu = self.relu;
+            let fast = is_2x2_stride_2(&g);
             self.inner
                 .grad_in
                 .data_mut()
                 .par_chunks_mut(pin)
                 .enumerate()
                 .for_each(|(i, gx)| {
-                    gx.fill(0.0);
-                    let o = i * pout..(i + 1) * pout;
-                    max_pool2d_backward_plane(
-                        &xs[i * pin..(i + 1) * pin],
-                        &ys[o.clone()],
-                        &gys[o],
-                        &g,
-                        relu,
-                        gx,
-                    );
+                    let (x, o) = (&xs[i * pin..(i + 1) * pin], i * pout..(i + 1) * pout);
+                    if fast {
+                        let (h, w) = (g.height, g.width);
+                        max_pool2d_backward_2x2_plane(x, &ys[o.clone()], &gys[o], h, w, relu, gx);
+                    } else {
+                        gx.fill(0.0);
+                        max_pool2d_backward_plane(x, &ys[o.clone()], &gys[o], &g, relu, gx);
+                    }
                 });
         }
         &self.inner.grad_in
@@ -244,6 +243,16 @@ impl Layer for MaxPool2d {
     fn describe(&self) -> String {
         let d = self.inner.describe();
         if self.relu { format!("ReLU+{d}") } else { d }
+    }
+
+    /// `maxpool(relu(x)) = relu(maxpool(x))`, and the gradient of the first maximum of
+    /// `relu(x)` reaches the same input as the fused backward's (or is zeroed by ReLU).
+    fn absorb_relu_before(&mut self) -> bool {
+        if self.relu {
+            return false;
+        }
+        self.relu = true;
+        true
     }
 }
 

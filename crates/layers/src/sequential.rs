@@ -42,6 +42,9 @@ pub struct Sequential {
     /// Per layer: its parameters' names (relative to the layer) and element counts, taken
     /// when the layer was added (layers cannot change their parameter set afterwards).
     params: Vec<Vec<(String, usize)>>,
+    /// Per layer: true when [`Sequential::fuse_relu`] moved its work into a neighbour, so
+    /// forward and backward skip it (it keeps its index, and so the parameter names).
+    fused: Vec<bool>,
     /// Used only while the container is empty (it is then the identity).
     bufs: Buffers,
 }
@@ -67,6 +70,54 @@ impl Sequential {
         });
         self.layers.push(layer);
         self.params.push(params);
+        self.fused.push(false);
+    }
+
+    /// Folds each top-level ReLU into a neighbour: into the next layer as `f(relu(x))` when
+    /// it can (a max pool: the cheaper place, as it works on the pooled output), else into
+    /// the previous layer as `relu(f(x))` (a convolution's epilogue). The ReLU keeps its
+    /// slot, so indices and parameter names do not change; forward and backward skip it,
+    /// saving a pass over its input each way. Outputs and gradients are those of the
+    /// unfused model (the next layer's output; a skipped slot's own buffers stay empty).
+    /// Returns how many ReLUs were fused. Nested containers are left as they are.
+    ///
+    /// ```
+    /// use ember_layers::{conv::Conv2d, pool::MaxPool2d, Flatten, Linear, ReLU, Sequential};
+    /// let mut model = Sequential::new()
+    ///     .add(Conv2d::new(1, 8, 3).padding(1)).add(ReLU).add(MaxPool2d::new(2))
+    ///     .add(Conv2d::new(8, 8, 3).padding(1)).add(ReLU)
+    ///     .add(Flatten).add(Linear::new(8 * 4 * 4, 10));
+    /// assert_eq!(model.fuse_relu(), 2); // into the pool, into the second conv
+    /// assert!(model.is_fused(1) && model.is_fused(4));
+    /// assert_eq!(model.param_names()[2], "3.weight"); // indices unchanged
+    /// ```
+    pub fn fuse_relu(&mut self) -> usize {
+        let mut count = 0;
+        for i in 0..self.layers.len() {
+            if self.fused[i] || !self.layers[i].is_relu() {
+                continue;
+            }
+            let into_next = i + 1 < self.layers.len()
+                && !self.fused[i + 1]
+                && self.layers[i + 1].absorb_relu_before();
+            let done = into_next
+                || (i > 0 && !self.fused[i - 1] && self.layers[i - 1].absorb_relu_after());
+            if done {
+                self.fused[i] = true;
+                count += 1;
+            }
+        }
+        count
+    }
+
+    /// Whether layer `i` was folded into a neighbour by [`Sequential::fuse_relu`].
+    pub fn is_fused(&self, i: usize) -> bool {
+        self.fused.get(i).copied().unwrap_or(false)
+    }
+
+    /// The last layer that runs (not fused away) before index `i`.
+    fn active_before(&self, i: usize) -> Option<usize> {
+        (0..i).rev().find(|&j| !self.fused[j])
     }
 
     /// The number of layers (top level).
@@ -135,9 +186,13 @@ impl Sequential {
         for (i, layer) in self.layers.iter().enumerate() {
             let flops = layer.flops(shape);
             shape = layer.output_shape(shape)?;
+            let mut name = layer.describe();
+            if self.fused[i] {
+                name += " (fused)";
+            }
             rows.push(SummaryRow {
                 index: i,
-                layer: layer.describe(),
+                layer: name,
                 output: shape,
                 params: self.params[i].iter().map(|(_, n)| n).sum(),
                 flops,
@@ -163,10 +218,15 @@ impl Layer for Sequential {
             out.data_mut().copy_from_slice(x.data());
             return out;
         }
+        let mut prev = None;
         for i in 0..self.layers.len() {
+            if self.fused[i] {
+                continue;
+            }
             let (done, rest) = self.layers.split_at_mut(i);
-            let input = done.last().map_or(x, |prev| prev.output());
+            let input = prev.map_or(x, |p: usize| done[p].output());
             rest[0].forward(input, mode);
+            prev = Some(i);
         }
         self.output()
     }
@@ -180,30 +240,48 @@ impl Layer for Sequential {
             g.data_mut().copy_from_slice(grad_out.data());
             return g;
         }
-        let last = self.layers.len() - 1;
-        for i in (0..=last).rev() {
+        let mut next = None;
+        for i in (0..self.layers.len()).rev() {
+            if self.fused[i] {
+                continue;
+            }
+            let prev = self.active_before(i);
             let (before, rest) = self.layers.split_at_mut(i);
             let (current, after) = rest.split_at_mut(1);
-            let input = before.last().map_or(x, |prev| prev.output());
-            let grad = after.first().map_or(grad_out, |next| next.input_grad());
-            current[0].backward(input, grad, i > 0 || need_input_grad);
+            let input = prev.map_or(x, |p| before[p].output());
+            let grad = next.map_or(grad_out, |n: usize| after[n - i - 1].input_grad());
+            current[0].backward(input, grad, prev.is_some() || need_input_grad);
+            next = Some(i);
         }
         self.input_grad()
     }
 
     fn output(&self) -> &Tensor {
-        self.layers.last().map_or(self.bufs.out(), |l| l.output())
+        let mut active = self.layers.iter().zip(&self.fused).filter(|(_, f)| !**f);
+        active
+            .next_back()
+            .map_or(self.bufs.out(), |(l, _)| l.output())
     }
 
     fn input_grad(&self) -> &Tensor {
-        self.layers
-            .first()
-            .map_or(self.bufs.grad(), |l| l.input_grad())
+        let mut active = self.layers.iter().zip(&self.fused).filter(|(_, f)| !**f);
+        active
+            .next()
+            .map_or(self.bufs.grad(), |(l, _)| l.input_grad())
     }
 
     fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
-        for (i, layer) in self.layers.iter_mut().enumerate() {
-            layer.visit_params(&format!("{prefix}{i}."), f);
+        // One name buffer per call (this runs every step: zero_grad, the optimizer).
+        let mut name = String::with_capacity(prefix.len() + 8);
+        for (i, (layer, params)) in self.layers.iter_mut().zip(&self.params).enumerate() {
+            if params.is_empty() {
+                continue;
+            }
+            name.clear();
+            name.push_str(prefix);
+            name.push_str(itoa(i, &mut [0; 20]));
+            name.push('.');
+            layer.visit_params(&name, f);
         }
     }
 
@@ -251,5 +329,29 @@ impl Layer for Sequential {
     fn describe(&self) -> String {
         let inner: Vec<String> = self.layers.iter().map(|l| l.describe()).collect();
         format!("Sequential[{}]", inner.join(", "))
+    }
+}
+
+/// `i` in decimal, written into `buf` (no allocation).
+fn itoa(mut i: usize, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (i % 10) as u8;
+        i /= 10;
+        if i == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[at..]).expect("ASCII digits")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn itoa_writes_decimal() {
+        for i in [0, 7, 10, 99, 100, 12_345, usize::MAX] {
+            assert_eq!(super::itoa(i, &mut [0; 20]), i.to_string());
+        }
     }
 }

@@ -177,6 +177,20 @@ proptest! {
         check_layer(&g, ConvAlgorithm::Direct3x3, bias, relu, seed)?;
     }
 
+    /// Batches larger than the chunks the layer splits them into (a few per thread), with
+    /// a short last chunk, on one to three threads.
+    #[test]
+    fn batch_chunks_match_reference(batch in 5usize..=19, cin in 1usize..=3, cout in 1usize..=5,
+                                    h in 3usize..=8, w in 3usize..=10, direct in any::<bool>(),
+                                    threads in 1usize..=3, seed in any::<u64>()) {
+        let g = ConvGeometry { batch, in_channels: cin, height: h, width: w, out_channels: cout,
+                               kernel: Pair(3, 3), stride: Pair(1, 1), padding: Pair(1, 1),
+                               dilation: Pair(1, 1), groups: 1 };
+        let algo = if direct { ConvAlgorithm::Direct3x3 } else { ConvAlgorithm::Im2colGemm };
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| check_layer(&g, algo, true, seed % 2 == 0, seed))?;
+    }
+
     #[test]
     fn auto_layer_matches_reference(g in direct_geometry(), seed in any::<u64>()) {
         prop_assume!(g.validate().is_ok());

@@ -2,7 +2,10 @@
 //! the f32 layers against the f64 reference (`max |got - want| / (1 + |want|) <= 1e-4`).
 //! Max-pool inputs are distinct (no ties), so the maximum of every window is unique.
 
-use ember_layers::pool::{AvgPool2d, GlobalAvgPool2d, MaxPool2d, PoolGeometry};
+use ember_layers::pool::{
+    AvgPool2d, GlobalAvgPool2d, MaxPool2d, PoolGeometry, max_pool2d_backward_2x2_plane,
+    max_pool2d_backward_plane, max_pool2d_plane,
+};
 use ember_layers::reference::pool::*;
 use ember_layers::{Layer, Mode, Pair};
 use ember_tensor::{Rng, Tensor};
@@ -84,6 +87,58 @@ proptest! {
         let want_gx = max_pool2d_backward(&g, &x, &gy);
         fd_check(&x, &want_gx, |x| max_pool2d_forward(&g, x).iter().zip(&gy).map(|(a, b)| a * b).sum())?;
         let mut pool = MaxPool2d::new(g.kernel).stride(g.stride).padding(g.padding);
+        let xt = tensor(&g, &x);
+        let y = pool.forward(&xt, Mode::Train).to_vec();
+        prop_assert!(rel_err(&y, &want_y) <= TOL, "output");
+        let gx = pool.backward(&xt, &grad_tensor(&g, &gy), true).to_vec();
+        prop_assert!(rel_err(&gx, &want_gx) <= TOL, "grad_input");
+    }
+
+    /// The 2x2 stride-2 backward fast path against the general kernel, exactly, with many
+    /// ties (values from a set of five, so the first-maximum rule decides), odd sizes and
+    /// the fused ReLU; the fast path must overwrite whatever `gx` held.
+    #[test]
+    fn max_pool_2x2_backward_matches_general(h in 2usize..=13, w in 2usize..=21, relu in any::<bool>(),
+                                             seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        let g = PoolGeometry { batch: 1, channels: 1, height: h, width: w, kernel: Pair(2, 2),
+                               stride: Pair(2, 2), padding: Pair(0, 0) };
+        let x: Vec<f32> = (0..h * w).map(|_| rng.below(5) as f32 - 2.0).collect();
+        let gy: Vec<f32> = (0..g.out_h() * g.out_w()).map(|_| rng.normal()).collect();
+        let mut y = vec![0.0; gy.len()];
+        max_pool2d_plane(&x, &g, &mut y);
+        if relu {
+            y.iter_mut().for_each(|v| *v = v.max(0.0));
+        }
+        let mut want = vec![0.0; h * w];
+        max_pool2d_backward_plane(&x, &y, &gy, &g, relu, &mut want);
+        let mut got = vec![f32::NAN; h * w];
+        max_pool2d_backward_2x2_plane(&x, &y, &gy, h, w, relu, &mut got);
+        prop_assert_eq!(got, want);
+    }
+
+    /// The layer (2x2 fast path) with ties and a fused ReLU against the f64 reference of
+    /// `maxpool(relu(x))`: gradient only through windows whose maximum is positive.
+    #[test]
+    fn max_pool_2x2_layer_with_ties_matches_reference(n in 1usize..=2, c in 1usize..=3, h in 2usize..=11,
+                                                      w in 2usize..=17, relu in any::<bool>(), seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        let g = PoolGeometry { batch: n, channels: c, height: h, width: w, kernel: Pair(2, 2),
+                               stride: Pair(2, 2), padding: Pair(0, 0) };
+        let x: Vec<f64> = (0..n * c * h * w).map(|_| rng.below(5) as f64 - 2.0).collect();
+        let gy = normal(n * c * g.out_h() * g.out_w(), &mut rng);
+        let mut want_y = max_pool2d_forward(&g, &x);
+        let mut gy_eff = gy.clone();
+        if relu {
+            for (yv, gv) in want_y.iter_mut().zip(&mut gy_eff) {
+                if *yv <= 0.0 {
+                    *gv = 0.0;
+                }
+                *yv = yv.max(0.0);
+            }
+        }
+        let want_gx = max_pool2d_backward(&g, &x, &gy_eff);
+        let mut pool = MaxPool2d::new(2).relu(relu);
         let xt = tensor(&g, &x);
         let y = pool.forward(&xt, Mode::Train).to_vec();
         prop_assert!(rel_err(&y, &want_y) <= TOL, "output");

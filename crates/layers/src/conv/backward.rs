@@ -8,6 +8,7 @@ use rayon::prelude::*;
 use super::direct::{
     conv2d_direct_3x3, conv2d_direct_3x3_weight_grad, direct_3x3_scratch_len,
     direct_3x3_weight_grad_scratch_len, pack_3x3_weights_adjoint, packed_3x3_len,
+    weight_grad_images,
 };
 use super::im2col::im2col_rows;
 use super::layer::{Scratch, grow, is_pointwise, mm};
@@ -68,6 +69,13 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
     let out = conv.out.data();
     let (relu, packed) = (conv.relu, &conv.packed[..]);
     let wlen = conv.weight.value.len();
+    // Images per weight-gradient call: the direct kernel's choice, or enough side by side
+    // for a GEMM with a long inner dimension.
+    let group_len = if direct_w {
+        weight_grad_images(g.height, g.width, g.padding)
+    } else {
+        WEIGHT_GRAD_MIN_K.div_ceil(p.max(1))
+    };
     let body = |c: usize, gx_part: &mut [f32], s: &mut Scratch| {
         let Scratch {
             cols,
@@ -85,55 +93,58 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
         gb.fill(0.0);
         let first = c * chunk;
         let count = chunk.min(n - first);
-        // Images per weight-gradient GEMM (the im2col path).
-        let per = WEIGHT_GRAD_MIN_K.div_ceil(p.max(1)).clamp(1, count);
-        for i in 0..count {
-            let img = first + i;
-            let xi = &xs[img * in_item..][..in_item];
-            let mut gy = &gys[img * out_item..][..out_item];
+        for group in (0..count).step_by(group_len) {
+            let gn = group_len.min(count - group);
+            let (img0, range) = (
+                first + group,
+                (first + group) * out_item..(first + group + gn) * out_item,
+            );
+            let mut gys_group = &gys[range.clone()];
             if relu {
-                let m = grow(masked, out_item);
-                simd::relu_backward(&out[img * out_item..][..out_item], gy, m);
-                gy = m;
-            }
-            for (co, row) in gy.chunks_exact(p).enumerate() {
-                gb[co] += simd::sum(row);
+                let m = grow(masked, gn * out_item);
+                simd::relu_backward(&out[range], gys_group, m);
+                gys_group = m;
             }
             if direct_w {
                 let (cin, cout) = (g.in_channels, g.out_channels);
                 let sl =
-                    direct_3x3_weight_grad_scratch_len(cin, cout, g.height, g.width, g.padding);
+                    direct_3x3_weight_grad_scratch_len(gn, cin, cout, g.height, g.width, g.padding);
                 let ws = grow(wgrad, sl);
+                let xg = &xs[img0 * in_item..(img0 + gn) * in_item];
                 conv2d_direct_3x3_weight_grad(
-                    xi, cin, g.height, g.width, g.padding, gy, cout, ws, gw,
+                    xg, gn, cin, g.height, g.width, g.padding, gys_group, cout, ws, gw,
                 );
-            }
-            if !direct_w {
-                // Image `slot` of a run of `len` images whose columns sit side by side.
-                let start = i / per * per;
-                let (slot, len) = (i - start, per.min(count - start));
-                let ld = p * len;
+            } else {
+                // The group's images side by side: one GEMM with inner dimension gn * p.
+                let ld = gn * p;
                 let cl = grow(cols, g.groups * kl * ld);
                 let gr = grow(gy_rows, g.out_channels * ld);
-                for gi in 0..g.groups {
-                    let xg = &xi[gi * cig * plane..(gi + 1) * cig * plane];
-                    im2col_rows(xg, cig, &g, &mut cl[gi * kl * ld + slot * p..], ld);
-                }
-                for (co, row) in gy.chunks_exact(p).enumerate() {
-                    gr[co * ld + slot * p..][..p].copy_from_slice(row);
-                }
-                if slot + 1 == len {
+                for k in 0..gn {
+                    let xi = &xs[(img0 + k) * in_item..][..in_item];
                     for gi in 0..g.groups {
-                        let gwg = &mut gw[gi * cog * kl..(gi + 1) * cog * kl];
-                        let (gyg, b) = (&gr[gi * cog * ld..], &cl[gi * kl * ld..]);
-                        mm(par, Op::N, Op::T, cog, kl, ld, gyg, ld, b, ld, 1.0, gwg, kl);
+                        let xg = &xi[gi * cig * plane..(gi + 1) * cig * plane];
+                        im2col_rows(xg, cig, &g, &mut cl[gi * kl * ld + k * p..], ld);
+                    }
+                    let gy = &gys_group[k * out_item..][..out_item];
+                    for (co, row) in gy.chunks_exact(p).enumerate() {
+                        gr[co * ld + k * p..][..p].copy_from_slice(row);
                     }
                 }
+                for gi in 0..g.groups {
+                    let gwg = &mut gw[gi * cog * kl..(gi + 1) * cog * kl];
+                    let (gyg, b) = (&gr[gi * cog * ld..], &cl[gi * kl * ld..]);
+                    mm(par, Op::N, Op::T, cog, kl, ld, gyg, ld, b, ld, 1.0, gwg, kl);
+                }
             }
-            // (direct_w implies direct_gx, so this loop covers the im2col input gradient.)
-            for gi in (0..g.groups).filter(|_| !direct_w) {
-                let gyg = &gy[gi * cog * p..(gi + 1) * cog * p];
-                if need_input_grad && !direct_gx {
+            for k in 0..gn {
+                let i = group + k;
+                let gy = &gys_group[k * out_item..][..out_item];
+                for (co, row) in gy.chunks_exact(p).enumerate() {
+                    gb[co] += simd::sum(row);
+                }
+                // The im2col input gradient (direct_w implies direct_gx).
+                for gi in (0..g.groups).filter(|_| !direct_gx && need_input_grad) {
+                    let gyg = &gy[gi * cog * p..(gi + 1) * cog * p];
                     let gxi = &mut gx_part[i * in_item..(i + 1) * in_item];
                     let gxg = &mut gxi[gi * cig * plane..(gi + 1) * cig * plane];
                     let wg = &w[gi * cog * kl..];
@@ -146,25 +157,25 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
                         col2im(gc, cig, &g, gxg);
                     }
                 }
-            }
-            if direct_gx {
-                let gxi = &mut gx_part[i * in_item..(i + 1) * in_item];
-                let pad = Pair(2 - g.padding.0, 2 - g.padding.1);
-                let sl = direct_3x3_scratch_len(g.out_channels, ho, wo, pad);
-                let scratch = grow(padded, sl);
-                conv2d_direct_3x3(
-                    gy,
-                    g.out_channels,
-                    ho,
-                    wo,
-                    pad,
-                    packed,
-                    g.in_channels,
-                    None,
-                    false,
-                    scratch,
-                    gxi,
-                );
+                if direct_gx {
+                    let gxi = &mut gx_part[i * in_item..(i + 1) * in_item];
+                    let pad = Pair(2 - g.padding.0, 2 - g.padding.1);
+                    let sl = direct_3x3_scratch_len(g.out_channels, ho, wo, pad);
+                    let scratch = grow(padded, sl);
+                    conv2d_direct_3x3(
+                        gy,
+                        g.out_channels,
+                        ho,
+                        wo,
+                        pad,
+                        packed,
+                        g.in_channels,
+                        None,
+                        false,
+                        scratch,
+                        gxi,
+                    );
+                }
             }
         }
     };

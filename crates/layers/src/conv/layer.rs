@@ -292,10 +292,12 @@ impl Conv2d {
         self.geometry(n, h, w)
     }
 
-    /// Batch chunks: one per thread, at least one image each.
+    /// Batch chunks: a few per thread (so that a thread slowed by other work on a shared
+    /// machine hands its remaining chunks to the others), at least one image each.
     pub(super) fn chunks(n: usize) -> (usize, usize) {
+        const PER_THREAD: usize = 4;
         let threads = rayon::current_num_threads().max(1);
-        let chunk = n.div_ceil(threads.min(n).max(1)).max(1);
+        let chunk = n.div_ceil((PER_THREAD * threads).min(n).max(1)).max(1);
         (chunk, n.div_ceil(chunk))
     }
 }
@@ -528,5 +530,13 @@ impl Layer for Conv2d {
             s += ", relu";
         }
         s + ")"
+    }
+
+    fn absorb_relu_after(&mut self) -> bool {
+        if self.relu {
+            return false;
+        }
+        self.relu = true;
+        true
     }
 }

@@ -109,7 +109,7 @@ pub fn max_pool2d_plane(x: &[f32], g: &PoolGeometry, y: &mut [f32]) {
         x.len() >= g.height * w && y.len() >= ho * wo,
         "max_pool2d_plane: slices too short"
     );
-    if g.kernel == Pair(2, 2) && g.stride == Pair(2, 2) && g.padding == Pair(0, 0) {
+    if is_2x2_stride_2(g) {
         return max_pool_2x2(x, w, ho, wo, y);
     }
     for oy in 0..ho {
@@ -196,6 +196,128 @@ pub fn max_pool2d_backward_plane(
             }
         }
     }
+}
+
+/// Whether `g` is the 2x2 stride-2 unpadded window of [`max_pool2d_backward_2x2_plane`].
+pub fn is_2x2_stride_2(g: &PoolGeometry) -> bool {
+    g.kernel == Pair(2, 2) && g.stride == Pair(2, 2) && g.padding == Pair(0, 0)
+}
+
+/// [`max_pool2d_backward_plane`] for a 2x2 stride-2 unpadded window, *overwriting* `gx`
+/// (`height x width`, every element written, so the caller need not zero it). Windows do
+/// not overlap, so each input gets its window's gradient or zero; the first maximum
+/// (row-major) wins ties, as in the general kernel. Branch-free per window.
+pub fn max_pool2d_backward_2x2_plane(
+    x: &[f32],
+    y: &[f32],
+    gy: &[f32],
+    height: usize,
+    width: usize,
+    relu: bool,
+    gx: &mut [f32],
+) {
+    let (w, ho, wo) = (width, height / 2, width / 2);
+    assert!(
+        x.len() >= height * w
+            && gx.len() >= height * w
+            && y.len() >= ho * wo
+            && gy.len() >= ho * wo,
+        "max_pool2d_backward_2x2_plane: slices too short"
+    );
+    for oy in 0..ho {
+        let (r0, r1) = (&x[2 * oy * w..][..w], &x[(2 * oy + 1) * w..][..w]);
+        let (g0, g1) = gx[2 * oy * w..(2 * oy + 2) * w].split_at_mut(w);
+        let (ys, gys) = (&y[oy * wo..][..wo], &gy[oy * wo..][..wo]);
+        // Four windows (8 columns) per vector; a last, overlapping vector redoes a few
+        // windows, which is harmless as every window's values are overwritten.
+        let mut ox = 0;
+        while wo >= 4 && ox < wo {
+            let o = ox.min(wo - 4);
+            backward_2x2_four(
+                &r0[2 * o..],
+                &r1[2 * o..],
+                &ys[o..],
+                &gys[o..],
+                relu,
+                g0,
+                g1,
+                o,
+            );
+            ox = o + 4;
+        }
+        if wo < 4 {
+            for o in 0..wo {
+                backward_2x2_one(&r0[2 * o..], &r1[2 * o..], ys[o], gys[o], relu, g0, g1, o);
+            }
+        }
+        // An odd last column is in no window.
+        g0[2 * wo..].fill(0.0);
+        g1[2 * wo..].fill(0.0);
+    }
+    gx[2 * ho * w..height * w].fill(0.0);
+}
+
+/// The gradient of one 2x2 window `[a b; c d]` with maximum `m`: `g` to the first input
+/// equal to `m` (row-major), zero to the others; written at columns `2o, 2o+1`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn backward_2x2_one(
+    r0: &[f32],
+    r1: &[f32],
+    m: f32,
+    g: f32,
+    relu: bool,
+    g0: &mut [f32],
+    g1: &mut [f32],
+    o: usize,
+) {
+    // A fused ReLU clamps y at 0; its derivative is 0 there.
+    let g = if relu && m <= 0.0 { 0.0 } else { g };
+    let (ta, tb, tc) = (r0[0] == m, r0[1] == m, r1[0] == m);
+    let (sa, sb) = (ta, tb && !ta);
+    let sc = tc && !(ta || tb);
+    let sd = r1[1] == m && !(ta || tb || tc);
+    let pick = |t: bool| if t { g } else { 0.0 };
+    g0[2 * o] = pick(sa);
+    g0[2 * o + 1] = pick(sb);
+    g1[2 * o] = pick(sc);
+    g1[2 * o + 1] = pick(sd);
+}
+
+/// [`backward_2x2_one`] for the four windows starting at window `o`, in `f32x8`: lanes are
+/// 8 input columns, `y` and `gy` are duplicated to both columns of their window, and the
+/// first-maximum rule is lane masks combined with their pair-swapped selves.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn backward_2x2_four(
+    r0: &[f32],
+    r1: &[f32],
+    ys: &[f32],
+    gys: &[f32],
+    relu: bool,
+    g0: &mut [f32],
+    g1: &mut [f32],
+    o: usize,
+) {
+    let dup = |v: &[f32]| f32x8::new([v[0], v[0], v[1], v[1], v[2], v[2], v[3], v[3]]);
+    let swap = |v: f32x8| {
+        let a = v.to_array();
+        f32x8::new([a[1], a[0], a[3], a[2], a[5], a[4], a[7], a[6]])
+    };
+    let row = |r: &[f32]| f32x8::new(r[..8].try_into().expect("8 columns"));
+    let odd = f32x8::new([0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]).simd_eq(f32x8::ONE);
+    let (m, mut g) = (dup(&ys[..4]), dup(&gys[..4]));
+    if relu {
+        g &= m.simd_gt(f32x8::ZERO);
+    }
+    let (e0, e1) = (row(r0).simd_eq(m), row(r1).simd_eq(m));
+    let (s0, s1) = (swap(e0), swap(e1));
+    // Row 0: a if a == m; b if b == m and not a == m.
+    let sel0 = e0 & !(odd & s0);
+    // Row 1: c, d only if neither a nor b is the maximum; d also not if c is.
+    let sel1 = e1 & !(e0 | s0 | (odd & s1));
+    g0[2 * o..2 * o + 8].copy_from_slice((sel0 & g).as_array());
+    g1[2 * o..2 * o + 8].copy_from_slice((sel1 & g).as_array());
 }
 
 fn avg_divisor(g: &PoolGeometry, count_include_pad: bool, oy: usize, ox: usize) -> f32 {
