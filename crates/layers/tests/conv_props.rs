@@ -323,13 +323,12 @@ fn forward_with_a_replaced_wrong_weight_panics_naming_it() {
     let _ = c.forward(&Tensor::zeros([1, 3, 8, 8]), Mode::Train);
 }
 
-/// The im2col weight gradient multiplies several images at once (until the inner dimension
-/// reaches 256): batches that split into full runs and a shorter last run, grouped and
-/// strided convolutions, with every image in one chunk (one thread) and split over two.
+/// The im2col path over larger batches than the property tests: batches that split into
+/// uneven chunks, grouped and strided convolutions, fused ReLU, on one and two threads.
 #[test]
 fn batched_weight_gradient_runs_and_tails_match_reference() {
     let cases = [
-        // (batch, cin, hw, cout, groups, stride): out 12x12 -> runs of 2; 5x5 -> runs of 11.
+        // (batch, cin, hw, cout, groups, stride)
         (9, 3, 12, 4, 1, 1),
         (7, 4, 12, 6, 2, 1),
         (13, 2, 9, 3, 1, 2),

@@ -10,16 +10,9 @@ use super::direct::{
     direct_3x3_weight_grad_scratch_len, pack_3x3_weights_adjoint, packed_3x3_len,
     weight_grad_images,
 };
-use super::im2col::im2col_rows;
 use super::layer::{Scratch, grow, is_pointwise, mm};
-use super::{Conv2d, ConvAlgorithm, col2im};
+use super::{Conv2d, ConvAlgorithm, col2im, im2col};
 use crate::{Layer, Pair};
-
-/// The weight gradient sums over images and output positions: `gw += gy · colsᵀ` with an
-/// inner dimension of `out_h * out_w` per image. Small outputs (8x8, 4x4) would make that
-/// a GEMM with a short inner dimension whose `gw` update costs more than its arithmetic,
-/// so images are put side by side until the inner dimension reaches this.
-const WEIGHT_GRAD_MIN_K: usize = 256;
 
 pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_input_grad: bool) {
     let g = conv.geometry_for(x.shape());
@@ -69,12 +62,11 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
     let out = conv.out.data();
     let (relu, packed) = (conv.relu, &conv.packed[..]);
     let wlen = conv.weight.value.len();
-    // Images per weight-gradient call: the direct kernel's choice, or enough side by side
-    // for a GEMM with a long inner dimension.
+    // Images per weight-gradient call (one unless the direct kernel takes several).
     let group_len = if direct_w {
         weight_grad_images(g.height, g.width, g.padding)
     } else {
-        WEIGHT_GRAD_MIN_K.div_ceil(p.max(1))
+        1
     };
     let body = |c: usize, gx_part: &mut [f32], s: &mut Scratch| {
         let Scratch {
@@ -83,7 +75,6 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
             padded,
             masked,
             wgrad,
-            gy_rows,
             grad_weight,
             grad_bias,
         } = s;
@@ -114,47 +105,39 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
                 conv2d_direct_3x3_weight_grad(
                     xg, gn, cin, g.height, g.width, g.padding, gys_group, cout, ws, gw,
                 );
-            } else {
-                // The group's images side by side: one GEMM with inner dimension gn * p.
-                let ld = gn * p;
-                let cl = grow(cols, g.groups * kl * ld);
-                let gr = grow(gy_rows, g.out_channels * ld);
-                for k in 0..gn {
-                    let xi = &xs[(img0 + k) * in_item..][..in_item];
-                    for gi in 0..g.groups {
-                        let xg = &xi[gi * cig * plane..(gi + 1) * cig * plane];
-                        im2col_rows(xg, cig, &g, &mut cl[gi * kl * ld + k * p..], ld);
-                    }
-                    let gy = &gys_group[k * out_item..][..out_item];
-                    for (co, row) in gy.chunks_exact(p).enumerate() {
-                        gr[co * ld + k * p..][..p].copy_from_slice(row);
-                    }
-                }
-                for gi in 0..g.groups {
-                    let gwg = &mut gw[gi * cog * kl..(gi + 1) * cog * kl];
-                    let (gyg, b) = (&gr[gi * cog * ld..], &cl[gi * kl * ld..]);
-                    mm(par, Op::N, Op::T, cog, kl, ld, gyg, ld, b, ld, 1.0, gwg, kl);
-                }
             }
             for k in 0..gn {
-                let i = group + k;
+                let (i, img) = (group + k, img0 + k);
+                let xi = &xs[img * in_item..][..in_item];
                 let gy = &gys_group[k * out_item..][..out_item];
                 for (co, row) in gy.chunks_exact(p).enumerate() {
                     gb[co] += simd::sum(row);
                 }
-                // The im2col input gradient (direct_w implies direct_gx).
-                for gi in (0..g.groups).filter(|_| !direct_gx && need_input_grad) {
+                // (direct_w implies direct_gx, so this loop covers both im2col gradients.)
+                for gi in (0..g.groups).filter(|_| !direct_w) {
+                    let xg = &xi[gi * cig * plane..(gi + 1) * cig * plane];
                     let gyg = &gy[gi * cog * p..(gi + 1) * cog * p];
-                    let gxi = &mut gx_part[i * in_item..(i + 1) * in_item];
-                    let gxg = &mut gxi[gi * cig * plane..(gi + 1) * cig * plane];
-                    let wg = &w[gi * cog * kl..];
-                    if is_pointwise(&g) {
-                        mm(par, Op::T, Op::N, cig, p, cog, wg, kl, gyg, p, 0.0, gxg, p);
+                    let b: &[f32] = if is_pointwise(&g) {
+                        xg
                     } else {
-                        let gc = grow(grad_cols, kl * p);
-                        mm(par, Op::T, Op::N, kl, p, cog, wg, kl, gyg, p, 0.0, gc, p);
-                        gxg.fill(0.0);
-                        col2im(gc, cig, &g, gxg);
+                        let cl = grow(cols, kl * p);
+                        im2col(xg, cig, &g, cl);
+                        cl
+                    };
+                    let gwg = &mut gw[gi * cog * kl..(gi + 1) * cog * kl];
+                    mm(par, Op::N, Op::T, cog, kl, p, gyg, p, b, p, 1.0, gwg, kl);
+                    if need_input_grad && !direct_gx {
+                        let gxi = &mut gx_part[i * in_item..(i + 1) * in_item];
+                        let gxg = &mut gxi[gi * cig * plane..(gi + 1) * cig * plane];
+                        let wg = &w[gi * cog * kl..];
+                        if is_pointwise(&g) {
+                            mm(par, Op::T, Op::N, cig, p, cog, wg, kl, gyg, p, 0.0, gxg, p);
+                        } else {
+                            let gc = grow(grad_cols, kl * p);
+                            mm(par, Op::T, Op::N, kl, p, cog, wg, kl, gyg, p, 0.0, gc, p);
+                            gxg.fill(0.0);
+                            col2im(gc, cig, &g, gxg);
+                        }
                     }
                 }
                 if direct_gx {

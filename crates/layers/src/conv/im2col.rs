@@ -19,24 +19,11 @@ fn valid_range(w: usize, out: usize, s: usize, kd: usize, p: usize) -> (usize, u
 /// `g`) into `cols`, a `[channels * kh * kw, out_h * out_w]` row-major matrix; padding
 /// reads as zero. Panics if a slice is shorter than these sizes.
 pub fn im2col(x: &[f32], channels: usize, g: &ConvGeometry, cols: &mut [f32]) {
-    im2col_rows(x, channels, g, cols, g.out_h() * g.out_w());
-}
-
-/// [`im2col`] into rows `row_stride` apart: several images side by side in one matrix
-/// (image j at column offset `j * out_h * out_w`), for one GEMM over all of them.
-pub(super) fn im2col_rows(
-    x: &[f32],
-    channels: usize,
-    g: &ConvGeometry,
-    cols: &mut [f32],
-    row_stride: usize,
-) {
     let (h, w) = (g.height, g.width);
     let (ho, wo) = (g.out_h(), g.out_w());
     let (kh, kw) = (g.kernel.0, g.kernel.1);
     let (sh, sw) = (g.stride.0, g.stride.1);
     let p = ho * wo;
-    let rows = channels * kh * kw;
     assert!(
         x.len() >= channels * h * w,
         "im2col: input has {} elements, needs {}",
@@ -44,16 +31,16 @@ pub(super) fn im2col_rows(
         channels * h * w
     );
     assert!(
-        row_stride >= p && (rows == 0 || cols.len() >= (rows - 1) * row_stride + p),
-        "im2col: cols has {} elements, needs {} rows of {p} every {row_stride}",
+        cols.len() >= channels * kh * kw * p,
+        "im2col: cols has {} elements, needs {}",
         cols.len(),
-        rows
+        channels * kh * kw * p
     );
     for c in 0..channels {
         let plane = &x[c * h * w..(c + 1) * h * w];
         for ky in 0..kh {
             for kx in 0..kw {
-                let row = &mut cols[((c * kh + ky) * kw + kx) * row_stride..][..p];
+                let row = &mut cols[((c * kh + ky) * kw + kx) * p..][..p];
                 let (lo, hi) = valid_range(w, wo, sw, kx * g.dilation.1, g.padding.1);
                 for oy in 0..ho {
                     let out = &mut row[oy * wo..(oy + 1) * wo];

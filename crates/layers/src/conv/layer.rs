@@ -70,8 +70,6 @@ pub(super) struct Scratch {
     pub(super) padded: Vec<f32>,
     pub(super) masked: Vec<f32>,
     pub(super) wgrad: Vec<f32>,
-    /// Output gradients of several images side by side, for the batched weight gradient.
-    pub(super) gy_rows: Vec<f32>,
     pub(super) grad_weight: Vec<f32>,
     pub(super) grad_bias: Vec<f32>,
 }
