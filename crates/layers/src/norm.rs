@@ -161,20 +161,30 @@ impl BatchNorm2d {
             .zip(s1.par_iter_mut().zip(s2.par_iter_mut()))
             .enumerate()
             .for_each(|(c, (k_out, (s1, s2)))| {
-                let k = if synced || n * hw == 0 {
-                    running_mean[c]
-                } else {
-                    plane(0, c)[0]
-                };
+                let local = (n * hw) as f64;
+                if local == 0.0 {
+                    (*k_out, *s1, *s2) = (running_mean[c], 0.0, 0.0);
+                    return;
+                }
+                let k = plane(0, c)[0];
                 let (mut a, mut b) = (0.0f64, 0.0f64);
                 for i in 0..n {
                     let (pa, pb) = shifted_sums(plane(i, c), k);
                     a += pa as f64;
                     b += pb as f64;
                 }
-                *k_out = k;
-                *s1 = a;
-                *s2 = b;
+                if !synced {
+                    (*k_out, *s1, *s2) = (k, a, b);
+                    return;
+                }
+                // Re-centre the local sums (taken around the local k, well conditioned) on a
+                // shift every replica shares, in f64: local mean m and sum of squares about
+                // it give the sums around K = the running mean.
+                let kk = running_mean[c];
+                let d = a / local;
+                let m2 = (b - local * d * d).max(0.0);
+                let dm = k as f64 + d - kk as f64;
+                (*k_out, *s1, *s2) = (kk, local * dm, m2 + local * dm * dm);
             });
         count[0] = (n * hw) as f64;
         if let Some(group) = &self.group {

@@ -66,6 +66,35 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+fn max_abs(a: &[f32]) -> f32 {
+    a.iter().fold(0.0, |m, v| m.max(v.abs()))
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).fold(0.0, |m, (x, y)| m.max((x - y).abs()))
+}
+
+/// The largest per-channel 1/sqrt(var + eps) of an NCHW batch (biased variance, in f64).
+fn max_invstd(x: &Tensor, eps: f64) -> f32 {
+    let (n, c, h, w) = x.shape().nchw().unwrap();
+    let hw = h * w;
+    (0..c)
+        .map(|ch| {
+            let vals: Vec<f64> = (0..n)
+                .flat_map(|i| {
+                    x.data()[(i * c + ch) * hw..][..hw]
+                        .iter()
+                        .map(|&v| v as f64)
+                })
+                .collect();
+            let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+            let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / vals.len() as f64;
+            (1.0 / (var + eps).sqrt()) as f32
+        })
+        .fold(0.0, f32::max)
+}
+
 fn grads(bn: &mut BatchNorm2d) -> Vec<f32> {
     let mut out = Vec::new();
     bn.visit_params("", &mut |_, p: &mut Param| {
@@ -122,16 +151,28 @@ proptest! {
                 }).collect();
                 handles.into_iter().map(|h| h.join().unwrap()).collect()
             });
+            // Rounding of the inputs (a few ulps of |x|) reaches xhat amplified by invstd, up
+            // to 1/sqrt(eps) for a channel of near-equal values (two values per channel
+            // here can be): the tolerances grow with it.
+            let inv = max_invstd(&x, 1e-5);
+            let noise = TOL + 1e-6 * max_abs(x.data()) * inv;
             for (r, (yr, dxr, _)) in results.iter().enumerate() {
                 let want_y = rows(&y, r * half, (r + 1) * half);
-                prop_assert!(max_diff(yr.data(), want_y.data()) < TOL);
+                let err = max_abs_diff(yr.data(), want_y.data());
+                prop_assert!(err < noise, "y error {err}, bound {noise}");
                 let mut want_dx = rows(&dx, r * half, (r + 1) * half);
                 want_dx.data_mut().iter_mut().for_each(|v| *v *= 2.0);
-                prop_assert!(max_diff(dxr.data(), want_dx.data()) < TOL);
+                // dx is what is left of terms of size ~ invstd * |g| after they cancel.
+                let bound = noise * (2.0 * inv * max_abs(g.data())).max(1.0);
+                let err = max_abs_diff(dxr.data(), want_dx.data());
+                prop_assert!(err < bound, "dx error {err}, bound {bound}");
             }
             // The trainer averages parameter gradients over the replicas.
             let avg: Vec<f32> = results[0].2.iter().zip(&results[1].2).map(|(a, b)| (a + b) / 2.0).collect();
-            prop_assert!(max_diff(&avg, &dparams) < TOL);
+            // dgamma sums g * xhat over the n*h*w values of a channel.
+            let bound = noise * ((n * h * w) as f32 * max_abs(g.data())).max(1.0);
+            let err = max_abs_diff(&avg, &dparams);
+            prop_assert!(err < bound, "parameter gradient error {err}, bound {bound}");
             for r in &replicas {
                 prop_assert!(max_diff(r.running_mean().data(), whole.running_mean().data()) < TOL);
                 prop_assert!(max_diff(r.running_var().data(), whole.running_var().data()) < TOL);
