@@ -107,8 +107,8 @@ pub fn bench_in(
         let mut grad = Tensor::zeros([1]);
         let mut losses = Vec::new();
         let size = group.size();
-        let mut flat = vec![0.0f32; distributed::param_count(&mut net) + 1];
-        let np = flat.len() - 1;
+        let params = distributed::param_count(&mut net);
+        let mut flat = Vec::new();
         let mut allreduce_secs = 0.0;
         // Every rank takes the same number of steps: the stop flag travels with the gradients.
         let mut train_steps = 0u64;
@@ -125,12 +125,14 @@ pub fn bench_in(
             net.backward(&x, &grad, false);
             let secs = start.elapsed().as_secs_f64();
             let done = step >= WARMUP && train_steps + 1 >= 3 && secs >= seconds;
-            flat[np] = f32::from(u8::from(done));
+            let t0 = Instant::now();
+            let any_done = distributed::average_grads(
+                group,
+                &mut net,
+                &mut flat,
+                &[f32::from(u8::from(done))],
+            )[0] > 0.0;
             if size > 1 {
-                let t0 = Instant::now();
-                distributed::pack_grads(&mut net, &mut flat[..np]);
-                group.sum_f32(&mut flat);
-                distributed::unpack_grads(&mut net, &flat[..np], 1.0 / size as f32);
                 allreduce_secs += t0.elapsed().as_secs_f64();
             }
             opt.step(&mut net, step)?;
@@ -138,7 +140,7 @@ pub fn bench_in(
             if step >= WARMUP {
                 train_steps += 1;
             }
-            if flat[np] > 0.0 {
+            if any_done {
                 break start.elapsed().as_secs_f64();
             }
         };
@@ -180,7 +182,7 @@ pub fn bench_in(
             processes: size,
             allreduce_share: allreduce_secs / train_secs.max(1e-12),
             allreduce_ms,
-            params: np,
+            params,
         })
     })
 }

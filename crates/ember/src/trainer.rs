@@ -182,12 +182,8 @@ impl Run {
             cfg.batch_size = global / size;
             cfg.world = size;
         }
-        let fingerprint = serde_json::to_string(&cfg).unwrap_or_default();
-        distributed::check_agree(
-            group.as_ref(),
-            "the training configuration",
-            fingerprint_of(&fingerprint),
-        )?;
+        let text = serde_json::to_string(&cfg).unwrap_or_default();
+        distributed::check_agree(group.as_ref(), "the training configuration", &text)?;
         if cfg.batch_size == 0 {
             return Err(Error::msg("--batch-size must be at least 1"));
         }
@@ -324,27 +320,24 @@ impl Run {
     /// global mean loss, correct predictions and images, and whether any rank was stopped.
     fn reduce_step(&mut self, loss: f32, correct: u64, n: usize) -> (f32, u64, u64, bool) {
         let interrupted = INTERRUPTED.load(Ordering::SeqCst);
-        let size = self.group.size();
-        if size == 1 {
-            return (loss, correct, n as u64, interrupted);
-        }
         let t0 = Instant::now();
-        if self.flat.is_empty() {
-            self.flat = vec![0.0; distributed::param_count(&mut self.model) + 4];
-        }
-        let np = self.flat.len() - 4;
-        distributed::pack_grads(&mut self.model, &mut self.flat[..np]);
-        self.flat[np..].copy_from_slice(&[
+        let extras = [
             loss * n as f32,
             correct as f32,
             n as f32,
             f32::from(u8::from(interrupted)),
-        ]);
-        self.group.sum_f32(&mut self.flat);
-        distributed::unpack_grads(&mut self.model, &self.flat[..np], 1.0 / size as f32);
-        self.progress.allreduce_seconds += t0.elapsed().as_secs_f64();
-        let t = &self.flat[np..];
-        (t[0] / t[2].max(1.0), t[1] as u64, t[2] as u64, t[3] > 0.0)
+        ];
+        let t = distributed::average_grads(
+            self.group.as_ref(),
+            &mut self.model,
+            &mut self.flat,
+            &extras,
+        );
+        let summed = (t[0] / t[2].max(1.0), t[1] as u64, t[2] as u64, t[3] > 0.0);
+        if self.group.size() > 1 {
+            self.progress.allreduce_seconds += t0.elapsed().as_secs_f64();
+        }
+        summed
     }
 
     /// Scores `data` (this rank's share) with the run's model, summed over the group.
@@ -725,13 +718,6 @@ fn evaluate_in(
         .map(|row| row.iter().map(|&v| v as u64).collect())
         .collect();
     Ok(Evaluation::from_confusion(confusion, sums[k * k], classes))
-}
-
-/// A 64-bit fingerprint of a text (FNV-1a), to check that every rank agrees on it.
-fn fingerprint_of(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
 }
 
 /// The training loader of a run: shuffled, augmented batches; under a group each rank

@@ -12,6 +12,8 @@ use ember_layers::replica::ReplicaSum;
 pub use ember_layers::replica::Solo;
 use ember_layers::{Layer, Param, Sequential};
 
+use sha2::{Digest, Sha256};
+
 use crate::error::{Error, Result};
 
 #[cfg(feature = "mpi")]
@@ -84,8 +86,33 @@ pub fn param_count(model: &mut Sequential) -> usize {
     n
 }
 
+/// Averages every parameter gradient over the group and sums `extras` (per-step figures
+/// that travel with them) in the same allreduce; returns the summed extras. `flat` is the
+/// caller's buffer, kept between steps so that a step allocates nothing. In one process the
+/// gradients are left as they are.
+pub fn average_grads<'a>(
+    group: &dyn Group,
+    model: &mut Sequential,
+    flat: &'a mut Vec<f32>,
+    extras: &[f32],
+) -> &'a [f32] {
+    let np = if group.size() == 1 {
+        0
+    } else {
+        param_count(model)
+    };
+    flat.resize(np + extras.len(), 0.0);
+    flat[np..].copy_from_slice(extras);
+    if np > 0 {
+        pack_grads(model, &mut flat[..np]);
+        group.sum_f32(flat);
+        unpack_grads(model, &flat[..np], 1.0 / group.size() as f32);
+    }
+    &flat[np..]
+}
+
 /// Copies every parameter gradient into `flat` (in `visit_params` order) from offset 0.
-pub fn pack_grads(model: &mut Sequential, flat: &mut [f32]) {
+fn pack_grads(model: &mut Sequential, flat: &mut [f32]) {
     let mut at = 0;
     model.visit_params("", &mut |_, p: &mut Param| {
         let g = p.grad.data();
@@ -95,7 +122,7 @@ pub fn pack_grads(model: &mut Sequential, flat: &mut [f32]) {
 }
 
 /// Sets every parameter gradient from `flat` times `scale` (the inverse of [`pack_grads`]).
-pub fn unpack_grads(model: &mut Sequential, flat: &[f32], scale: f32) {
+fn unpack_grads(model: &mut Sequential, flat: &[f32], scale: f32) {
     let mut at = 0;
     model.visit_params("", &mut |_, p: &mut Param| {
         let g = p.grad.data_mut();
@@ -127,13 +154,15 @@ pub fn broadcast_model(group: &dyn Group, model: &mut Sequential) {
     model.visit_buffers("", &mut |_, t| take(t.data_mut()));
 }
 
-/// Checks that every rank holds the same `fingerprint` (of its configuration, say): a job
-/// started with different arguments on different ranks fails on every rank instead of
-/// diverging or hanging.
-pub fn check_agree(group: &dyn Group, what: &str, fingerprint: u64) -> Result<()> {
+/// Checks that every rank holds the same `text` (its configuration, say): a job started
+/// with different arguments on different ranks fails on every rank instead of diverging or
+/// hanging. The ranks compare 66 bits of the text's SHA-256.
+pub fn check_agree(group: &dyn Group, what: &str, text: &str) -> Result<()> {
     if group.size() == 1 {
         return Ok(());
     }
+    let digest = Sha256::digest(text.as_bytes());
+    let fingerprint = u64::from_le_bytes(digest[..8].try_into().unwrap_or_default());
     // Three 22-bit pieces: exact in f32.
     let piece = |i: u32| ((fingerprint >> (22 * i)) & 0x3f_ffff) as f32;
     let mine = [piece(0), piece(1), piece(2)];
