@@ -25,6 +25,7 @@ fn bench_conv(c: &mut Criterion) {
     if std::env::var_os("EMBER_CONV_ALGOS").is_some() {
         algos.push(("im2col", ConvAlgorithm::Im2colGemm));
         algos.push(("direct", ConvAlgorithm::Direct3x3));
+        algos.push(("winograd", ConvAlgorithm::Winograd));
     }
     let threads = 2;
     let pool = ember_benches::pool(threads);

@@ -1,5 +1,5 @@
 //! Property tests for convolution: the f64 reference's gradients against central finite
-//! differences, and the f32 layer (im2col + GEMM and direct 3x3 paths) against the
+//! differences, and the f32 layer (im2col + GEMM, direct 3x3 and Winograd paths) against the
 //! reference. Tolerance for f32: `max |got - want| / (1 + |want|) <= 1e-4`.
 
 use ember_layers::conv::{Conv2d, ConvAlgorithm, ConvGeometry};
@@ -181,14 +181,28 @@ proptest! {
     /// a short last chunk, on one to three threads.
     #[test]
     fn batch_chunks_match_reference(batch in 5usize..=19, cin in 1usize..=3, cout in 1usize..=5,
-                                    h in 3usize..=8, w in 3usize..=10, direct in any::<bool>(),
+                                    h in 3usize..=8, w in 3usize..=10, algo in 0usize..3,
                                     threads in 1usize..=3, seed in any::<u64>()) {
         let g = ConvGeometry { batch, in_channels: cin, height: h, width: w, out_channels: cout,
                                kernel: Pair(3, 3), stride: Pair(1, 1), padding: Pair(1, 1),
                                dilation: Pair(1, 1), groups: 1 };
-        let algo = if direct { ConvAlgorithm::Direct3x3 } else { ConvAlgorithm::Im2colGemm };
+        let algo = [ConvAlgorithm::Direct3x3, ConvAlgorithm::Im2colGemm, ConvAlgorithm::Winograd][algo];
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| check_layer(&g, algo, true, seed % 2 == 0, seed))?;
+    }
+
+    /// Winograd F(2x2, 3x3) on odd sizes (partial tiles), any padding, channel counts
+    /// that are not multiples of anything.
+    #[test]
+    fn winograd_layer_matches_reference(cin in 1usize..=9, cout in 1usize..=11, p in 0usize..=3, q in 0usize..=3,
+                                        batch in 1usize..=3, h in 1usize..=13, w in 1usize..=15,
+                                        bias in any::<bool>(), relu in any::<bool>(), seed in any::<u64>()) {
+        let g = ConvGeometry { batch, in_channels: cin, height: h, width: w, out_channels: cout,
+                               kernel: Pair(3, 3), stride: Pair(1, 1), padding: Pair(p, q),
+                               dilation: Pair(1, 1), groups: 1 };
+        prop_assume!(g.validate().is_ok());
+        prop_assert!(ConvAlgorithm::Winograd.choose(&g) == ConvAlgorithm::Winograd);
+        check_layer(&g, ConvAlgorithm::Winograd, bias, relu, seed)?;
     }
 
     #[test]
@@ -307,6 +321,7 @@ fn benchmark_shapes_match_reference() {
             ConvAlgorithm::Auto,
             ConvAlgorithm::Im2colGemm,
             ConvAlgorithm::Direct3x3,
+            ConvAlgorithm::Winograd,
         ] {
             if let Err(e) = check_layer(&g, algo, true, false, cin as u64) {
                 panic!("{g:?} {algo:?}: {e}");

@@ -10,7 +10,11 @@ use super::direct::{
     direct_3x3_weight_grad_scratch_len, pack_3x3_weights_adjoint, packed_3x3_len,
     weight_grad_images,
 };
-use super::layer::{Scratch, grow, is_pointwise, mm};
+use super::layer::{Scratch, grow, is_pointwise, mm, mm_positions, winograd_images};
+use super::winograd::{
+    WinogradTiles, winograd_grad_output, winograd_input, winograd_input_grad, winograd_len,
+    winograd_weight_grad, winograd_weights,
+};
 use super::{Conv2d, ConvAlgorithm, col2im, im2col};
 use crate::{Layer, Pair};
 
@@ -40,8 +44,15 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
     if n == 0 {
         return;
     }
+    let wino = conv.algorithm.choose(&g) == ConvAlgorithm::Winograd;
     let direct_w = conv.algorithm.choose_weight_grad(&g) == ConvAlgorithm::Direct3x3;
     let direct_gx = need_input_grad && conv.algorithm.choose(&g) == ConvAlgorithm::Direct3x3;
+    let ulen = winograd_len(g.out_channels * g.in_channels);
+    let tiles = WinogradTiles::new(g.height, g.width, g.padding);
+    if wino {
+        let u = grow(&mut conv.packed, ulen);
+        winograd_weights(conv.weight.value.data(), g.out_channels, g.in_channels, u);
+    }
     if direct_gx {
         let len = packed_3x3_len(g.in_channels, g.out_channels);
         pack_3x3_weights_adjoint(
@@ -63,10 +74,10 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
     let (relu, packed) = (conv.relu, &conv.packed[..]);
     let wlen = conv.weight.value.len();
     // Images per weight-gradient call (one unless the direct kernel takes several).
-    let group_len = if direct_w {
-        weight_grad_images(g.height, g.width, g.padding)
-    } else {
-        1
+    let group_len = match tiles {
+        Some(t) if wino => winograd_images(&t),
+        _ if direct_w => weight_grad_images(g.height, g.width, g.padding),
+        _ => 1,
     };
     let body = |c: usize, gx_part: &mut [f32], s: &mut Scratch| {
         let Scratch {
@@ -82,6 +93,9 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
         gw.fill(0.0);
         let gb = grow(grad_bias, g.out_channels);
         gb.fill(0.0);
+        if wino {
+            grow(wgrad, ulen).fill(0.0);
+        }
         let first = c * chunk;
         let count = chunk.min(n - first);
         for group in (0..count).step_by(group_len) {
@@ -95,6 +109,41 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
                 let m = grow(masked, gn * out_item);
                 simd::relu_backward(&out[range], gys_group, m);
                 gys_group = m;
+            }
+            if let Some(tiles) = tiles.filter(|_| wino) {
+                let (cin, cout) = (g.in_channels, g.out_channels);
+                let t = gn * tiles.per_image();
+                let dm = grow(grad_cols, winograd_len(cout * t));
+                let scratch = grow(padded, tiles.scratch_len());
+                winograd_grad_output(gys_group, gn, cout, &tiles, scratch, dm);
+                let v = grow(cols, winograd_len(cin * t));
+                winograd_input(&xs[img0 * in_item..], gn, cin, &tiles, v, scratch);
+                let du = &mut wgrad[..ulen];
+                mm_positions(
+                    par,
+                    Op::N,
+                    Op::T,
+                    (cout, cin, t),
+                    (dm, t),
+                    (v, t),
+                    1.0,
+                    (du, cin),
+                );
+                if need_input_grad {
+                    // dV overwrites V, which the weight gradient no longer needs.
+                    mm_positions(
+                        par,
+                        Op::T,
+                        Op::N,
+                        (cin, t, cout),
+                        (packed, cin),
+                        (dm, t),
+                        0.0,
+                        (v, t),
+                    );
+                    let gxg = &mut gx_part[group * in_item..(group + gn) * in_item];
+                    winograd_input_grad(v, gn, cin, &tiles, scratch, gxg);
+                }
             }
             if direct_w {
                 let (cin, cout) = (g.in_channels, g.out_channels);
@@ -114,7 +163,7 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
                     gb[co] += simd::sum(row);
                 }
                 // (direct_w implies direct_gx, so this loop covers both im2col gradients.)
-                for gi in (0..g.groups).filter(|_| !direct_w) {
+                for gi in (0..g.groups).filter(|_| !direct_w && !wino) {
                     let xg = &xi[gi * cig * plane..(gi + 1) * cig * plane];
                     let gyg = &gy[gi * cog * p..(gi + 1) * cog * p];
                     let b: &[f32] = if is_pointwise(&g) {
@@ -176,9 +225,21 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
             .enumerate()
             .for_each(|(c, s)| body(c, &mut [], s));
     }
-    // Reduce the per-chunk partial sums: no two threads wrote the same memory.
+    // Reduce the per-chunk partial sums: no two threads wrote the same memory. Winograd's
+    // weight gradients are summed in the transformed domain and transformed back once.
+    if wino {
+        let (first, rest) = conv.scratch[..nchunks].split_at_mut(1);
+        let du = &mut first[0].wgrad[..ulen];
+        for s in rest.iter() {
+            simd::add_assign(du, &s.wgrad[..ulen]);
+        }
+        let gw = conv.weight.grad.data_mut();
+        winograd_weight_grad(du, g.out_channels, g.in_channels, gw);
+    }
     for s in &conv.scratch[..nchunks] {
-        simd::add_assign(conv.weight.grad.data_mut(), &s.grad_weight[..wlen]);
+        if !wino {
+            simd::add_assign(conv.weight.grad.data_mut(), &s.grad_weight[..wlen]);
+        }
         if let Some(b) = conv.bias.as_mut() {
             simd::add_assign(b.grad.data_mut(), &s.grad_bias[..g.out_channels]);
         }

@@ -5,6 +5,10 @@ use ember_tensor::{Rng, Shape, Tensor, init};
 use rayon::prelude::*;
 
 use super::direct::{conv2d_direct_3x3, direct_3x3_scratch_len, pack_3x3_weights, packed_3x3_len};
+use super::winograd::{
+    WINOGRAD_POSITIONS, WinogradTiles, winograd_input, winograd_len, winograd_output,
+    winograd_plane, winograd_weights,
+};
 use super::{ConvGeometry, im2col};
 use crate::{Layer, LayerError, Mode, Pair, Param};
 
@@ -21,6 +25,9 @@ pub enum ConvAlgorithm {
     /// The direct 3x3 stride-1 SIMD kernel; falls back to im2col + GEMM for shapes it does
     /// not cover (see [`ConvAlgorithm::direct_applies`]).
     Direct3x3,
+    /// Winograd F(2x2, 3x3) for every pass; falls back to im2col + GEMM for shapes it does
+    /// not cover (see [`ConvAlgorithm::winograd_applies`]).
+    Winograd,
 }
 
 impl ConvAlgorithm {
@@ -35,17 +42,36 @@ impl ConvAlgorithm {
             && g.padding.1 <= 2
     }
 
+    /// Whether Winograd F(2x2, 3x3) covers `g`: 3x3 kernel, stride 1, dilation 1, one
+    /// group (any padding).
+    pub fn winograd_applies(g: &ConvGeometry) -> bool {
+        g.kernel == Pair(3, 3)
+            && g.stride == Pair(1, 1)
+            && g.dilation == Pair(1, 1)
+            && g.groups == 1
+            && WinogradTiles::new(g.height, g.width, g.padding).is_some()
+    }
+
     /// The algorithm `Auto` resolves to for `g`'s forward pass and input gradient: the
     /// direct kernel wherever it applies. Measured (`tests/conv_speed.rs`, one thread, CPU
     /// time, the five CIFAR-sized shapes): direct forward 55-105 GFLOP/s against 54-85 for
     /// im2col + GEMM, input gradient 57-114 against 34-87.
     pub fn choose(self, g: &ConvGeometry) -> ConvAlgorithm {
         match self {
+            ConvAlgorithm::Winograd if Self::winograd_applies(g) => ConvAlgorithm::Winograd,
+            ConvAlgorithm::Auto if Self::winograd_applies(g) && Self::winograd_wins(g) => {
+                ConvAlgorithm::Winograd
+            }
             ConvAlgorithm::Auto | ConvAlgorithm::Direct3x3 if Self::direct_applies(g) => {
                 ConvAlgorithm::Direct3x3
             }
             _ => ConvAlgorithm::Im2colGemm,
         }
+    }
+
+    /// Where `Auto` takes Winograd over the direct kernel.
+    fn winograd_wins(g: &ConvGeometry) -> bool {
+        g.in_channels >= 16 && g.out_channels >= 16
     }
 
     /// The algorithm for the weight gradient. `Auto` takes the direct kernel only for
@@ -54,6 +80,7 @@ impl ConvAlgorithm {
     /// 67-88 against 21-76).
     pub fn choose_weight_grad(self, g: &ConvGeometry) -> ConvAlgorithm {
         match self.choose(g) {
+            ConvAlgorithm::Winograd => ConvAlgorithm::Winograd,
             ConvAlgorithm::Direct3x3 if self == ConvAlgorithm::Direct3x3 || g.out_w() >= 12 => {
                 ConvAlgorithm::Direct3x3
             }
@@ -384,6 +411,102 @@ fn forward_gemm(
     epilogue(y, p, bias, relu);
 }
 
+/// Tiles per Winograd pass: the transformed input and output of this many tiles stay
+/// within L2 for the channel counts the rule picks Winograd for.
+const WINOGRAD_TILES_PER_PASS: usize = 512;
+
+/// Images per Winograd pass (at least one).
+pub(super) fn winograd_images(tiles: &WinogradTiles) -> usize {
+    (WINOGRAD_TILES_PER_PASS / tiles.per_image().max(1)).max(1)
+}
+
+/// The 16 products of a Winograd pass: `c[pos] = op(a[pos]) op(b[pos])` (+ `beta c`), with
+/// `a` `[16][lda-rows]`, `b` `[16][k x n]` and `c` `[16][m x n]` as in the module layout.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn mm_positions(
+    par: bool,
+    oa: Op,
+    ob: Op,
+    (m, n, k): (usize, usize, usize),
+    a: (&[f32], usize),
+    b: (&[f32], usize),
+    beta: f32,
+    c: (&mut [f32], usize),
+) {
+    let (a_len, b_len, c_len) = (
+        winograd_plane(m * k),
+        winograd_plane(k * n),
+        winograd_plane(m * n),
+    );
+    let (a, lda) = a;
+    let (b, ldb) = b;
+    let (c, ldc) = c;
+    for pos in 0..WINOGRAD_POSITIONS {
+        mm(
+            par,
+            oa,
+            ob,
+            m,
+            n,
+            k,
+            &a[pos * a_len..],
+            lda,
+            &b[pos * b_len..],
+            ldb,
+            beta,
+            &mut c[pos * c_len..],
+            ldc,
+        );
+    }
+}
+
+/// Winograd forward of a chunk of images `xs` into `ys`, `u` the transformed weights.
+#[allow(clippy::too_many_arguments)]
+fn forward_winograd(
+    g: &ConvGeometry,
+    xs: &[f32],
+    u: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    ys: &mut [f32],
+    s: &mut Scratch,
+    par: bool,
+) {
+    let tiles = WinogradTiles::new(g.height, g.width, g.padding).expect("winograd applies");
+    let (cin, cout) = (g.in_channels, g.out_channels);
+    let (in_item, out_item) = (g.in_item(), g.out_item());
+    let images = ys.len() / out_item;
+    let step = winograd_images(&tiles);
+    for first in (0..images).step_by(step) {
+        let n = step.min(images - first);
+        let t = n * tiles.per_image();
+        let v = grow(&mut s.cols, winograd_len(cin * t));
+        let scratch = grow(&mut s.padded, tiles.scratch_len());
+        winograd_input(&xs[first * in_item..], n, cin, &tiles, v, scratch);
+        let m = grow(&mut s.grad_cols, winograd_len(cout * t));
+        mm_positions(
+            par,
+            Op::N,
+            Op::N,
+            (cout, t, cin),
+            (u, cin),
+            (v, t),
+            0.0,
+            (m, t),
+        );
+        winograd_output(
+            m,
+            n,
+            cout,
+            &tiles,
+            bias,
+            relu,
+            scratch,
+            &mut ys[first * out_item..],
+        );
+    }
+}
+
 impl Layer for Conv2d {
     fn forward(&mut self, x: &Tensor, _mode: Mode) -> &Tensor {
         let g = self.geometry_for(x.shape());
@@ -393,12 +516,21 @@ impl Layer for Conv2d {
             return &self.out;
         }
         let algo = self.algorithm.choose(&g);
+        let (cin, cout) = (g.in_channels, g.out_channels);
         if algo == ConvAlgorithm::Direct3x3 {
-            let len = packed_3x3_len(g.out_channels, g.in_channels);
+            let len = packed_3x3_len(cout, cin);
             pack_3x3_weights(
                 self.weight.value.data(),
-                g.out_channels,
-                g.in_channels,
+                cout,
+                cin,
+                grow(&mut self.packed, len),
+            );
+        } else if algo == ConvAlgorithm::Winograd {
+            let len = winograd_len(cout * cin);
+            winograd_weights(
+                self.weight.value.data(),
+                cout,
+                cin,
                 grow(&mut self.packed, len),
             );
         }
@@ -417,6 +549,11 @@ impl Layer for Conv2d {
             .zip(self.scratch.par_iter_mut())
             .enumerate()
             .for_each(|(c, (ys, s))| {
+                if algo == ConvAlgorithm::Winograd {
+                    let xs = &xs[c * chunk * in_item..][..ys.len() / out_item * in_item];
+                    forward_winograd(&g, xs, packed, bias, relu, ys, s, par);
+                    return;
+                }
                 for (i, y) in ys.chunks_exact_mut(out_item).enumerate() {
                     let xi = &xs[(c * chunk + i) * in_item..][..in_item];
                     if algo == ConvAlgorithm::Direct3x3 {

@@ -15,6 +15,7 @@ mod direct;
 mod geometry;
 mod im2col;
 mod layer;
+mod winograd;
 
 pub use direct::{
     BLOCK_CO, conv2d_direct_3x3, conv2d_direct_3x3_weight_grad, direct_3x3_scratch_len,
@@ -23,3 +24,7 @@ pub use direct::{
 pub use geometry::{ConvGeometry, out_len};
 pub use im2col::{col2im, im2col};
 pub use layer::{Conv2d, ConvAlgorithm};
+pub use winograd::{
+    WINOGRAD_POSITIONS, WinogradTiles, winograd_grad_output, winograd_input, winograd_input_grad,
+    winograd_len, winograd_output, winograd_plane, winograd_weight_grad, winograd_weights,
+};

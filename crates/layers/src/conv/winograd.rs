@@ -1,0 +1,414 @@
+//! Winograd F(2x2, 3x3) convolution: 3x3 stride-1 convolution, its input gradient and its
+//! weight gradient with 16 multiplies per 2x2 output tile instead of 36.
+//!
+//! The output is cut into 2x2 tiles, each reading a 4x4 input tile (tiles overlap by two).
+//! With `B^T`, `G`, `A^T` the F(2, 3) matrices of Lavin & Gray, a tile's output is
+//! `A^T [(G g G^T) ⊙ (B^T d B)] A`. Summed over input channels the element-wise product
+//! becomes, for each of the 16 tile positions, one matrix product over channels:
+//! `M[pos] (cout x T) = U[pos] (cout x cin) · V[pos] (cin x T)` for `T` tiles. The
+//! backward pass uses the same products transposed: `dV[pos] = U[pos]^T dM[pos]` and
+//! `dU[pos] = dM[pos] V[pos]^T`, with `dM = A dY A^T` per tile.
+//!
+//! Layouts: `U` is `[16][cout][cin]`, `V` / `dV` `[16][cin][T]`, `M` / `dM` `[16][cout][T]`,
+//! the 16 planes [`winograd_plane`] apart (buffers of [`winograd_len`] elements),
+//! tile `t = image * tiles_per_image + ty * tiles_w + tx`. Tiles that run past the output
+//! (odd output sizes) compute values that are not stored, and their gradient is zero.
+
+use crate::Pair;
+
+/// Tile positions in the transformed domain (4 x 4).
+pub const WINOGRAD_POSITIONS: usize = 16;
+
+/// Distance between consecutive positions of a transformed buffer whose planes hold `len`
+/// elements: `len` rounded up to 4 KiB plus one cache line, so that the 16 planes a tile
+/// writes (or reads) do not all map to the same L1 set (measured: with planes a multiple
+/// of 4 KiB apart the transforms took 4x as long).
+pub fn winograd_plane(len: usize) -> usize {
+    len.div_ceil(1024) * 1024 + 16
+}
+
+/// Elements of a transformed buffer of 16 planes of `len` elements each.
+pub fn winograd_len(len: usize) -> usize {
+    WINOGRAD_POSITIONS * winograd_plane(len)
+}
+
+/// The tiling of one image: sizes of the input, its output and the 2x2 tile grid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WinogradTiles {
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Zero padding `(ph, pw)`.
+    pub pad: Pair,
+    /// Output height `h + 2ph - 2`.
+    pub ho: usize,
+    /// Output width `w + 2pw - 2`.
+    pub wo: usize,
+    /// Tile rows `ceil(ho / 2)`.
+    pub th: usize,
+    /// Tile columns `ceil(wo / 2)`.
+    pub tw: usize,
+}
+
+impl WinogradTiles {
+    /// The tiling of an `h x w` input padded by `pad` (the output must be at least 1x1:
+    /// `h + 2ph >= 3` and `w + 2pw >= 3`, else `None`).
+    pub fn new(h: usize, w: usize, pad: Pair) -> Option<Self> {
+        let ho = (h + 2 * pad.0).checked_sub(2).filter(|&v| v > 0)?;
+        let wo = (w + 2 * pad.1).checked_sub(2).filter(|&v| v > 0)?;
+        Some(WinogradTiles {
+            h,
+            w,
+            pad,
+            ho,
+            wo,
+            th: ho.div_ceil(2),
+            tw: wo.div_ceil(2),
+        })
+    }
+
+    /// Tiles per image.
+    pub fn per_image(&self) -> usize {
+        self.th * self.tw
+    }
+
+    /// Width of a padded input row covering every tile: `2 * tw + 2`.
+    fn row_len(&self) -> usize {
+        2 * self.tw + 2
+    }
+
+    /// Scratch elements each transform needs (the largest of them).
+    pub fn scratch_len(&self) -> usize {
+        let input = self.row_len() + 8 * (self.th + 1) * self.tw;
+        let input_grad = (2 * self.th + 2) * self.row_len();
+        input.max(input_grad).max(12 * self.per_image())
+    }
+}
+
+/// `G x` for a 3-vector: the filter transform along one axis.
+#[inline(always)]
+fn g3(x: [f32; 3]) -> [f32; 4] {
+    let s = 0.5 * (x[0] + x[2]);
+    [x[0], s + 0.5 * x[1], s - 0.5 * x[1], x[2]]
+}
+
+/// `G^T x` for a 4-vector: the adjoint of [`g3`].
+#[inline(always)]
+fn gt4(x: [f32; 4]) -> [f32; 3] {
+    let s = 0.5 * (x[1] + x[2]);
+    [x[0] + s, 0.5 * (x[1] - x[2]), s + x[3]]
+}
+
+/// `B^T x`: the input transform along one axis.
+#[inline(always)]
+fn bt4(x: [f32; 4]) -> [f32; 4] {
+    [x[0] - x[2], x[1] + x[2], x[2] - x[1], x[1] - x[3]]
+}
+
+/// `B x`: the adjoint of [`bt4`].
+#[inline(always)]
+fn b4(x: [f32; 4]) -> [f32; 4] {
+    [x[0], x[1] - x[2] + x[3], x[1] + x[2] - x[0], -x[3]]
+}
+
+/// Transforms an OIHW `[cout, cin, 3, 3]` weight into `u = [16][cout][cin]`, `G g G^T`.
+/// Panics if a slice is too short.
+pub fn winograd_weights(weight: &[f32], cout: usize, cin: usize, u: &mut [f32]) {
+    let len = cout * cin;
+    assert!(
+        weight.len() >= len * 9,
+        "winograd_weights: weight too short"
+    );
+    assert!(
+        u.len() >= winograd_len(len),
+        "winograd_weights: u too short"
+    );
+    let plane = winograd_plane(len);
+    for (k, g) in weight[..len * 9].chunks_exact(9).enumerate() {
+        // Columns of G g (4 x 3), then rows: (G (G g)^T)^T = G g G^T.
+        let cols: [[f32; 4]; 3] = std::array::from_fn(|c| g3([g[c], g[3 + c], g[6 + c]]));
+        for i in 0..4 {
+            let row = g3([cols[0][i], cols[1][i], cols[2][i]]);
+            for (j, &r) in row.iter().enumerate() {
+                u[(i * 4 + j) * plane + k] = r;
+            }
+        }
+    }
+}
+
+/// Adds the weight gradient `G^T dU G` of `du = [16][cout][cin]` to the OIHW `gw`.
+/// Panics if a slice is too short.
+pub fn winograd_weight_grad(du: &[f32], cout: usize, cin: usize, gw: &mut [f32]) {
+    let len = cout * cin;
+    assert!(
+        du.len() >= winograd_len(len),
+        "winograd_weight_grad: du too short"
+    );
+    assert!(gw.len() >= len * 9, "winograd_weight_grad: gw too short");
+    let plane = winograd_plane(len);
+    for (k, g) in gw[..len * 9].chunks_exact_mut(9).enumerate() {
+        let d = |i: usize, j: usize| du[(i * 4 + j) * plane + k];
+        let rows: [[f32; 3]; 4] =
+            std::array::from_fn(|i| gt4([d(i, 0), d(i, 1), d(i, 2), d(i, 3)]));
+        for c in 0..3 {
+            let col = gt4([rows[0][c], rows[1][c], rows[2][c], rows[3][c]]);
+            for (r, &v) in col.iter().enumerate() {
+                g[r * 3 + c] += v;
+            }
+        }
+    }
+}
+
+/// `out[f] = op(a[f], b[f])`: the transforms' element-wise steps, over a whole image's
+/// tiles at once (contiguous slices, so the compiler vectorises them).
+#[inline(always)]
+fn zip2(out: &mut [f32], a: &[f32], b: &[f32], op: impl Fn(f32, f32) -> f32) {
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        *o = op(x, y);
+    }
+}
+
+/// `out[f] = op(a[f], b[f], c[f])`.
+#[inline(always)]
+fn zip3(out: &mut [f32], a: &[f32], b: &[f32], c: &[f32], op: impl Fn(f32, f32, f32) -> f32) {
+    for (((o, &x), &y), &z) in out.iter_mut().zip(a).zip(b).zip(c) {
+        *o = op(x, y, z);
+    }
+}
+
+/// Transforms `images` NCHW images `x = [images][cin][h][w]` into `v = [16][cin][T]`,
+/// `T = images * per_image`, `B^T d B` per tile. `scratch` holds
+/// [`WinogradTiles::scratch_len`]. Panics if a slice is too short.
+///
+/// `B^T` runs along each padded row first (per tile, scalar), into planes split by row
+/// parity; down the columns it is then four element-wise steps over all of an image's
+/// tiles, since a tile's rows `2ty .. 2ty + 3` are rows `ty` and `ty + 1` of the even and
+/// odd planes.
+pub fn winograd_input(
+    x: &[f32],
+    images: usize,
+    cin: usize,
+    tiles: &WinogradTiles,
+    v: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let (h, w, th, tw) = (tiles.h, tiles.w, tiles.th, tiles.tw);
+    let per = tiles.per_image();
+    let stride = images * per;
+    assert!(
+        x.len() >= images * cin * h * w,
+        "winograd_input: x too short"
+    );
+    assert!(
+        v.len() >= winograd_len(cin * stride),
+        "winograd_input: v too short"
+    );
+    let ps = winograd_plane(cin * stride);
+    let rl = tiles.row_len();
+    let hlen = (th + 1) * tw;
+    let (row, hs) = scratch[..rl + 8 * hlen].split_at_mut(rl);
+    for n in 0..images {
+        for ci in 0..cin {
+            let xc = &x[(n * cin + ci) * h * w..][..h * w];
+            for r in 0..2 * th + 2 {
+                row.fill(0.0);
+                let y = r.wrapping_sub(tiles.pad.0);
+                if y < h {
+                    row[tiles.pad.1..tiles.pad.1 + w].copy_from_slice(&xc[y * w..(y + 1) * w]);
+                }
+                let at = (r % 2) * hlen + (r / 2) * tw;
+                for tx in 0..tw {
+                    let c = 2 * tx;
+                    let t = bt4([row[c], row[c + 1], row[c + 2], row[c + 3]]);
+                    for (j, &val) in t.iter().enumerate() {
+                        hs[j * 2 * hlen + at + tx] = val;
+                    }
+                }
+            }
+            let base = ci * stride + n * per;
+            for j in 0..4 {
+                let (even, odd) = hs[j * 2 * hlen..(j + 1) * 2 * hlen].split_at(hlen);
+                let (e0, e1, o0, o1) = (&even[..per], &even[tw..], &odd[..per], &odd[tw..]);
+                let at = |i: usize| (i * 4 + j) * ps + base;
+                zip2(&mut v[at(0)..][..per], e0, e1, |a, b| a - b);
+                zip2(&mut v[at(1)..][..per], o0, e1, |a, b| a + b);
+                zip2(&mut v[at(2)..][..per], e1, o0, |a, b| a - b);
+                zip2(&mut v[at(3)..][..per], o0, o1, |a, b| a - b);
+            }
+        }
+    }
+}
+
+/// Inverse output transform: `y = [images][cout][ho][wo]` from `m = [16][cout][T]`,
+/// `A^T M A` per tile, plus `bias`, then ReLU if `relu`. `scratch` holds
+/// [`WinogradTiles::scratch_len`]. Panics if a slice is too short.
+#[allow(clippy::too_many_arguments)]
+pub fn winograd_output(
+    m: &[f32],
+    images: usize,
+    cout: usize,
+    tiles: &WinogradTiles,
+    bias: Option<&[f32]>,
+    relu: bool,
+    scratch: &mut [f32],
+    y: &mut [f32],
+) {
+    let (ho, wo, tw, per) = (tiles.ho, tiles.wo, tiles.tw, tiles.per_image());
+    let stride = images * per;
+    assert!(
+        m.len() >= winograd_len(cout * stride),
+        "winograd_output: m too short"
+    );
+    assert!(
+        y.len() >= images * cout * ho * wo,
+        "winograd_output: y too short"
+    );
+    let ps = winograd_plane(cout * stride);
+    // s[a][j]: A^T down column j (a = 0, 1); then out[a][b] along the rows.
+    let (s, out) = scratch[..12 * per].split_at_mut(8 * per);
+    for n in 0..images {
+        for co in 0..cout {
+            let base = co * stride + n * per;
+            let e = |p: usize| &m[p * ps + base..][..per];
+            for j in 0..4 {
+                let (s0, s1) = s[j * 2 * per..(j + 1) * 2 * per].split_at_mut(per);
+                zip3(s0, e(j), e(4 + j), e(8 + j), |a, b, c| a + b + c);
+                zip3(s1, e(4 + j), e(8 + j), e(12 + j), |a, b, c| a - b - c);
+            }
+            let sp = |a: usize, j: usize| &s[(j * 2 + a) * per..][..per];
+            for a in 0..2 {
+                let (o0, o1) = out[a * 2 * per..(a + 1) * 2 * per].split_at_mut(per);
+                zip3(o0, sp(a, 0), sp(a, 1), sp(a, 2), |p, q, r| p + q + r);
+                zip3(o1, sp(a, 1), sp(a, 2), sp(a, 3), |p, q, r| p - q - r);
+            }
+            let add = bias.map_or(0.0, |b| b[co]);
+            let yc = &mut y[(n * cout + co) * ho * wo..][..ho * wo];
+            for (oy, yrow) in yc.chunks_exact_mut(wo).enumerate() {
+                let src = &out[(oy % 2) * 2 * per + (oy / 2) * tw..];
+                for (ox, dst) in yrow.iter_mut().enumerate() {
+                    let val = src[(ox % 2) * per + ox / 2] + add;
+                    *dst = if relu { val.max(0.0) } else { val };
+                }
+            }
+        }
+    }
+}
+
+/// Transforms the output gradient `gy = [images][cout][ho][wo]` into `dm = [16][cout][T]`,
+/// `A dY A^T` per tile; positions past the output count as zero. `scratch` holds
+/// [`WinogradTiles::scratch_len`]. Panics if a slice is too short.
+pub fn winograd_grad_output(
+    gy: &[f32],
+    images: usize,
+    cout: usize,
+    tiles: &WinogradTiles,
+    scratch: &mut [f32],
+    dm: &mut [f32],
+) {
+    let (ho, wo, tw, per) = (tiles.ho, tiles.wo, tiles.tw, tiles.per_image());
+    let stride = images * per;
+    assert!(
+        gy.len() >= images * cout * ho * wo,
+        "winograd_grad_output: gy too short"
+    );
+    assert!(
+        dm.len() >= winograd_len(cout * stride),
+        "winograd_grad_output: dm too short"
+    );
+    let ps = winograd_plane(cout * stride);
+    // d[a][b]: the tiles' 2x2 gradients by position; q[i][b]: A down the columns.
+    let (d, q) = scratch[..12 * per].split_at_mut(4 * per);
+    if ho % 2 == 1 || wo % 2 == 1 {
+        d.fill(0.0);
+    }
+    for n in 0..images {
+        for co in 0..cout {
+            let gc = &gy[(n * cout + co) * ho * wo..][..ho * wo];
+            for (oy, grow) in gc.chunks_exact(wo).enumerate() {
+                let at = (oy % 2) * 2 * per + (oy / 2) * tw;
+                for (ox, &g) in grow.iter().enumerate() {
+                    d[at + (ox % 2) * per + ox / 2] = g;
+                }
+            }
+            let dp = |a: usize, b: usize| &d[(a * 2 + b) * per..][..per];
+            for b in 0..2 {
+                let (q1, rest) = q[b * 3 * per..(b + 1) * 3 * per].split_at_mut(per);
+                let (q2, q3) = rest.split_at_mut(per);
+                zip2(q1, dp(0, b), dp(1, b), |x, y| x + y);
+                zip2(q2, dp(0, b), dp(1, b), |x, y| x - y);
+                zip2(q3, dp(1, b), dp(1, b), |_, y| -y);
+            }
+            // q(i, b) for i = 1..3; row i = 0 is d(0, b) itself.
+            let base = co * stride + n * per;
+            for i in 0..4 {
+                let qp = |b: usize| -> &[f32] {
+                    if i == 0 {
+                        dp(0, b)
+                    } else {
+                        &q[(b * 3 + i - 1) * per..][..per]
+                    }
+                };
+                let (x0, x1) = (qp(0), qp(1));
+                let at = |j: usize| (i * 4 + j) * ps + base;
+                dm[at(0)..][..per].copy_from_slice(x0);
+                zip2(&mut dm[at(1)..][..per], x0, x1, |a, b| a + b);
+                zip2(&mut dm[at(2)..][..per], x0, x1, |a, b| a - b);
+                zip2(&mut dm[at(3)..][..per], x1, x1, |_, b| -b);
+            }
+        }
+    }
+}
+
+/// Inverse input transform for the input gradient: `gx = [images][cin][h][w]` (overwritten)
+/// from `dv = [16][cin][T]`, summing `B dV B^T`
+/// over the overlapping tiles. `scratch` holds [`WinogradTiles::scratch_len`]. Panics if a
+/// slice is too short.
+#[allow(clippy::too_many_arguments)]
+pub fn winograd_input_grad(
+    dv: &[f32],
+    images: usize,
+    cin: usize,
+    tiles: &WinogradTiles,
+    scratch: &mut [f32],
+    gx: &mut [f32],
+) {
+    let (h, w, per) = (tiles.h, tiles.w, tiles.per_image());
+    let stride = images * per;
+    assert!(
+        dv.len() >= winograd_len(cin * stride),
+        "winograd_input_grad: dv too short"
+    );
+    assert!(
+        gx.len() >= images * cin * h * w,
+        "winograd_input_grad: gx too short"
+    );
+    let rl = tiles.row_len();
+    let plane = &mut scratch[..tiles.scratch_len()];
+    let plane_stride = winograd_plane(cin * stride);
+    for n in 0..images {
+        for ci in 0..cin {
+            plane.fill(0.0);
+            let tbase = ci * stride + n * per;
+            for ty in 0..tiles.th {
+                for tx in 0..tiles.tw {
+                    let t = tbase + ty * tiles.tw + tx;
+                    let e = |p: usize| dv[p * plane_stride + t];
+                    let cols: [[f32; 4]; 4] =
+                        std::array::from_fn(|j| b4([e(j), e(4 + j), e(8 + j), e(12 + j)]));
+                    for a in 0..4 {
+                        let out = b4([cols[0][a], cols[1][a], cols[2][a], cols[3][a]]);
+                        let dst = &mut plane[(2 * ty + a) * rl + 2 * tx..][..4];
+                        for (d, o) in dst.iter_mut().zip(out) {
+                            *d += o;
+                        }
+                    }
+                }
+            }
+            let gc = &mut gx[(n * cin + ci) * h * w..][..h * w];
+            for (y, row) in gc.chunks_exact_mut(w).enumerate() {
+                row.copy_from_slice(&plane[(y + tiles.pad.0) * rl + tiles.pad.1..][..w]);
+            }
+        }
+    }
+}
