@@ -72,11 +72,17 @@ fn conv_algorithms_gflops() {
         let gy = Tensor::normal([n, cout, h, w], 0.0, 1.0, &mut rng);
         let flops = (2 * n * cout * h * w * cin * 9) as f64;
         let mut line = format!("c{cin:3} {h:2}x{w:2} o{cout:3}:");
-        for (name, algo) in [
+        let all = [
             ("auto", ConvAlgorithm::Auto),
             ("im2col", ConvAlgorithm::Im2colGemm),
             ("direct", ConvAlgorithm::Direct3x3),
-        ] {
+            ("winograd", ConvAlgorithm::Winograd),
+        ];
+        let only = std::env::var("EMBER_ALGOS").unwrap_or_default();
+        for (name, algo) in all
+            .into_iter()
+            .filter(|(n, _)| only.is_empty() || only.split(',').any(|o| o == *n))
+        {
             let mut conv = Conv2d::new(cin, cout, 3).padding(1).algorithm(algo);
             let f = pool.install(|| {
                 best_secs(REPS, || {

@@ -107,6 +107,9 @@ impl Group for MpiGroup {
 
     fn abort(&self, message: &str, code: i32) -> ! {
         eprintln!("{message}");
+        // MPI_Abort kills the job at once; give the launcher a moment to forward the
+        // message first (under load it was lost: the job ended with only MPICH's notice).
+        std::thread::sleep(Duration::from_millis(300));
         Self::world().abort(code)
     }
 }

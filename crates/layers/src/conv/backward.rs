@@ -10,10 +10,11 @@ use super::direct::{
     direct_3x3_weight_grad_scratch_len, pack_3x3_weights_adjoint, packed_3x3_len,
     weight_grad_images,
 };
-use super::layer::{Scratch, grow, is_pointwise, mm, mm_positions, winograd_images};
+use super::layer::{Scratch, for_positions, grow, is_pointwise, mm, winograd_images};
+use super::panel_gemm::{panel_gemm, panel_len};
 use super::winograd::{
     WinogradTiles, winograd_grad_output, winograd_input, winograd_input_grad, winograd_len,
-    winograd_weight_grad, winograd_weights,
+    winograd_plane, winograd_weight_grad, winograd_weights, winograd_weights_len,
 };
 use super::{Conv2d, ConvAlgorithm, col2im, im2col};
 use crate::{Layer, Pair};
@@ -44,14 +45,26 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
     if n == 0 {
         return;
     }
-    let wino = conv.algorithm.choose(&g) == ConvAlgorithm::Winograd;
-    let direct_w = conv.algorithm.choose_weight_grad(&g) == ConvAlgorithm::Direct3x3;
-    let direct_gx = need_input_grad && conv.algorithm.choose(&g) == ConvAlgorithm::Direct3x3;
+    // The input gradient follows the forward pass's algorithm; the weight gradient has its own.
+    let gx_algo = conv.algorithm.choose(&g);
+    let w_algo = conv.algorithm.choose_weight_grad(&g);
+    let is = |a: ConvAlgorithm, want: ConvAlgorithm| a == want;
+    let (wino_gx, direct_gx, im2col_gx) = (
+        need_input_grad && is(gx_algo, ConvAlgorithm::Winograd),
+        need_input_grad && is(gx_algo, ConvAlgorithm::Direct3x3),
+        need_input_grad && is(gx_algo, ConvAlgorithm::Im2colGemm),
+    );
+    let (wino_w, direct_w, im2col_w) = (
+        is(w_algo, ConvAlgorithm::Winograd),
+        is(w_algo, ConvAlgorithm::Direct3x3),
+        is(w_algo, ConvAlgorithm::Im2colGemm),
+    );
     let ulen = winograd_len(g.out_channels * g.in_channels);
     let tiles = WinogradTiles::new(g.height, g.width, g.padding);
-    if wino {
-        let u = grow(&mut conv.packed, ulen);
-        winograd_weights(conv.weight.value.data(), g.out_channels, g.in_channels, u);
+    if wino_gx {
+        let (cout, cin) = (g.out_channels, g.in_channels);
+        let u = grow(&mut conv.packed, winograd_weights_len(cout, cin, true));
+        winograd_weights(conv.weight.value.data(), cout, cin, true, u);
     }
     if direct_gx {
         let len = packed_3x3_len(g.in_channels, g.out_channels);
@@ -75,8 +88,8 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
     let wlen = conv.weight.value.len();
     // Images per weight-gradient call (one unless the direct kernel takes several).
     let group_len = match tiles {
-        Some(t) if wino => winograd_images(&t),
         _ if direct_w => weight_grad_images(g.height, g.width, g.padding),
+        Some(t) if wino_w || wino_gx => winograd_images(&t),
         _ => 1,
     };
     let body = |c: usize, gx_part: &mut [f32], s: &mut Scratch| {
@@ -93,7 +106,7 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
         gw.fill(0.0);
         let gb = grow(grad_bias, g.out_channels);
         gb.fill(0.0);
-        if wino {
+        if wino_w {
             grow(wgrad, ulen).fill(0.0);
         }
         let first = c * chunk;
@@ -110,37 +123,44 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
                 simd::relu_backward(&out[range], gys_group, m);
                 gys_group = m;
             }
-            if let Some(tiles) = tiles.filter(|_| wino) {
+            if let Some(tiles) = tiles.filter(|_| wino_w || wino_gx) {
                 let (cin, cout) = (g.in_channels, g.out_channels);
-                let t = gn * tiles.per_image();
+                let (t, cols_used) = (tiles.columns(gn), gn * tiles.per_image());
                 let dm = grow(grad_cols, winograd_len(cout * t));
                 let scratch = grow(padded, tiles.scratch_len());
                 winograd_grad_output(gys_group, gn, cout, &tiles, scratch, dm);
                 let v = grow(cols, winograd_len(cin * t));
-                winograd_input(&xs[img0 * in_item..], gn, cin, &tiles, v, scratch);
-                let du = &mut wgrad[..ulen];
-                mm_positions(
-                    par,
-                    Op::N,
-                    Op::T,
-                    (cout, cin, t),
-                    (dm, t),
-                    (v, t),
-                    1.0,
-                    (du, cin),
-                );
-                if need_input_grad {
-                    // dV overwrites V, which the weight gradient no longer needs.
-                    mm_positions(
-                        par,
-                        Op::T,
-                        Op::N,
-                        (cin, t, cout),
-                        (packed, cin),
-                        (dm, t),
-                        0.0,
-                        (v, t),
-                    );
+                let (pm, pv) = (winograd_plane(cout * t), winograd_plane(cin * t));
+                if wino_w {
+                    winograd_input(&xs[img0 * in_item..], gn, cin, &tiles, v, scratch);
+                    // dU[pos] += dM[pos] V[pos]^T, summed over this group's tiles.
+                    let du = &mut wgrad[..ulen];
+                    for_positions(par, du, winograd_plane(cout * cin), |p, du| {
+                        let (dmp, vp) = (&dm[p * pm..], &v[p * pv..]);
+                        mm(
+                            false,
+                            Op::N,
+                            Op::T,
+                            cout,
+                            cin,
+                            cols_used,
+                            dmp,
+                            t,
+                            vp,
+                            t,
+                            1.0,
+                            du,
+                            cin,
+                        );
+                    });
+                }
+                if wino_gx {
+                    // dV[pos] = U[pos]^T dM[pos] (into V: the weight gradient is done with it).
+                    let pu = winograd_plane(panel_len(cin, cout));
+                    for_positions(par, v, pv, |p, dvp| {
+                        let (up, dmp) = (&packed[p * pu..], &dm[p * pm..]);
+                        panel_gemm(cin, cols_used, cout, up, dmp, t, dvp, t);
+                    });
                     let gxg = &mut gx_part[group * in_item..(group + gn) * in_item];
                     winograd_input_grad(v, gn, cin, &tiles, scratch, gxg);
                 }
@@ -162,20 +182,21 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
                 for (co, row) in gy.chunks_exact(p).enumerate() {
                     gb[co] += simd::sum(row);
                 }
-                // (direct_w implies direct_gx, so this loop covers both im2col gradients.)
-                for gi in (0..g.groups).filter(|_| !direct_w && !wino) {
-                    let xg = &xi[gi * cig * plane..(gi + 1) * cig * plane];
+                for gi in (0..g.groups).filter(|_| im2col_w || im2col_gx) {
                     let gyg = &gy[gi * cog * p..(gi + 1) * cog * p];
-                    let b: &[f32] = if is_pointwise(&g) {
-                        xg
-                    } else {
-                        let cl = grow(cols, kl * p);
-                        im2col(xg, cig, &g, cl);
-                        cl
-                    };
-                    let gwg = &mut gw[gi * cog * kl..(gi + 1) * cog * kl];
-                    mm(par, Op::N, Op::T, cog, kl, p, gyg, p, b, p, 1.0, gwg, kl);
-                    if need_input_grad && !direct_gx {
+                    if im2col_w {
+                        let xg = &xi[gi * cig * plane..(gi + 1) * cig * plane];
+                        let b: &[f32] = if is_pointwise(&g) {
+                            xg
+                        } else {
+                            let cl = grow(cols, kl * p);
+                            im2col(xg, cig, &g, cl);
+                            cl
+                        };
+                        let gwg = &mut gw[gi * cog * kl..(gi + 1) * cog * kl];
+                        mm(par, Op::N, Op::T, cog, kl, p, gyg, p, b, p, 1.0, gwg, kl);
+                    }
+                    if im2col_gx {
                         let gxi = &mut gx_part[i * in_item..(i + 1) * in_item];
                         let gxg = &mut gxi[gi * cig * plane..(gi + 1) * cig * plane];
                         let wg = &w[gi * cog * kl..];
@@ -227,7 +248,7 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
     }
     // Reduce the per-chunk partial sums: no two threads wrote the same memory. Winograd's
     // weight gradients are summed in the transformed domain and transformed back once.
-    if wino {
+    if wino_w {
         let (first, rest) = conv.scratch[..nchunks].split_at_mut(1);
         let du = &mut first[0].wgrad[..ulen];
         for s in rest.iter() {
@@ -237,7 +258,7 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
         winograd_weight_grad(du, g.out_channels, g.in_channels, gw);
     }
     for s in &conv.scratch[..nchunks] {
-        if !wino {
+        if !wino_w {
             simd::add_assign(conv.weight.grad.data_mut(), &s.grad_weight[..wlen]);
         }
         if let Some(b) = conv.bias.as_mut() {

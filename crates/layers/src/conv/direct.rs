@@ -405,7 +405,7 @@ pub fn conv2d_direct_3x3_weight_grad(
 /// valid lanes of a vector) in fixed-size pieces, which compile to plain moves: a `memcpy`
 /// call per row of 6 to 28 floats cost more than the copy. Panics if the lengths differ.
 #[inline(always)]
-fn copy_short(dst: &mut [f32], src: &[f32]) {
+pub(super) fn copy_short(dst: &mut [f32], src: &[f32]) {
     assert_eq!(dst.len(), src.len(), "copy_short: lengths differ");
     let mut d = dst.chunks_exact_mut(8);
     let mut s = src.chunks_exact(8);

@@ -5,9 +5,10 @@ use ember_tensor::{Rng, Shape, Tensor, init};
 use rayon::prelude::*;
 
 use super::direct::{conv2d_direct_3x3, direct_3x3_scratch_len, pack_3x3_weights, packed_3x3_len};
+use super::panel_gemm::{panel_gemm, panel_len};
 use super::winograd::{
     WINOGRAD_POSITIONS, WinogradTiles, winograd_input, winograd_len, winograd_output,
-    winograd_plane, winograd_weights,
+    winograd_plane, winograd_weights, winograd_weights_len,
 };
 use super::{ConvGeometry, im2col};
 use crate::{Layer, LayerError, Mode, Pair, Param};
@@ -52,14 +53,18 @@ impl ConvAlgorithm {
             && WinogradTiles::new(g.height, g.width, g.padding).is_some()
     }
 
-    /// The algorithm `Auto` resolves to for `g`'s forward pass and input gradient: the
-    /// direct kernel wherever it applies. Measured (`tests/conv_speed.rs`, one thread, CPU
-    /// time, the five CIFAR-sized shapes): direct forward 55-105 GFLOP/s against 54-85 for
-    /// im2col + GEMM, input gradient 57-114 against 34-87.
+    /// The algorithm `Auto` resolves to for `g`'s forward pass and input gradient.
+    /// Measured (`tests/conv_speed.rs`, 2 threads, the five CIFAR-sized shapes): Winograd
+    /// wherever both channel counts are at least 16 (forward 248-354 GFLOP/s against
+    /// 189-215 for the direct kernel, input gradient 266-354 against 187-217); the direct
+    /// kernel for the 3-channel first layer (forward 142 against Winograd's 64) and wherever
+    /// it applies and Winograd does not; im2col + GEMM otherwise.
     pub fn choose(self, g: &ConvGeometry) -> ConvAlgorithm {
         match self {
             ConvAlgorithm::Winograd if Self::winograd_applies(g) => ConvAlgorithm::Winograd,
-            ConvAlgorithm::Auto if Self::winograd_applies(g) && Self::winograd_wins(g) => {
+            ConvAlgorithm::Auto
+                if Self::winograd_applies(g) && g.in_channels >= 16 && g.out_channels >= 16 =>
+            {
                 ConvAlgorithm::Winograd
             }
             ConvAlgorithm::Auto | ConvAlgorithm::Direct3x3 if Self::direct_applies(g) => {
@@ -69,21 +74,20 @@ impl ConvAlgorithm {
         }
     }
 
-    /// Where `Auto` takes Winograd over the direct kernel.
-    fn winograd_wins(g: &ConvGeometry) -> bool {
-        g.in_channels >= 16 && g.out_channels >= 16
-    }
-
-    /// The algorithm for the weight gradient. `Auto` takes the direct kernel only for
-    /// outputs at least 12 wide: on 8x8 outputs its per-weight horizontal sums cost more
-    /// than GEMM's packing (direct 56-61 GFLOP/s against 63-80; on 16x16 and 32x32 direct
-    /// 67-88 against 21-76).
+    /// The algorithm for the weight gradient. `Auto` takes Winograd from 64 input channels
+    /// (200-271 GFLOP/s against 138-184 for the better of the others), the direct kernel
+    /// for outputs at least 12 wide (32 channels at 16x16: direct 189 against Winograd 160;
+    /// on 8x8 outputs the direct kernel's per-weight horizontal sums cost more than GEMM's
+    /// packing), im2col + GEMM otherwise.
     pub fn choose_weight_grad(self, g: &ConvGeometry) -> ConvAlgorithm {
-        match self.choose(g) {
-            ConvAlgorithm::Winograd => ConvAlgorithm::Winograd,
-            ConvAlgorithm::Direct3x3 if self == ConvAlgorithm::Direct3x3 || g.out_w() >= 12 => {
-                ConvAlgorithm::Direct3x3
+        let (wino, direct) = (Self::winograd_applies(g), Self::direct_applies(g));
+        match self {
+            ConvAlgorithm::Winograd if wino => ConvAlgorithm::Winograd,
+            ConvAlgorithm::Auto if wino && g.in_channels >= 64 && g.out_channels >= 16 => {
+                ConvAlgorithm::Winograd
             }
+            ConvAlgorithm::Direct3x3 if direct => ConvAlgorithm::Direct3x3,
+            ConvAlgorithm::Auto if direct && g.out_w() >= 12 => ConvAlgorithm::Direct3x3,
             _ => ConvAlgorithm::Im2colGemm,
         }
     }
@@ -413,50 +417,28 @@ fn forward_gemm(
 
 /// Tiles per Winograd pass: the transformed input and output of this many tiles stay
 /// within L2 for the channel counts the rule picks Winograd for.
-const WINOGRAD_TILES_PER_PASS: usize = 512;
+const WINOGRAD_TILES_PER_PASS: usize = 32;
 
 /// Images per Winograd pass (at least one).
 pub(super) fn winograd_images(tiles: &WinogradTiles) -> usize {
     (WINOGRAD_TILES_PER_PASS / tiles.per_image().max(1)).max(1)
 }
 
-/// The 16 products of a Winograd pass: `c[pos] = op(a[pos]) op(b[pos])` (+ `beta c`), with
-/// `a` `[16][lda-rows]`, `b` `[16][k x n]` and `c` `[16][m x n]` as in the module layout.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn mm_positions(
+/// Runs `f(pos, c_pos)` for the 16 positions of a Winograd product, `c_pos` the plane
+/// (`plane` elements) of position `pos` in `c`; over threads when `par`.
+pub(super) fn for_positions(
     par: bool,
-    oa: Op,
-    ob: Op,
-    (m, n, k): (usize, usize, usize),
-    a: (&[f32], usize),
-    b: (&[f32], usize),
-    beta: f32,
-    c: (&mut [f32], usize),
+    c: &mut [f32],
+    plane: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync,
 ) {
-    let (a_len, b_len, c_len) = (
-        winograd_plane(m * k),
-        winograd_plane(k * n),
-        winograd_plane(m * n),
-    );
-    let (a, lda) = a;
-    let (b, ldb) = b;
-    let (c, ldc) = c;
-    for pos in 0..WINOGRAD_POSITIONS {
-        mm(
-            par,
-            oa,
-            ob,
-            m,
-            n,
-            k,
-            &a[pos * a_len..],
-            lda,
-            &b[pos * b_len..],
-            ldb,
-            beta,
-            &mut c[pos * c_len..],
-            ldc,
-        );
+    let c = &mut c[..WINOGRAD_POSITIONS * plane];
+    if par {
+        c.par_chunks_mut(plane)
+            .enumerate()
+            .for_each(|(p, cp)| f(p, cp));
+    } else {
+        c.chunks_mut(plane).enumerate().for_each(|(p, cp)| f(p, cp));
     }
 }
 
@@ -479,21 +461,19 @@ fn forward_winograd(
     let step = winograd_images(&tiles);
     for first in (0..images).step_by(step) {
         let n = step.min(images - first);
-        let t = n * tiles.per_image();
+        let t = tiles.columns(n);
         let v = grow(&mut s.cols, winograd_len(cin * t));
         let scratch = grow(&mut s.padded, tiles.scratch_len());
         winograd_input(&xs[first * in_item..], n, cin, &tiles, v, scratch);
         let m = grow(&mut s.grad_cols, winograd_len(cout * t));
-        mm_positions(
-            par,
-            Op::N,
-            Op::N,
-            (cout, t, cin),
-            (u, cin),
-            (v, t),
-            0.0,
-            (m, t),
+        let (pu, pv) = (
+            winograd_plane(panel_len(cout, cin)),
+            winograd_plane(cin * t),
         );
+        let cols = n * tiles.per_image();
+        for_positions(par, m, winograd_plane(cout * t), |p, mp| {
+            panel_gemm(cout, cols, cin, &u[p * pu..], &v[p * pv..], t, mp, t);
+        });
         winograd_output(
             m,
             n,
@@ -526,13 +506,8 @@ impl Layer for Conv2d {
                 grow(&mut self.packed, len),
             );
         } else if algo == ConvAlgorithm::Winograd {
-            let len = winograd_len(cout * cin);
-            winograd_weights(
-                self.weight.value.data(),
-                cout,
-                cin,
-                grow(&mut self.packed, len),
-            );
+            let u = grow(&mut self.packed, winograd_weights_len(cout, cin, false));
+            winograd_weights(self.weight.value.data(), cout, cin, false, u);
         }
         let (chunk, nchunks) = Conv2d::chunks(n);
         if self.scratch.len() < nchunks {

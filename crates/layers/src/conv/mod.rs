@@ -15,6 +15,7 @@ mod direct;
 mod geometry;
 mod im2col;
 mod layer;
+mod panel_gemm;
 mod winograd;
 
 pub use direct::{
@@ -24,7 +25,9 @@ pub use direct::{
 pub use geometry::{ConvGeometry, out_len};
 pub use im2col::{col2im, im2col};
 pub use layer::{Conv2d, ConvAlgorithm};
+pub use panel_gemm::{PANEL_M, PANEL_N, panel_gemm, panel_index, panel_len};
 pub use winograd::{
     WINOGRAD_POSITIONS, WinogradTiles, winograd_grad_output, winograd_input, winograd_input_grad,
     winograd_len, winograd_output, winograd_plane, winograd_weight_grad, winograd_weights,
+    winograd_weights_len,
 };
