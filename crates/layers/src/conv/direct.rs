@@ -445,14 +445,33 @@ fn pad_planes(
 ) {
     for ci in 0..channels {
         let plane = &mut xp[ci * l.plane..(ci + 1) * l.plane];
-        plane.fill(0.0);
+        if h == 0 || w == 0 {
+            plane.fill(0.0);
+            continue;
+        }
+        // Only the padding is zeroed: the top rows, then after each row the gap up to the
+        // next row's first column, and after the last row everything to the plane's end.
+        plane[..pad.0 * l.wp + pad.1].fill(0.0);
         for r in 0..h {
             let dst = (r + pad.0) * l.wp + pad.1;
             copy_short(
                 &mut plane[dst..dst + w],
                 &x[(ci * h + r) * w..(ci * h + r + 1) * w],
             );
+            let end = if r + 1 < h { dst + l.wp } else { l.plane };
+            zero_short(&mut plane[dst + w..end]);
         }
+    }
+}
+
+/// Zeroes a short run (a row's padding) with plain stores, falling back to `fill`.
+#[inline(always)]
+fn zero_short(dst: &mut [f32]) {
+    const ZEROS: [f32; 32] = [0.0; 32];
+    if dst.len() <= ZEROS.len() {
+        copy_short(dst, &ZEROS[..dst.len()]);
+    } else {
+        dst.fill(0.0);
     }
 }
 
