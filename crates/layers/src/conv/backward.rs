@@ -11,10 +11,10 @@ use super::direct::{
     weight_grad_images,
 };
 use super::layer::{Scratch, for_positions, grow, is_pointwise, mm, winograd_images};
-use super::panel_gemm::{panel_gemm, panel_len};
+use super::panel_gemm::{gemm_nt_acc, pack_transposed, panel_gemm, panel_len, transposed_len};
 use super::winograd::{
-    WinogradTiles, winograd_grad_output, winograd_input, winograd_input_grad, winograd_len,
-    winograd_plane, winograd_weight_grad, winograd_weights, winograd_weights_len,
+    WINOGRAD_POSITIONS, WinogradTiles, winograd_grad_output, winograd_input, winograd_input_grad,
+    winograd_len, winograd_plane, winograd_weight_grad, winograd_weights, winograd_weights_len,
 };
 use super::{Conv2d, ConvAlgorithm, col2im, im2col};
 use crate::{Layer, Pair};
@@ -101,6 +101,7 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
             wgrad,
             grad_weight,
             grad_bias,
+            packed_b,
         } = s;
         let gw = grow(grad_weight, wlen);
         gw.fill(0.0);
@@ -134,24 +135,15 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
                 if wino_w {
                     winograd_input(&xs[img0 * in_item..], gn, cin, &tiles, v, scratch);
                     // dU[pos] += dM[pos] V[pos]^T, summed over this group's tiles.
+                    let btl = transposed_len(cin, cols_used);
+                    let bt = grow(packed_b, WINOGRAD_POSITIONS * btl);
+                    for (p, btp) in bt.chunks_exact_mut(btl).enumerate() {
+                        pack_transposed(&v[p * pv..], cin, cols_used, t, btp);
+                    }
                     let du = &mut wgrad[..ulen];
                     for_positions(par, du, winograd_plane(cout * cin), |p, du| {
-                        let (dmp, vp) = (&dm[p * pm..], &v[p * pv..]);
-                        mm(
-                            false,
-                            Op::N,
-                            Op::T,
-                            cout,
-                            cin,
-                            cols_used,
-                            dmp,
-                            t,
-                            vp,
-                            t,
-                            1.0,
-                            du,
-                            cin,
-                        );
+                        let (dmp, btp) = (&dm[p * pm..], &bt[p * btl..]);
+                        gemm_nt_acc(cout, cin, cols_used, dmp, t, btp, du, cin);
                     });
                 }
                 if wino_gx {

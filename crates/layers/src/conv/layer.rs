@@ -103,6 +103,7 @@ pub(super) struct Scratch {
     pub(super) wgrad: Vec<f32>,
     pub(super) grad_weight: Vec<f32>,
     pub(super) grad_bias: Vec<f32>,
+    pub(super) packed_b: Vec<f32>,
 }
 
 pub(super) fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {

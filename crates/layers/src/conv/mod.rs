@@ -25,7 +25,10 @@ pub use direct::{
 pub use geometry::{ConvGeometry, out_len};
 pub use im2col::{col2im, im2col};
 pub use layer::{Conv2d, ConvAlgorithm};
-pub use panel_gemm::{PANEL_M, PANEL_N, panel_gemm, panel_index, panel_len};
+pub use panel_gemm::{
+    PANEL_M, PANEL_N, gemm_nt_acc, pack_transposed, panel_gemm, panel_index, panel_len,
+    transposed_len,
+};
 pub use winograd::{
     WINOGRAD_POSITIONS, WinogradTiles, winograd_grad_output, winograd_input, winograd_input_grad,
     winograd_len, winograd_output, winograd_plane, winograd_weight_grad, winograd_weights,

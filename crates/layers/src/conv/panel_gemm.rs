@@ -52,53 +52,170 @@ pub fn panel_gemm(
         ldb >= np && b.len() >= k * ldb,
         "panel_gemm: b too short for {k} rows of {np}"
     );
+    check_c(m, n, ldc, c);
+    for j0 in (0..n).step_by(PANEL_N) {
+        for p in 0..m.div_ceil(PANEL_M) {
+            let panel = &a[p * k * PANEL_M..(p + 1) * k * PANEL_M];
+            // Row r of the panel is every PANEL_M-th element from offset r.
+            let rows = std::array::from_fn(|r| &panel[r.min(panel.len())..]);
+            let acc = tile(rows, PANEL_M, b.get(j0..).unwrap_or(&[]), ldb, k);
+            store(&acc, p, j0, m, n, c, ldc, false);
+        }
+    }
+}
+
+/// Length of `B` packed by [`pack_transposed`]: `ceil(n / PANEL_N) * k * PANEL_N`.
+pub fn transposed_len(n: usize, k: usize) -> usize {
+    n.div_ceil(PANEL_N) * k * PANEL_N
+}
+
+/// Packs the transpose of the `n x k` row-major `src` (row length `lds`) for
+/// [`gemm_nt_acc`]: panels of [`PANEL_N`] of its rows, `dst[(p*k + kk)*PANEL_N + r] =
+/// src[(p*PANEL_N + r)*lds + kk]`, zero past row `n`. Eight-by-eight blocks go through
+/// registers ([`f32x8::transpose`]). Panics if a slice is too short.
+pub fn pack_transposed(src: &[f32], n: usize, k: usize, lds: usize, dst: &mut [f32]) {
     assert!(
-        ldc >= n && (m == 0 || c.len() >= (m - 1) * ldc + n),
-        "panel_gemm: c too short"
+        n == 0 || (lds >= k && src.len() >= (n - 1) * lds + k),
+        "pack_transposed: src too short"
     );
+    let dst = &mut dst[..transposed_len(n, k)];
     if k == 0 {
-        c.chunks_mut(ldc).take(m).for_each(|row| row[..n].fill(0.0));
         return;
     }
-    for j0 in (0..n).step_by(PANEL_N) {
-        let cols = (n - j0).min(PANEL_N);
-        for (p, panel) in a[..panel_len(m, k)].chunks_exact(k * PANEL_M).enumerate() {
-            let acc = tile(panel, &b[j0..], ldb, k);
-            let rows = (m - p * PANEL_M).min(PANEL_M);
-            for (r, row) in acc.iter().enumerate().take(rows) {
-                let dst = &mut c[(p * PANEL_M + r) * ldc + j0..][..cols];
-                let vals = [row[0].to_array(), row[1].to_array()];
-                if let Ok(full) = <&mut [f32; PANEL_N]>::try_from(&mut *dst) {
-                    full[..8].copy_from_slice(&vals[0]);
-                    full[8..].copy_from_slice(&vals[1]);
-                } else {
-                    copy_short(dst, &vals.as_flattened()[..cols]);
+    let k8 = k / 8 * 8;
+    for (p, panel) in dst.chunks_exact_mut(k * PANEL_N).enumerate() {
+        for half in 0..PANEL_N / 8 {
+            let r0 = p * PANEL_N + half * 8;
+            let row = |r: usize| (r0 + r < n).then(|| &src[(r0 + r) * lds..][..k]);
+            let rows: [Option<&[f32]>; 8] = std::array::from_fn(row);
+            for kk in (0..k8).step_by(8) {
+                let block = rows.map(|r| {
+                    r.map_or(f32x8::ZERO, |r| {
+                        f32x8::from(<[f32; 8]>::try_from(&r[kk..kk + 8]).expect("8"))
+                    })
+                });
+                for (j, v) in f32x8::transpose(block).iter().enumerate() {
+                    let at = (kk + j) * PANEL_N + half * 8;
+                    panel[at..at + 8].copy_from_slice(&v.to_array());
+                }
+            }
+            for kk in k8..k {
+                for (r, row) in rows.iter().enumerate() {
+                    panel[kk * PANEL_N + half * 8 + r] = row.map_or(0.0, |row| row[kk]);
                 }
             }
         }
     }
 }
 
-/// One register tile: `PANEL_M` rows of the panel times 16 columns of `b`.
-#[inline(always)]
-fn tile(panel: &[f32], b: &[f32], ldb: usize, k: usize) -> [[f32x8; 2]; PANEL_M] {
-    let mut acc = [[f32x8::ZERO; 2]; PANEL_M];
+/// `C[m x n] += A[m x k] B[n x k]^T`: `a` row-major with row length `lda`, `bt` the
+/// transpose of `B` packed by [`pack_transposed`], `c` row-major with row length `ldc`
+/// (only its first `n` columns are touched). Panics if a slice is too short.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_nt_acc(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    bt: &[f32],
+    c: &mut [f32],
+    ldc: usize,
+) {
     assert!(
-        panel.len() >= k * PANEL_M && (k == 0 || b.len() >= (k - 1) * ldb + PANEL_N),
-        "panel_gemm: tile reads past its operands"
+        m == 0 || (lda >= k && a.len() >= (m - 1) * lda + k),
+        "gemm_nt_acc: a too short"
     );
-    let (ap, bp) = (panel.as_ptr(), b.as_ptr());
+    assert!(
+        bt.len() >= transposed_len(n, k),
+        "gemm_nt_acc: bt too short"
+    );
+    check_c(m, n, ldc, c);
+    if k == 0 {
+        return;
+    }
+    for (jp, panel) in bt[..transposed_len(n, k)]
+        .chunks_exact(k * PANEL_N)
+        .enumerate()
+    {
+        for p in 0..m.div_ceil(PANEL_M) {
+            // Rows past m repeat the last row; their sums are not stored.
+            let rows = std::array::from_fn(|r| &a[(p * PANEL_M + r).min(m - 1) * lda..]);
+            let acc = tile(rows, 1, panel, PANEL_N, k);
+            store(&acc, p, jp * PANEL_N, m, n, c, ldc, true);
+        }
+    }
+}
+
+fn check_c(m: usize, n: usize, ldc: usize, c: &[f32]) {
+    assert!(
+        ldc >= n && (m == 0 || c.len() >= (m - 1) * ldc + n),
+        "panel kernels: c too short"
+    );
+}
+
+/// Writes (or with `add`, adds) the valid rows and columns of the tile of row panel `p`
+/// and columns `j0 ..` into `c`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn store(
+    acc: &[[f32x8; 2]; PANEL_M],
+    p: usize,
+    j0: usize,
+    m: usize,
+    n: usize,
+    c: &mut [f32],
+    ldc: usize,
+    add: bool,
+) {
+    let (rows, cols) = ((m - p * PANEL_M).min(PANEL_M), (n - j0).min(PANEL_N));
+    for (r, row) in acc.iter().enumerate().take(rows) {
+        let dst = &mut c[(p * PANEL_M + r) * ldc + j0..][..cols];
+        let mut vals = [row[0].to_array(), row[1].to_array()];
+        if add {
+            for (v, d) in vals.as_flattened_mut().iter_mut().zip(dst.iter()) {
+                *v += d;
+            }
+        }
+        if let Ok(full) = <&mut [f32; PANEL_N]>::try_from(&mut *dst) {
+            full[..8].copy_from_slice(&vals[0]);
+            full[8..].copy_from_slice(&vals[1]);
+        } else {
+            copy_short(dst, &vals.as_flattened()[..cols]);
+        }
+    }
+}
+
+/// One register tile: `PANEL_M` rows of `A` times 16 columns of `b`. Element `kk` of row
+/// `r` of `A` is `rows[r][kk * step]`.
+#[inline(always)]
+fn tile(
+    rows: [&[f32]; PANEL_M],
+    step: usize,
+    b: &[f32],
+    ldb: usize,
+    k: usize,
+) -> [[f32x8; 2]; PANEL_M] {
+    let mut acc = [[f32x8::ZERO; 2]; PANEL_M];
+    if k == 0 {
+        return acc;
+    }
+    assert!(
+        rows.iter().all(|r| r.len() > (k - 1) * step) && b.len() >= (k - 1) * ldb + PANEL_N,
+        "panel kernels: tile reads past its operands"
+    );
+    let ap = rows.map(|r| r.as_ptr());
+    let bp = b.as_ptr();
     for kk in 0..k {
-        // SAFETY: the assert above bounds every read: `a[kk*PANEL_M + r]` with
-        // `r < PANEL_M` and `kk < k`, and `b[kk*ldb .. kk*ldb + 16]` with `kk <= k - 1`.
-        // read_unaligned allows any alignment.
+        // SAFETY: the assert above bounds every read: `rows[r][kk * step]` with
+        // `kk <= k - 1`, and `b[kk*ldb .. kk*ldb + 16]`. read_unaligned allows any alignment.
         unsafe {
             let bv = [
                 bp.add(kk * ldb).cast::<f32x8>().read_unaligned(),
                 bp.add(kk * ldb + 8).cast::<f32x8>().read_unaligned(),
             ];
-            for (r, row) in acc.iter_mut().enumerate() {
-                let av = f32x8::splat(*ap.add(kk * PANEL_M + r));
+            for (row, a) in acc.iter_mut().zip(ap) {
+                let av = f32x8::splat(*a.add(kk * step));
                 row[0] = av.mul_add(bv[0], row[0]);
                 row[1] = av.mul_add(bv[1], row[1]);
             }
@@ -162,6 +279,36 @@ mod tests {
                                      "c[{i}][{j}] = {got}, want {w}");
                     } else {
                         prop_assert!(got == -7.0, "c[{i}][{j}] past n was written");
+                    }
+                }
+            }
+        }
+
+        /// `C += A B^T` through `pack_transposed`: odd sizes (row, column and 8-block tails),
+        /// row lengths longer than the rows, accumulation onto what C held, columns of C
+        /// past n untouched.
+        #[test]
+        fn transposed_product_matches_reference(m in 1usize..=15, n in 1usize..=37, k in 0usize..=29,
+                                                extra in 0usize..=3, seed in any::<u64>()) {
+            let mut rng = ember_tensor::Rng::new(seed);
+            let (lda, ldb, ldc) = (k + extra, k + 2 * extra, n + extra);
+            let a: Vec<f32> = (0..m * lda).map(|_| rng.normal()).collect();
+            let b: Vec<f32> = (0..n * ldb).map(|_| rng.normal()).collect();
+            let c0: Vec<f32> = (0..m * ldc).map(|_| rng.normal()).collect();
+            let mut bt = vec![f32::NAN; transposed_len(n, k)];
+            pack_transposed(&b, n, k, ldb, &mut bt);
+            let mut c = c0.clone();
+            gemm_nt_acc(m, n, k, &a, lda, &bt, &mut c, ldc);
+            for i in 0..m {
+                for j in 0..ldc {
+                    let got = c[i * ldc + j];
+                    if j < n {
+                        let w = c0[i * ldc + j] as f64
+                            + (0..k).map(|l| a[i * lda + l] as f64 * b[j * ldb + l] as f64).sum::<f64>();
+                        prop_assert!((got as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()) * (k as f64).sqrt().max(1.0),
+                                     "c[{i}][{j}] = {got}, want {w}");
+                    } else {
+                        prop_assert!(got == c0[i * ldc + j], "c[{i}][{j}] past n was written");
                     }
                 }
             }
