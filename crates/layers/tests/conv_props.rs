@@ -205,21 +205,19 @@ proptest! {
         check_layer(&g, ConvAlgorithm::Winograd, bias, relu, seed)?;
     }
 
-    /// `Auto` mixes algorithms by pass: Winograd forward and input gradient from 16
-    /// channels, the weight gradient by Winograd from 64 input channels, else direct or
-    /// im2col + GEMM.
+    /// `Auto` picks Winograd for every pass from 16 channels; the layer's chunks and
+    /// passes of tiles split these batches unevenly.
     #[test]
-    fn auto_mixed_passes_match_reference(wide_in in any::<bool>(), cout in 16usize..=19, p in 0usize..=2,
-                                         batch in 1usize..=2, h in 1usize..=13, w in 1usize..=13,
-                                         relu in any::<bool>(), seed in any::<u64>()) {
-        let cin = if wide_in { 64 } else { 16 };
+    fn auto_winograd_matches_reference(wide_in in any::<bool>(), cout in 16usize..=19, p in 0usize..=2,
+                                       batch in 1usize..=5, h in 1usize..=13, w in 1usize..=13,
+                                       relu in any::<bool>(), seed in any::<u64>()) {
+        let cin = if wide_in { 33 } else { 16 };
         let g = ConvGeometry { batch, in_channels: cin, height: h, width: w, out_channels: cout,
                                kernel: Pair(3, 3), stride: Pair(1, 1), padding: Pair(p, p),
                                dilation: Pair(1, 1), groups: 1 };
         prop_assume!(g.validate().is_ok());
         prop_assert!(ConvAlgorithm::Auto.choose(&g) == ConvAlgorithm::Winograd);
-        let w_algo = ConvAlgorithm::Auto.choose_weight_grad(&g);
-        prop_assert!((w_algo == ConvAlgorithm::Winograd) == wide_in, "{w_algo:?}");
+        prop_assert!(ConvAlgorithm::Auto.choose_weight_grad(&g) == ConvAlgorithm::Winograd);
         check_layer(&g, ConvAlgorithm::Auto, true, relu, seed)?;
     }
 

@@ -74,16 +74,18 @@ impl ConvAlgorithm {
         }
     }
 
-    /// The algorithm for the weight gradient. `Auto` takes Winograd from 64 input channels
-    /// (200-271 GFLOP/s against 138-184 for the better of the others), the direct kernel
-    /// for outputs at least 12 wide (32 channels at 16x16: direct 189 against Winograd 160;
-    /// on 8x8 outputs the direct kernel's per-weight horizontal sums cost more than GEMM's
-    /// packing), im2col + GEMM otherwise.
+    /// The algorithm for the weight gradient. `Auto` takes Winograd where it takes it for
+    /// the forward pass (weight gradient 210-280 GFLOP/s on the four deeper shapes against
+    /// 159-194 for the direct kernel), the direct kernel for outputs at least 12 wide
+    /// otherwise (the first layer: 64-74 against Winograd's 36; on 8x8 outputs the direct
+    /// kernel's per-weight horizontal sums cost more than GEMM's packing), im2col + GEMM
+    /// for the rest.
     pub fn choose_weight_grad(self, g: &ConvGeometry) -> ConvAlgorithm {
-        let (wino, direct) = (Self::winograd_applies(g), Self::direct_applies(g));
+        let direct = Self::direct_applies(g);
         match self {
-            ConvAlgorithm::Winograd if wino => ConvAlgorithm::Winograd,
-            ConvAlgorithm::Auto if wino && g.in_channels >= 64 && g.out_channels >= 16 => {
+            ConvAlgorithm::Auto | ConvAlgorithm::Winograd
+                if self.choose(g) == ConvAlgorithm::Winograd =>
+            {
                 ConvAlgorithm::Winograd
             }
             ConvAlgorithm::Direct3x3 if direct => ConvAlgorithm::Direct3x3,
