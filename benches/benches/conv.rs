@@ -1,7 +1,8 @@
 //! Conv2d forward and forward+backward GFLOP/s (criterion shows FLOP/s as elem/s) on the
 //! five CIFAR-sized 3x3 shapes of `torch_bench.py convbench` (N = 64, stride 1, pad 1), at
 //! 2 threads. FLOPs = 2*N*Cout*Ho*Wo*Cin*k*k forward; forward+backward counts 3x.
-//! `EMBER_CONV_ALGOS=1` also times each algorithm forced (im2col + GEMM, direct 3x3):
+//! `EMBER_CONV_ALGOS=1` also times each algorithm forced (im2col + GEMM, direct 3x3,
+//! Winograd):
 //! the measurement behind `ConvAlgorithm::choose`. `EMBER_BENCH_QUICK=1` shortens runs.
 #![allow(missing_docs)]
 

@@ -1,6 +1,8 @@
 //! A quick, noise-robust timing of each conv algorithm on the five benchmark shapes (best
 //! of several runs, GFLOP/s). Ignored by default: `cargo test -p ember-layers --release
-//! --test conv_speed -- --ignored --nocapture`. The criterion bench is the real measure.
+//! --test conv_speed -- --ignored --nocapture`; `EMBER_ALGOS=direct,winograd` picks
+//! algorithms, `EMBER_THREADS=1 EMBER_CPU_TIME=1` times CPU time on one thread. The
+//! criterion bench is the real measure.
 
 use std::time::Instant;
 

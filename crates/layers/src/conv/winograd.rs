@@ -2,15 +2,17 @@
 //! weight gradient with 16 multiplies per 2x2 output tile instead of 36.
 //!
 //! The output is cut into 2x2 tiles, each reading a 4x4 input tile (tiles overlap by two).
-//! With `B^T`, `G`, `A^T` the F(2, 3) matrices of Lavin & Gray, a tile's output is
-//! `A^T [(G g G^T) ⊙ (B^T d B)] A`. Summed over input channels the element-wise product
+//! With the F(2, 3) matrices of Lavin & Gray, `B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0;
+//! 0 1 0 -1]`, `G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1]` and `A^T = [1 1 1 0; 0 1 -1 -1]`, a
+//! tile's output is `A^T [(G g G^T) ⊙ (B^T d B)] A` for the 3x3 kernel `g` and the 4x4
+//! input tile `d`. Summed over input channels the element-wise product
 //! becomes, for each of the 16 tile positions, one matrix product over channels:
 //! `M[pos] (cout x T) = U[pos] (cout x cin) · V[pos] (cin x T)` for `T` tiles. The
 //! backward pass uses the same products transposed: `dV[pos] = U[pos]^T dM[pos]` and
 //! `dU[pos] = dM[pos] V[pos]^T`, with `dM = A dY A^T` per tile.
 //!
-//! Layouts: `U` is `[16][cout][cin]` packed for [`panel_gemm`](super::panel_gemm), `V` / `dV`
-//! `[16][cin][T]`, `M` / `dM` `[16][cout][T]` with `T` = [`WinogradTiles::columns`],
+//! Layouts: `U` is `[16][cout][cin]` packed for [`panel_gemm`](super::panel_gemm()),
+//! `V` / `dV` `[16][cin][T]`, `M` / `dM` `[16][cout][T]` with `T` = [`WinogradTiles::columns`],
 //! the 16 planes [`winograd_plane`] apart (buffers of [`winograd_len`] elements),
 //! tile `t = image * tiles_per_image + ty * tiles_w + tx`. Tiles that run past the output
 //! (odd output sizes) compute values that are not stored, and their gradient is zero.
@@ -134,9 +136,9 @@ pub fn winograd_weights_len(cout: usize, cin: usize, adjoint: bool) -> usize {
 }
 
 /// Transforms an OIHW `[cout, cin, 3, 3]` weight into `U = G g G^T`, each position's
-/// matrix packed for [`panel_gemm`]: `cout x cin` for the forward pass, or with `adjoint`
-/// its transpose `cin x cout` for the input gradient. Planes [`winograd_plane`] of the
-/// packed length apart. Panics if a slice is too short.
+/// matrix packed for [`panel_gemm`](super::panel_gemm()): `cout x cin` for the forward
+/// pass, or with `adjoint` its transpose `cin x cout` for the input gradient. Planes
+/// [`winograd_plane`] of the packed length apart. Panics if a slice is too short.
 pub fn winograd_weights(weight: &[f32], cout: usize, cin: usize, adjoint: bool, u: &mut [f32]) {
     let len = cout * cin;
     assert!(
