@@ -392,3 +392,62 @@ fn batched_weight_gradient_runs_and_tails_match_reference() {
         }
     }
 }
+
+/// The measured rule: Winograd from 16 channels on outputs up to 64x64, the direct kernel
+/// for the 3-channel first layer and for larger images, im2col + GEMM off 3x3 stride 1.
+#[test]
+fn auto_rule_by_shape() {
+    let g = |cin: usize, hw: usize, cout: usize, k: usize, s: usize| ConvGeometry {
+        batch: 1,
+        in_channels: cin,
+        height: hw,
+        width: hw,
+        out_channels: cout,
+        kernel: Pair(k, k),
+        stride: Pair(s, s),
+        padding: Pair(1, 1),
+        dilation: Pair(1, 1),
+        groups: 1,
+    };
+    let auto = ConvAlgorithm::Auto;
+    for (geom, fwd, wgrad) in [
+        (
+            g(3, 32, 32, 3, 1),
+            ConvAlgorithm::Direct3x3,
+            ConvAlgorithm::Direct3x3,
+        ),
+        (
+            g(32, 16, 64, 3, 1),
+            ConvAlgorithm::Winograd,
+            ConvAlgorithm::Winograd,
+        ),
+        (
+            g(256, 8, 256, 3, 1),
+            ConvAlgorithm::Winograd,
+            ConvAlgorithm::Winograd,
+        ),
+        (
+            g(32, 64, 32, 3, 1),
+            ConvAlgorithm::Winograd,
+            ConvAlgorithm::Winograd,
+        ),
+        (
+            g(32, 65, 32, 3, 1),
+            ConvAlgorithm::Direct3x3,
+            ConvAlgorithm::Direct3x3,
+        ),
+        (
+            g(8, 8, 8, 3, 1),
+            ConvAlgorithm::Direct3x3,
+            ConvAlgorithm::Im2colGemm,
+        ),
+        (
+            g(32, 16, 64, 3, 2),
+            ConvAlgorithm::Im2colGemm,
+            ConvAlgorithm::Im2colGemm,
+        ),
+    ] {
+        assert_eq!(auto.choose(&geom), fwd, "{geom:?}");
+        assert_eq!(auto.choose_weight_grad(&geom), wgrad, "{geom:?}");
+    }
+}

@@ -62,16 +62,21 @@ impl ConvAlgorithm {
     pub fn choose(self, g: &ConvGeometry) -> ConvAlgorithm {
         match self {
             ConvAlgorithm::Winograd if Self::winograd_applies(g) => ConvAlgorithm::Winograd,
-            ConvAlgorithm::Auto
-                if Self::winograd_applies(g) && g.in_channels >= 16 && g.out_channels >= 16 =>
-            {
-                ConvAlgorithm::Winograd
-            }
+            ConvAlgorithm::Auto if Self::winograd_wins(g) => ConvAlgorithm::Winograd,
             ConvAlgorithm::Auto | ConvAlgorithm::Direct3x3 if Self::direct_applies(g) => {
                 ConvAlgorithm::Direct3x3
             }
             _ => ConvAlgorithm::Im2colGemm,
         }
+    }
+
+    /// Where `Auto` takes Winograd: at least 16 channels in and out, and outputs of at most
+    /// 64x64 (a pass holds at least one whole image's tiles, so larger images would make
+    /// its buffers large; they take the direct kernel).
+    fn winograd_wins(g: &ConvGeometry) -> bool {
+        let small = WinogradTiles::new(g.height, g.width, g.padding)
+            .is_some_and(|t| t.per_image() <= 32 * 32);
+        Self::winograd_applies(g) && small && g.in_channels >= 16 && g.out_channels >= 16
     }
 
     /// The algorithm for the weight gradient. `Auto` takes Winograd where it takes it for
