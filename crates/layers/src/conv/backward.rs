@@ -52,18 +52,17 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
         return;
     }
     // The input gradient follows the forward pass's algorithm; the weight gradient has its own.
-    let gx_algo = conv.algorithm.choose(&g);
-    let w_algo = conv.algorithm.choose_weight_grad(&g);
-    let is = |a: ConvAlgorithm, want: ConvAlgorithm| a == want;
+    let gx_is = |a: ConvAlgorithm| need_input_grad && conv.algorithm.choose(&g) == a;
+    let w_is = |a: ConvAlgorithm| conv.algorithm.choose_weight_grad(&g) == a;
     let (wino_gx, direct_gx, im2col_gx) = (
-        need_input_grad && is(gx_algo, ConvAlgorithm::Winograd),
-        need_input_grad && is(gx_algo, ConvAlgorithm::Direct3x3),
-        need_input_grad && is(gx_algo, ConvAlgorithm::Im2colGemm),
+        gx_is(ConvAlgorithm::Winograd),
+        gx_is(ConvAlgorithm::Direct3x3),
+        gx_is(ConvAlgorithm::Im2colGemm),
     );
     let (wino_w, direct_w, im2col_w) = (
-        is(w_algo, ConvAlgorithm::Winograd),
-        is(w_algo, ConvAlgorithm::Direct3x3),
-        is(w_algo, ConvAlgorithm::Im2colGemm),
+        w_is(ConvAlgorithm::Winograd),
+        w_is(ConvAlgorithm::Direct3x3),
+        w_is(ConvAlgorithm::Im2colGemm),
     );
     let ulen = winograd_len(g.out_channels * g.in_channels);
     let tiles = WinogradTiles::new(g.height, g.width, g.padding);
