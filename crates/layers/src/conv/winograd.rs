@@ -317,11 +317,17 @@ pub fn winograd_output(
             }
             let add = bias.map_or(0.0, |b| b[co]);
             let yc = &mut y[(n * cout + co) * ho * wo..][..ho * wo];
+            let finish = |v: f32| if relu { (v + add).max(0.0) } else { v + add };
             for (oy, yrow) in yc.chunks_exact_mut(wo).enumerate() {
-                let src = &out[(oy % 2) * 2 * per + (oy / 2) * tw..];
-                for (ox, dst) in yrow.iter_mut().enumerate() {
-                    let val = src[(ox % 2) * per + ox / 2] + add;
-                    *dst = if relu { val.max(0.0) } else { val };
+                // out(a, 0) to the even columns, out(a, 1) to the odd ones.
+                let at = (oy % 2) * 2 * per + (oy / 2) * tw;
+                let (s0, s1) = (&out[at..at + tw], &out[at + per..at + per + tw]);
+                let mut pairs = yrow.chunks_exact_mut(2);
+                for ((pair, &e), &o) in (&mut pairs).zip(s0).zip(s1) {
+                    (pair[0], pair[1]) = (finish(e), finish(o));
+                }
+                if let [last] = pairs.into_remainder() {
+                    *last = finish(s0[tw - 1]);
                 }
             }
         }
@@ -359,9 +365,16 @@ pub fn winograd_grad_output(
         for co in 0..cout {
             let gc = &gy[(n * cout + co) * ho * wo..][..ho * wo];
             for (oy, grow) in gc.chunks_exact(wo).enumerate() {
+                // Even columns to d(a, 0), odd ones to d(a, 1), a pair per tile.
                 let at = (oy % 2) * 2 * per + (oy / 2) * tw;
-                for (ox, &g) in grow.iter().enumerate() {
-                    d[at + (ox % 2) * per + ox / 2] = g;
+                let (d0, d1) = d[at..].split_at_mut(per);
+                let (d0, d1) = (&mut d0[..tw], &mut d1[..tw]);
+                let pairs = grow.chunks_exact(2);
+                if let [last] = pairs.remainder() {
+                    d0[tw - 1] = *last;
+                }
+                for ((e, o), pair) in d0.iter_mut().zip(d1.iter_mut()).zip(pairs) {
+                    (*e, *o) = (pair[0], pair[1]);
                 }
             }
             let dp = |a: usize, b: usize| &d[(a * 2 + b) * per..][..per];
