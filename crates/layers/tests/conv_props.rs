@@ -27,6 +27,28 @@ fn to32(v: &[f64]) -> Vec<f32> {
     v.iter().map(|&x| x as f32).collect()
 }
 
+/// A 3x3, stride-1, one-group convolution of `batch` images `cin x h x w` to `cout` channels.
+fn conv3x3(
+    batch: usize,
+    cin: usize,
+    (h, w): (usize, usize),
+    cout: usize,
+    pad: Pair,
+) -> ConvGeometry {
+    ConvGeometry {
+        batch,
+        in_channels: cin,
+        height: h,
+        width: w,
+        out_channels: cout,
+        kernel: Pair(3, 3),
+        stride: Pair(1, 1),
+        padding: pad,
+        dilation: Pair(1, 1),
+        groups: 1,
+    }
+}
+
 prop_compose! {
     fn geometry()(groups in 1usize..=3, cig in 1usize..=3, cog in 1usize..=3,
                   kh in 1usize..=3, kw in 1usize..=3, sh in 1usize..=3, sw in 1usize..=2,
@@ -44,10 +66,7 @@ prop_compose! {
     /// 3x3 stride-1 shapes the direct kernel covers, with odd sizes and channel tails.
     fn direct_geometry()(cin in 1usize..=9, cout in 1usize..=11, p in 0usize..=2, q in 0usize..=2,
                          batch in 1usize..=3, h in 1usize..=13, w in 1usize..=29) -> ConvGeometry {
-        ConvGeometry {
-            batch, in_channels: cin, height: h, width: w, out_channels: cout,
-            kernel: Pair(3, 3), stride: Pair(1, 1), padding: Pair(p, q), dilation: Pair(1, 1), groups: 1,
-        }
+        conv3x3(batch, cin, (h, w), cout, Pair(p, q))
     }
 }
 
@@ -183,9 +202,7 @@ proptest! {
     fn batch_chunks_match_reference(batch in 5usize..=19, cin in 1usize..=3, cout in 1usize..=5,
                                     h in 3usize..=8, w in 3usize..=10, algo in 0usize..3,
                                     threads in 1usize..=3, seed in any::<u64>()) {
-        let g = ConvGeometry { batch, in_channels: cin, height: h, width: w, out_channels: cout,
-                               kernel: Pair(3, 3), stride: Pair(1, 1), padding: Pair(1, 1),
-                               dilation: Pair(1, 1), groups: 1 };
+        let g = conv3x3(batch, cin, (h, w), cout, Pair(1, 1));
         let algo = [ConvAlgorithm::Direct3x3, ConvAlgorithm::Im2colGemm, ConvAlgorithm::Winograd][algo];
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| check_layer(&g, algo, true, seed % 2 == 0, seed))?;
@@ -197,9 +214,7 @@ proptest! {
     fn winograd_layer_matches_reference(cin in 1usize..=9, cout in 1usize..=11, p in 0usize..=3, q in 0usize..=3,
                                         batch in 1usize..=3, h in 1usize..=13, w in 1usize..=15,
                                         bias in any::<bool>(), relu in any::<bool>(), seed in any::<u64>()) {
-        let g = ConvGeometry { batch, in_channels: cin, height: h, width: w, out_channels: cout,
-                               kernel: Pair(3, 3), stride: Pair(1, 1), padding: Pair(p, q),
-                               dilation: Pair(1, 1), groups: 1 };
+        let g = conv3x3(batch, cin, (h, w), cout, Pair(p, q));
         prop_assume!(g.validate().is_ok());
         prop_assert!(ConvAlgorithm::Winograd.choose(&g) == ConvAlgorithm::Winograd);
         check_layer(&g, ConvAlgorithm::Winograd, bias, relu, seed)?;
@@ -212,9 +227,7 @@ proptest! {
                                        batch in 1usize..=5, h in 1usize..=13, w in 1usize..=13,
                                        relu in any::<bool>(), seed in any::<u64>()) {
         let cin = if wide_in { 33 } else { 16 };
-        let g = ConvGeometry { batch, in_channels: cin, height: h, width: w, out_channels: cout,
-                               kernel: Pair(3, 3), stride: Pair(1, 1), padding: Pair(p, p),
-                               dilation: Pair(1, 1), groups: 1 };
+        let g = conv3x3(batch, cin, (h, w), cout, Pair(p, p));
         prop_assume!(g.validate().is_ok());
         prop_assert!(ConvAlgorithm::Auto.choose(&g) == ConvAlgorithm::Winograd);
         prop_assert!(ConvAlgorithm::Auto.choose_weight_grad(&g) == ConvAlgorithm::Winograd);
@@ -321,18 +334,7 @@ proptest! {
 #[test]
 fn benchmark_shapes_match_reference() {
     for (cin, hw, cout) in [(3, 32, 32), (32, 16, 64), (64, 8, 128), (256, 8, 256)] {
-        let g = ConvGeometry {
-            batch: 2,
-            in_channels: cin,
-            height: hw,
-            width: hw,
-            out_channels: cout,
-            kernel: Pair(3, 3),
-            stride: Pair(1, 1),
-            padding: Pair(1, 1),
-            dilation: Pair(1, 1),
-            groups: 1,
-        };
+        let g = conv3x3(2, cin, (hw, hw), cout, Pair(1, 1));
         for algo in [
             ConvAlgorithm::Auto,
             ConvAlgorithm::Im2colGemm,
@@ -397,55 +399,25 @@ fn batched_weight_gradient_runs_and_tails_match_reference() {
 /// for the 3-channel first layer and for larger images, im2col + GEMM off 3x3 stride 1.
 #[test]
 fn auto_rule_by_shape() {
-    let g = |cin: usize, hw: usize, cout: usize, k: usize, s: usize| ConvGeometry {
-        batch: 1,
-        in_channels: cin,
-        height: hw,
-        width: hw,
-        out_channels: cout,
-        kernel: Pair(k, k),
-        stride: Pair(s, s),
-        padding: Pair(1, 1),
-        dilation: Pair(1, 1),
-        groups: 1,
+    let g = |cin: usize, hw: usize, cout: usize| conv3x3(1, cin, (hw, hw), cout, Pair(1, 1));
+    let strided = ConvGeometry {
+        stride: Pair(2, 2),
+        ..g(32, 16, 64)
     };
     let auto = ConvAlgorithm::Auto;
+    let (direct, wino, gemm) = (
+        ConvAlgorithm::Direct3x3,
+        ConvAlgorithm::Winograd,
+        ConvAlgorithm::Im2colGemm,
+    );
     for (geom, fwd, wgrad) in [
-        (
-            g(3, 32, 32, 3, 1),
-            ConvAlgorithm::Direct3x3,
-            ConvAlgorithm::Direct3x3,
-        ),
-        (
-            g(32, 16, 64, 3, 1),
-            ConvAlgorithm::Winograd,
-            ConvAlgorithm::Winograd,
-        ),
-        (
-            g(256, 8, 256, 3, 1),
-            ConvAlgorithm::Winograd,
-            ConvAlgorithm::Winograd,
-        ),
-        (
-            g(32, 64, 32, 3, 1),
-            ConvAlgorithm::Winograd,
-            ConvAlgorithm::Winograd,
-        ),
-        (
-            g(32, 65, 32, 3, 1),
-            ConvAlgorithm::Direct3x3,
-            ConvAlgorithm::Direct3x3,
-        ),
-        (
-            g(8, 8, 8, 3, 1),
-            ConvAlgorithm::Direct3x3,
-            ConvAlgorithm::Im2colGemm,
-        ),
-        (
-            g(32, 16, 64, 3, 2),
-            ConvAlgorithm::Im2colGemm,
-            ConvAlgorithm::Im2colGemm,
-        ),
+        (g(3, 32, 32), direct, direct),
+        (g(32, 16, 64), wino, wino),
+        (g(256, 8, 256), wino, wino),
+        (g(32, 64, 32), wino, wino),
+        (g(32, 65, 32), direct, direct),
+        (g(8, 8, 8), direct, gemm),
+        (strided, gemm, gemm),
     ] {
         assert_eq!(auto.choose(&geom), fwd, "{geom:?}");
         assert_eq!(auto.choose_weight_grad(&geom), wgrad, "{geom:?}");

@@ -108,13 +108,13 @@ pub(super) fn backward(conv: &mut Conv2d, x: &Tensor, grad_out: &Tensor, need_in
             grad_bias,
             packed_b,
         } = s;
-        let gw = grow(grad_weight, wlen);
+        // The chunk's weight-gradient sums: transformed for Winograd, OIHW for the others.
+        let (gw_len, du_len) = if wino_w { (0, ulen) } else { (wlen, 0) };
+        let gw = grow(grad_weight, gw_len);
         gw.fill(0.0);
+        grow(wgrad, du_len).fill(0.0);
         let gb = grow(grad_bias, g.out_channels);
         gb.fill(0.0);
-        if wino_w {
-            grow(wgrad, ulen).fill(0.0);
-        }
         let first = c * chunk;
         let count = chunk.min(n - first);
         for group in (0..count).step_by(group_len) {

@@ -87,6 +87,14 @@ impl WinogradTiles {
         (blocks | 1) * PANEL_N
     }
 
+    /// The row length `T` and plane distance of a transformed buffer of `rows` rows for
+    /// `images` images, checking that `len` holds it (panics naming `what` otherwise).
+    fn planes(&self, images: usize, rows: usize, len: usize, what: &str) -> (usize, usize) {
+        let stride = self.columns(images);
+        assert!(len >= winograd_len(rows * stride), "{what} too short");
+        (stride, winograd_plane(rows * stride))
+    }
+
     /// Width of a padded input row covering every tile: `2 * tw + 2`.
     fn row_len(&self) -> usize {
         2 * self.tw + 2
@@ -226,16 +234,11 @@ pub fn winograd_input(
 ) {
     let (h, w, th, tw) = (tiles.h, tiles.w, tiles.th, tiles.tw);
     let per = tiles.per_image();
-    let stride = tiles.columns(images);
     assert!(
         x.len() >= images * cin * h * w,
         "winograd_input: x too short"
     );
-    assert!(
-        v.len() >= winograd_len(cin * stride),
-        "winograd_input: v too short"
-    );
-    let ps = winograd_plane(cin * stride);
+    let (stride, ps) = tiles.planes(images, cin, v.len(), "winograd_input: v");
     let rl = tiles.row_len();
     let hlen = (th + 1) * tw;
     let (row, hs) = scratch[..rl + 8 * hlen].split_at_mut(rl);
@@ -288,16 +291,11 @@ pub fn winograd_output(
     y: &mut [f32],
 ) {
     let (ho, wo, tw, per) = (tiles.ho, tiles.wo, tiles.tw, tiles.per_image());
-    let stride = tiles.columns(images);
-    assert!(
-        m.len() >= winograd_len(cout * stride),
-        "winograd_output: m too short"
-    );
+    let (stride, ps) = tiles.planes(images, cout, m.len(), "winograd_output: m");
     assert!(
         y.len() >= images * cout * ho * wo,
         "winograd_output: y too short"
     );
-    let ps = winograd_plane(cout * stride);
     // s[a][j]: A^T down column j (a = 0, 1); then out[a][b] along the rows.
     let (s, out) = scratch[..12 * per].split_at_mut(8 * per);
     for n in 0..images {
@@ -346,16 +344,11 @@ pub fn winograd_grad_output(
     dm: &mut [f32],
 ) {
     let (ho, wo, tw, per) = (tiles.ho, tiles.wo, tiles.tw, tiles.per_image());
-    let stride = tiles.columns(images);
     assert!(
         gy.len() >= images * cout * ho * wo,
         "winograd_grad_output: gy too short"
     );
-    assert!(
-        dm.len() >= winograd_len(cout * stride),
-        "winograd_grad_output: dm too short"
-    );
-    let ps = winograd_plane(cout * stride);
+    let (stride, ps) = tiles.planes(images, cout, dm.len(), "winograd_grad_output: dm");
     // d[a][b]: the tiles' 2x2 gradients by position; q[i][b]: A down the columns.
     let (d, q) = scratch[..12 * per].split_at_mut(4 * per);
     if ho % 2 == 1 || wo % 2 == 1 {
@@ -420,18 +413,13 @@ pub fn winograd_input_grad(
     gx: &mut [f32],
 ) {
     let (h, w, per) = (tiles.h, tiles.w, tiles.per_image());
-    let stride = tiles.columns(images);
-    assert!(
-        dv.len() >= winograd_len(cin * stride),
-        "winograd_input_grad: dv too short"
-    );
+    let (stride, ps) = tiles.planes(images, cin, dv.len(), "winograd_input_grad: dv");
     assert!(
         gx.len() >= images * cin * h * w,
         "winograd_input_grad: gx too short"
     );
     let rl = tiles.row_len();
     let plane = &mut scratch[..tiles.scratch_len()];
-    let plane_stride = winograd_plane(cin * stride);
     for n in 0..images {
         for ci in 0..cin {
             plane.fill(0.0);
@@ -439,7 +427,7 @@ pub fn winograd_input_grad(
             for ty in 0..tiles.th {
                 for tx in 0..tiles.tw {
                     let t = tbase + ty * tiles.tw + tx;
-                    let e = |p: usize| dv[p * plane_stride + t];
+                    let e = |p: usize| dv[p * ps + t];
                     let cols: [[f32; 4]; 4] =
                         std::array::from_fn(|j| b4([e(j), e(4 + j), e(8 + j), e(12 + j)]));
                     for a in 0..4 {
