@@ -169,7 +169,7 @@ pub fn bench_in(
             batch,
             infer_batch,
             threads: rayon::current_num_threads(),
-            simd: ember_tensor::simd::active_isa().to_string(),
+            simd: ember_tensor::simd::level().name().to_string(),
             train_images_per_s: (train_steps as usize * batch) as f64 / train_secs,
             infer_images_per_s: (infer_steps as usize * infer_batch) as f64 / infer_secs,
             train_steps,

@@ -7,9 +7,14 @@ use crate::error::Result;
 /// CPU features, kernel paths and threads, as text.
 pub fn machine_info() -> String {
     let mut s = format!("ember {}\n", env!("CARGO_PKG_VERSION"));
+    let levels: Vec<&str> = ember_tensor::simd::Level::available()
+        .iter()
+        .map(|l| l.name())
+        .collect();
     s += &format!(
-        "simd kernels: {} (compiled for this instruction set)\n",
-        ember_tensor::simd::active_isa()
+        "simd level: {} (chosen at run time from {}; EMBER_SIMD=portable|avx2|avx512 forces one)\n",
+        ember_tensor::simd::level(),
+        levels.join(", ")
     );
     #[cfg(target_arch = "x86_64")]
     {

@@ -1,7 +1,24 @@
-//! Every SIMD kernel against its scalar reference on awkward lengths and misaligned slices.
+//! Every SIMD kernel against its scalar reference on awkward lengths and misaligned slices,
+//! at every instruction-set level this CPU has.
 
-use ember_tensor::simd::{self, reference};
+use ember_tensor::simd::{self, Level, reference};
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+
+/// Runs `check` at every level this CPU has (the levels it lacks are noted once).
+fn at_every_level(check: impl Fn() -> Result<(), TestCaseError>) -> Result<(), TestCaseError> {
+    static NOTE: std::sync::Once = std::sync::Once::new();
+    NOTE.call_once(|| {
+        for l in Level::ALL.into_iter().filter(|l| !l.is_available()) {
+            eprintln!("note: this CPU lacks {l}: its kernels are not tested here");
+        }
+    });
+    for level in Level::available() {
+        simd::with_level(level, &check)
+            .map_err(|e| TestCaseError::fail(format!("at {level}: {e}")))?;
+    }
+    Ok(())
+}
 
 /// Lengths around the SIMD width and unroll factor, plus random ones.
 fn len() -> impl Strategy<Value = usize> {
@@ -30,69 +47,78 @@ proptest! {
 
     #[test]
     fn binary_and_fused_kernels_match_reference((a, b, c, off) in data(5000)) {
-        let (a, b, c) = (&a[off..], &b[off..], &c[off..]);
-        let n = a.len();
-        let (mut got, mut want) = (vec![0.0; n + off], vec![0.0; n]);
-        let got = &mut got[off..];
-        type Bin = fn(&[f32], &[f32], &mut [f32]);
-        let kernels: [(Bin, Bin); 3] = [(simd::add, reference::add), (simd::sub, reference::sub), (simd::mul, reference::mul)];
-        for (fast, slow) in kernels {
-            fast(a, b, got);
-            slow(a, b, &mut want);
+        at_every_level(|| {
+            let (a, b, c) = (&a[off..], &b[off..], &c[off..]);
+            let n = a.len();
+            let (mut got, mut want) = (vec![0.0; n + off], vec![0.0; n]);
+            let got = &mut got[off..];
+            type Bin = fn(&[f32], &[f32], &mut [f32]);
+            let kernels: [(Bin, Bin); 3] = [(simd::add, reference::add), (simd::sub, reference::sub), (simd::mul, reference::mul)];
+            for (fast, slow) in kernels {
+                fast(a, b, got);
+                slow(a, b, &mut want);
+                prop_assert_eq!(&*got, &want[..]);
+            }
+            simd::relu(a, got);
+            reference::relu(a, &mut want);
             prop_assert_eq!(&*got, &want[..]);
-        }
-        simd::relu(a, got);
-        reference::relu(a, &mut want);
-        prop_assert_eq!(&*got, &want[..]);
-        simd::relu_backward(a, b, got);
-        reference::relu_backward(a, b, &mut want);
-        prop_assert_eq!(&*got, &want[..]);
-        // Fused kernels round once: within one ulp-ish of the two-rounding reference.
-        simd::mul_add(a, b, c, got);
-        reference::mul_add(a, b, c, &mut want);
-        for (g, w) in got.iter().zip(&want) { prop_assert!(close(*g, *w, 1e-5), "{} vs {}", g, w); }
-        got.copy_from_slice(c);
-        want.copy_from_slice(c);
-        simd::axpy(0.37, a, got);
-        reference::axpy(0.37, a, &mut want);
-        for (g, w) in got.iter().zip(&want) { prop_assert!(close(*g, *w, 1e-5), "{} vs {}", g, w); }
-        got.copy_from_slice(c);
-        want.copy_from_slice(c);
-        simd::add_assign(got, a);
-        reference::add_assign(&mut want, a);
-        prop_assert_eq!(&*got, &want[..]);
-        simd::scale(got, -1.5);
-        reference::scale(&mut want, -1.5);
-        prop_assert_eq!(&*got, &want[..]);
+            simd::relu_backward(a, b, got);
+            reference::relu_backward(a, b, &mut want);
+            prop_assert_eq!(&*got, &want[..]);
+            // Fused kernels round once: within one ulp-ish of the two-rounding reference.
+            simd::mul_add(a, b, c, got);
+            reference::mul_add(a, b, c, &mut want);
+            for (g, w) in got.iter().zip(&want) { prop_assert!(close(*g, *w, 1e-5), "{} vs {}", g, w); }
+            got.copy_from_slice(c);
+            want.copy_from_slice(c);
+            simd::axpy(0.37, a, got);
+            reference::axpy(0.37, a, &mut want);
+            for (g, w) in got.iter().zip(&want) { prop_assert!(close(*g, *w, 1e-5), "{} vs {}", g, w); }
+            got.copy_from_slice(c);
+            want.copy_from_slice(c);
+            simd::add_assign(got, a);
+            reference::add_assign(&mut want, a);
+            prop_assert_eq!(&*got, &want[..]);
+            simd::scale(got, -1.5);
+            reference::scale(&mut want, -1.5);
+            prop_assert_eq!(&*got, &want[..]);
+            Ok(())
+        })?;
     }
 
     #[test]
     fn reductions_match_reference((a, b, _c, off) in data(5000)) {
-        let (a, b) = (&a[off..], &b[off..]);
-        // Summation order differs: bound the error by the magnitude summed.
-        let tol = |mag: f32| 1e-6 * (a.len() as f32 + 1.0) * (mag + 1.0);
-        let mag: f32 = a.iter().map(|x| x.abs()).sum();
-        prop_assert!((simd::sum(a) - reference::sum(a)).abs() <= tol(mag));
-        let magd: f32 = a.iter().zip(b).map(|(x, y)| (x * y).abs()).sum();
-        prop_assert!((simd::dot(a, b) - reference::dot(a, b)).abs() <= tol(magd));
-        let magsq: f32 = a.iter().map(|x| x * x).sum();
-        prop_assert!((simd::sq_norm(a) - reference::sq_norm(a)).abs() <= tol(magsq));
-        prop_assert_eq!(simd::max(a), reference::max(a));
+        at_every_level(|| {
+            let (a, b) = (&a[off..], &b[off..]);
+            // Summation order differs: bound the error by the magnitude summed.
+            let tol = |mag: f32| 1e-6 * (a.len() as f32 + 1.0) * (mag + 1.0);
+            let mag: f32 = a.iter().map(|x| x.abs()).sum();
+            prop_assert!((simd::sum(a) - reference::sum(a)).abs() <= tol(mag));
+            let magd: f32 = a.iter().zip(b).map(|(x, y)| (x * y).abs()).sum();
+            prop_assert!((simd::dot(a, b) - reference::dot(a, b)).abs() <= tol(magd));
+            let magsq: f32 = a.iter().map(|x| x * x).sum();
+            prop_assert!((simd::sq_norm(a) - reference::sq_norm(a)).abs() <= tol(magsq));
+            prop_assert_eq!(simd::max(a), reference::max(a));
+            Ok(())
+        })?;
     }
 
     #[test]
     fn row_kernels_match_reference(rows in 0usize..20, cols in 1usize..40, off in 0usize..8, seed in any::<u64>()) {
-        let mut rng = ember_tensor::Rng::new(seed);
-        let buf: Vec<f32> = (0..rows * cols + off).map(|_| rng.uniform(-50.0, 50.0)).collect();
-        let x = &buf[off..];
-        let (mut got, mut want) = (vec![0usize; rows], vec![0usize; rows]);
-        simd::argmax_rows(x, cols, &mut got);
-        reference::argmax_rows(x, cols, &mut want);
-        prop_assert_eq!(got, want);
-        let (mut got, mut want) = (vec![0.0f32; rows * cols], vec![0.0f32; rows * cols]);
-        simd::log_softmax_rows(x, cols, &mut got);
-        reference::log_softmax_rows(x, cols, &mut want);
-        for (g, w) in got.iter().zip(&want) { prop_assert!(close(*g, *w, 1e-5), "{} vs {}", g, w); }
+        at_every_level(|| {
+            let mut rng = ember_tensor::Rng::new(seed);
+            let buf: Vec<f32> = (0..rows * cols + off).map(|_| rng.uniform(-50.0, 50.0)).collect();
+            let x = &buf[off..];
+            let (mut got, mut want) = (vec![0usize; rows], vec![0usize; rows]);
+            simd::argmax_rows(x, cols, &mut got);
+            reference::argmax_rows(x, cols, &mut want);
+            prop_assert_eq!(got, want);
+            let (mut got, mut want) = (vec![0.0f32; rows * cols], vec![0.0f32; rows * cols]);
+            simd::log_softmax_rows(x, cols, &mut got);
+            reference::log_softmax_rows(x, cols, &mut want);
+            for (g, w) in got.iter().zip(&want) { prop_assert!(close(*g, *w, 1e-5), "{} vs {}", g, w); }
+            Ok(())
+        })?;
     }
 }
 
@@ -125,7 +151,8 @@ fn length_mismatch_names_both_lengths() {
 }
 
 #[test]
-fn cpu_check_passes_on_this_machine() {
-    assert!(simd::check_cpu().is_ok());
-    assert!(!simd::active_isa().is_empty());
+fn the_active_level_is_one_this_cpu_has() {
+    let level = simd::init().expect("EMBER_SIMD names a level this CPU has");
+    assert!(level.is_available());
+    assert_eq!(simd::level(), level);
 }

@@ -201,7 +201,7 @@ struct BenchArgs {
 }
 
 fn main() -> ExitCode {
-    if let Err(msg) = ember_tensor::simd::check_cpu() {
+    if let Err(msg) = ember_tensor::simd::init() {
         eprintln!("ember: {msg}");
         return ExitCode::from(2);
     }
