@@ -3,7 +3,22 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ember_tensor::Rng;
-use ember_tensor::gemm::{Op, gemm};
+use ember_tensor::gemm::{MatMut, MatRef, gemm};
+
+/// Whether an operand is used as stored or transposed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    N,
+    T,
+}
+
+/// The `rows x cols` operand stored as `op` says, rows packed.
+fn view(data: &[f32], op: Op, rows: usize, cols: usize) -> MatRef<'_> {
+    match op {
+        Op::N => MatRef::new(data, rows, cols, cols),
+        Op::T => MatRef::new(data, cols, rows, rows).t(),
+    }
+}
 
 /// (name, m, n, k, op_a, op_b): square sizes, then the im2col products of the five
 /// CIFAR-sized 3x3 conv layers in `torch_bench.py convbench` for a batch of 64
@@ -56,8 +71,6 @@ fn bench_gemm(c: &mut Criterion) {
         let a: Vec<f32> = (0..m * k).map(|_| rng.normal()).collect();
         let b: Vec<f32> = (0..k * n).map(|_| rng.normal()).collect();
         let mut out = vec![0.0f32; m * n];
-        let lda = if op_a == Op::N { k } else { m };
-        let ldb = if op_b == Op::N { n } else { k };
         group.throughput(Throughput::Elements((2 * m * n * k) as u64));
         for threads in [1, 2] {
             let pool = ember_benches::pool(threads);
@@ -67,7 +80,8 @@ fn bench_gemm(c: &mut Criterion) {
                 |bch, _| {
                     bch.iter(|| {
                         pool.install(|| {
-                            gemm(op_a, op_b, m, n, k, 1.0, &a, lda, &b, ldb, 0.0, &mut out, n)
+                            let (va, vb) = (view(&a, op_a, m, k), view(&b, op_b, k, n));
+                            gemm(1.0, va, vb, 0.0, MatMut::new(&mut out, m, n, n))
                         })
                     })
                 },

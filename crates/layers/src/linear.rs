@@ -1,6 +1,6 @@
 //! The fully connected `Linear` layer: `y = x W^T + b`.
 
-use ember_tensor::gemm::{Op, gemm};
+use ember_tensor::gemm::{MatMut, MatRef, gemm};
 use ember_tensor::{Rng, Shape, Tensor, init, simd};
 
 use crate::buffers::{Buffers, expect_shape, shape_or_panic};
@@ -87,20 +87,13 @@ impl Layer for Linear {
         let (n, k, m) = (shape.dim(0), self.in_features, self.out_features);
         let out = self.bufs.out_for(shape);
         let y = out.data_mut();
+        let w = MatRef::new(self.weight.value.data(), m, k, k);
         gemm(
-            Op::N,
-            Op::T,
-            n,
-            m,
-            k,
             1.0,
-            x.data(),
-            k,
-            self.weight.value.data(),
-            k,
+            MatRef::new(x.data(), n, k, k),
+            w.t(),
             0.0,
-            y,
-            m,
+            MatMut::new(y, n, m, m),
         );
         if let Some(b) = &self.bias {
             for row in y.chunks_exact_mut(m.max(1)) {
@@ -116,21 +109,9 @@ impl Layer for Linear {
         let (n, k, m) = (shape.dim(0), self.in_features, self.out_features);
         let g = grad_out.data();
         // dW += g^T x: [m, n] x [n, k].
-        gemm(
-            Op::T,
-            Op::N,
-            m,
-            k,
-            n,
-            1.0,
-            g,
-            m,
-            x.data(),
-            k,
-            1.0,
-            self.weight.grad.data_mut(),
-            k,
-        );
+        let (gv, xv) = (MatRef::new(g, n, m, m), MatRef::new(x.data(), n, k, k));
+        let dw = MatMut::new(self.weight.grad.data_mut(), m, k, k);
+        gemm(1.0, gv.t(), xv, 1.0, dw);
         if let Some(b) = &mut self.bias {
             let db = b.grad.data_mut();
             for row in g.chunks_exact(m.max(1)) {
@@ -142,21 +123,8 @@ impl Layer for Linear {
         }
         // dx = g W: [n, m] x [m, k].
         let dx = self.bufs.grad_for(x.shape());
-        gemm(
-            Op::N,
-            Op::N,
-            n,
-            k,
-            m,
-            1.0,
-            g,
-            m,
-            self.weight.value.data(),
-            k,
-            0.0,
-            dx.data_mut(),
-            k,
-        );
+        let w = MatRef::new(self.weight.value.data(), m, k, k);
+        gemm(1.0, gv, w, 0.0, MatMut::new(dx.data_mut(), n, k, k));
         dx
     }
 

@@ -13,15 +13,16 @@
 //! caller, as with slice indexing).
 //!
 //! ## Instruction sets
-//! See [`simd`] for how the AVX2 + FMA build is chosen and checked.
+//! The SIMD kernels pick AVX-512, AVX2 + FMA or a portable path at run time: see [`simd`].
 //!
 //! ```
-//! use ember_tensor::{gemm::{gemm, Op}, simd, Rng, Tensor};
+//! use ember_tensor::{gemm::{gemm, MatMut, MatRef}, simd, Rng, Tensor};
 //! let mut rng = Rng::new(0);
 //! let a = Tensor::normal([4, 8], 0.0, 1.0, &mut rng);
 //! let b = Tensor::normal([8, 3], 0.0, 1.0, &mut rng);
 //! let mut c = Tensor::zeros([4, 3]);
-//! gemm(Op::N, Op::N, 4, 3, 8, 1.0, a.data(), 8, b.data(), 3, 0.0, c.data_mut(), 3);
+//! let (va, vb) = (MatRef::new(a.data(), 4, 8, 8), MatRef::new(b.data(), 8, 3, 3));
+//! gemm(1.0, va, vb, 0.0, MatMut::new(c.data_mut(), 4, 3, 3));
 //! let mut out = Tensor::zeros([4, 3]);
 //! simd::relu(c.data(), out.data_mut());
 //! assert!(out.data().iter().all(|&x| x >= 0.0));

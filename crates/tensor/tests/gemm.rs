@@ -1,9 +1,24 @@
-//! GEMM against the naive triple loop: every op combination, degenerate sizes, padded
+//! GEMM against the naive triple loop: every transpose combination, degenerate sizes, padded
 //! leading dimensions, beta accumulation, and the parallel split.
 
 use ember_tensor::Rng;
-use ember_tensor::gemm::{Op, gemm, gemm_reference, gemm_serial};
+use ember_tensor::gemm::{MatMut, MatRef, gemm, gemm_reference, gemm_serial};
 use proptest::prelude::*;
+
+/// Whether an operand is used as stored or transposed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    N,
+    T,
+}
+
+/// The `rows x cols` operand stored as `op` says, rows `ld` apart.
+fn view(data: &[f32], op: Op, rows: usize, cols: usize, ld: usize) -> MatRef<'_> {
+    match op {
+        Op::N => MatRef::new(data, rows, cols, ld),
+        Op::T => MatRef::new(data, cols, rows, ld).t(),
+    }
+}
 
 fn dim() -> impl Strategy<Value = usize> {
     prop_oneof![
@@ -42,18 +57,13 @@ fn check(
     let b = fill(br * ldb);
     let c0 = fill(m * ldc);
     let (mut got, mut want) = (c0.clone(), c0.clone());
+    let (va, vb) = (view(&a, op_a, m, k, lda), view(&b, op_b, k, n, ldb));
     if serial {
-        gemm_serial(
-            op_a, op_b, m, n, k, alpha, &a, lda, &b, ldb, beta, &mut got, ldc,
-        );
+        gemm_serial(alpha, va, vb, beta, MatMut::new(&mut got, m, n, ldc));
     } else {
-        gemm(
-            op_a, op_b, m, n, k, alpha, &a, lda, &b, ldb, beta, &mut got, ldc,
-        );
+        gemm(alpha, va, vb, beta, MatMut::new(&mut got, m, n, ldc));
     }
-    gemm_reference(
-        op_a, op_b, m, n, k, alpha, &a, lda, &b, ldb, beta, &mut want, ldc,
-    );
+    gemm_reference(alpha, va, vb, beta, MatMut::new(&mut want, m, n, ldc));
     for i in 0..m {
         for j in 0..ldc {
             let (g, w) = (got[i * ldc + j], want[i * ldc + j]);
@@ -104,30 +114,30 @@ fn beta_zero_ignores_nan_in_c() {
     let a = [1.0; 4];
     let b = [1.0; 4];
     let mut c = [f32::NAN; 4];
-    gemm(Op::N, Op::N, 2, 2, 2, 1.0, &a, 2, &b, 2, 0.0, &mut c, 2);
+    let (va, vb) = (MatRef::new(&a, 2, 2, 2), MatRef::new(&b, 2, 2, 2));
+    gemm(1.0, va, vb, 0.0, MatMut::new(&mut c, 2, 2, 2));
     assert_eq!(c, [2.0; 4]);
     let mut c = [f32::NAN; 4];
-    gemm(Op::N, Op::N, 2, 2, 0, 1.0, &[], 0, &[], 2, 0.0, &mut c, 2);
+    let (va, vb) = (MatRef::new(&[], 2, 0, 0), MatRef::new(&[], 0, 2, 2));
+    gemm(1.0, va, vb, 0.0, MatMut::new(&mut c, 2, 2, 2));
     assert_eq!(c, [0.0; 4]);
 }
 
 #[test]
-#[should_panic(expected = "gemm: A has 3 elements, its 2x2x2 product needs 4")]
+#[should_panic(expected = "matrix view: 3 elements, a 2x2 matrix with rows 2 apart needs 4")]
 fn short_operand_panics_with_sizes() {
+    MatRef::new(&[1.0; 3], 2, 2, 2);
+}
+
+#[test]
+#[should_panic(expected = "gemm: shapes do not chain: A 2x3, B 2x2, C 2x2")]
+fn mismatched_shapes_panic_with_sizes() {
     let mut c = [0.0; 4];
     gemm(
-        Op::N,
-        Op::N,
-        2,
-        2,
-        2,
         1.0,
-        &[1.0; 3],
-        2,
-        &[1.0; 4],
-        2,
+        MatRef::new(&[1.0; 6], 2, 3, 3),
+        MatRef::new(&[1.0; 4], 2, 2, 2),
         0.0,
-        &mut c,
-        2,
+        MatMut::new(&mut c, 2, 2, 2),
     );
 }

@@ -9,8 +9,12 @@
 //! 12 accumulators, and each (channel, tap) step does 3 loads and 4 weight broadcasts for
 //! 12 FMAs. The same layout gives the weight gradient as dot products of contiguous runs.
 
+use ember_tensor::simd::Portable;
 use wide::f32x8;
 
+use super::ConvGeometry;
+use super::chunk::{BackwardImages, grow};
+use super::epilogue::Epilogue;
 use crate::Pair;
 
 /// Output channels per register tile; packed weights are padded to a multiple of it.
@@ -114,9 +118,9 @@ fn layout(h: usize, w: usize, pad: Pair) -> Layout {
     }
 }
 
-/// Scratch elements [`conv2d_direct_3x3`] needs for one image.
-pub fn direct_3x3_scratch_len(in_channels: usize, h: usize, w: usize, pad: Pair) -> usize {
-    in_channels * layout(h, w, pad).plane
+/// Scratch elements [`conv2d_direct_3x3`] needs for one image of `g`.
+pub fn direct_3x3_scratch_len(g: &ConvGeometry) -> usize {
+    g.in_channels * layout(g.height, g.width, g.padding).plane
 }
 
 #[inline(always)]
@@ -170,25 +174,21 @@ fn tile(
     acc
 }
 
-/// 3x3, stride 1, dilation 1 convolution of one image: `y[co][oy][ox] = bias[co] +
-/// sum over ci, ky, kx of w[co][ci][ky][kx] * x[ci][oy+ky-ph][ox+kx-pw]`, then ReLU if
-/// `relu`. `x` is `[in_channels, h, w]`, `packed` from [`pack_3x3_weights`], `y` is
-/// `[out_channels, h + 2ph - 2, w + 2pw - 2]` (overwritten), `scratch` at least
-/// [`direct_3x3_scratch_len`]. Panics if a slice is too short.
-#[allow(clippy::too_many_arguments)]
+/// 3x3, stride 1, dilation 1 convolution of one image of `g` (one group; `g.batch` is not
+/// used): `y[co][oy][ox] = sum over ci, ky, kx of w[co][ci][ky][kx] *
+/// x[ci][oy+ky-ph][ox+kx-pw]`, then the epilogue. `x` is `[in_channels, h, w]`, `packed` from
+/// [`pack_3x3_weights`], `y` is `[out_channels, h + 2ph - 2, w + 2pw - 2]` (overwritten),
+/// `scratch` at least [`direct_3x3_scratch_len`]. Panics if a slice is too short.
 pub fn conv2d_direct_3x3(
+    g: &ConvGeometry,
     x: &[f32],
-    in_channels: usize,
-    h: usize,
-    w: usize,
-    pad: Pair,
     packed: &[f32],
-    out_channels: usize,
-    bias: Option<&[f32]>,
-    relu: bool,
+    ep: Epilogue<'_>,
     scratch: &mut [f32],
     y: &mut [f32],
 ) {
+    let (in_channels, h, w, pad, out_channels) =
+        (g.in_channels, g.height, g.width, g.padding, g.out_channels);
     let l = layout(h, w, pad);
     let cin = in_channels;
     assert!(
@@ -245,15 +245,12 @@ pub fn conv2d_direct_3x3(
                 if co >= out_channels {
                     break;
                 }
-                let add = bias.map_or(0.0, |b| b[co]);
+                let e = ep.channel(co);
                 for (a, &(oy, vx)) in row.iter().zip(&pos).take(l.nv - v0) {
                     let ox = vx * 8;
                     let n = (l.wo - ox).min(8);
                     let dst = &mut y[(co * l.ho + oy) * l.wo + ox..][..n];
-                    let mut out = *a + f32x8::splat(add);
-                    if relu {
-                        out = out.max(f32x8::ZERO);
-                    }
+                    let out = e.apply_vec(Portable, *a);
                     if let Ok(full) = <&mut [f32; 8]>::try_from(&mut *dst) {
                         *full = out.to_array();
                     } else {
@@ -265,17 +262,12 @@ pub fn conv2d_direct_3x3(
     }
 }
 
-/// Scratch elements [`conv2d_direct_3x3_weight_grad`] needs for `images` images.
-pub fn direct_3x3_weight_grad_scratch_len(
-    images: usize,
-    in_channels: usize,
-    out_channels: usize,
-    h: usize,
-    w: usize,
-    pad: Pair,
-) -> usize {
-    let l = layout(h, w, pad);
-    images * (in_channels * l.plane + out_channels.div_ceil(BLOCK_CO) * BLOCK_CO * l.nv * 8)
+/// Scratch elements [`conv2d_direct_3x3_weight_grad`] needs for the `g.batch` images of `g`.
+pub fn direct_3x3_weight_grad_scratch_len(g: &ConvGeometry) -> usize {
+    let l = layout(g.height, g.width, g.padding);
+    let per_image =
+        g.in_channels * l.plane + g.out_channels.div_ceil(BLOCK_CO) * BLOCK_CO * l.nv * 8;
+    g.batch * per_image
 }
 
 /// How many images [`conv2d_direct_3x3_weight_grad`] should take per call: as many as
@@ -290,24 +282,27 @@ pub(super) fn weight_grad_images(h: usize, w: usize, pad: Pair) -> usize {
     (24 * 1024 / per_image.max(1)).clamp(1, 4)
 }
 
-/// Accumulates the weight gradient of a 3x3 stride-1 convolution over `images` images:
-/// `gw[co][ci][ky][kx] += sum over n, oy, ox of gy[n][co][oy][ox] * x[n][ci][oy+ky-ph][ox+kx-pw]`.
-/// `x` is `[images, in_channels, h, w]`, `gy` is `[images, out_channels, h+2ph-2, w+2pw-2]`,
-/// `gw` OIHW, `scratch` at least [`direct_3x3_weight_grad_scratch_len`]. Several images
-/// per call share each weight's final horizontal sum. Panics if a slice is too short.
-#[allow(clippy::too_many_arguments)]
+/// Accumulates the weight gradient of a 3x3 stride-1 convolution over the `g.batch` images
+/// of `g`: `gw[co][ci][ky][kx] += sum over n, oy, ox of gy[n][co][oy][ox] *
+/// x[n][ci][oy+ky-ph][ox+kx-pw]`. `x` is `[images, in_channels, h, w]`, `gy` is `[images,
+/// out_channels, h+2ph-2, w+2pw-2]`, `gw` OIHW, `scratch` at least
+/// [`direct_3x3_weight_grad_scratch_len`]. Several images per call share each weight's final
+/// horizontal sum. Panics if a slice is too short.
 pub fn conv2d_direct_3x3_weight_grad(
+    g: &ConvGeometry,
     x: &[f32],
-    images: usize,
-    in_channels: usize,
-    h: usize,
-    w: usize,
-    pad: Pair,
     gy: &[f32],
-    out_channels: usize,
     scratch: &mut [f32],
     gw: &mut [f32],
 ) {
+    let (images, in_channels, h, w, pad, out_channels) = (
+        g.batch,
+        g.in_channels,
+        g.height,
+        g.width,
+        g.padding,
+        g.out_channels,
+    );
     let l = layout(h, w, pad);
     let (cin, cout) = (in_channels, out_channels);
     let (in_item, out_item) = (cin * h * w, cout * l.ho * l.wo);
@@ -399,6 +394,92 @@ pub fn conv2d_direct_3x3_weight_grad(
             }
         }
     }
+}
+
+/// The direct kernel's workspace of a batch chunk.
+#[derive(Default)]
+pub(super) struct DirectScratch {
+    /// Zero-padded input planes (forward), or output-gradient planes (input gradient).
+    padded: Vec<f32>,
+    /// Padded inputs and cut output gradients of a weight-gradient call.
+    weight_grad: Vec<f32>,
+}
+
+/// Packs `w` (OIHW) for the forward pass into `packed`.
+pub(super) fn pack_forward(g: &ConvGeometry, w: &[f32], packed: &mut Vec<f32>) {
+    let (cout, cin) = (g.out_channels, g.in_channels);
+    pack_3x3_weights(w, cout, cin, grow(packed, packed_3x3_len(cout, cin)));
+}
+
+/// Packs `w` (OIHW) for the input gradient (the adjoint convolution) into `packed`.
+pub(super) fn pack_input_grad(g: &ConvGeometry, w: &[f32], packed: &mut Vec<f32>) {
+    let (cout, cin) = (g.out_channels, g.in_channels);
+    pack_3x3_weights_adjoint(w, cout, cin, grow(packed, packed_3x3_len(cin, cout)));
+}
+
+/// The input gradient of a 3x3 stride-1 convolution is a 3x3 stride-1 convolution of the
+/// output gradient with the flipped, transposed kernel and padding `2 - p`.
+fn adjoint(g: &ConvGeometry) -> ConvGeometry {
+    ConvGeometry {
+        in_channels: g.out_channels,
+        height: g.out_h(),
+        width: g.out_w(),
+        out_channels: g.in_channels,
+        padding: Pair(2 - g.padding.0, 2 - g.padding.1),
+        ..*g
+    }
+}
+
+/// Forward of consecutive images `xs` into `ys`, `packed` from [`pack_forward`].
+pub(super) fn forward(
+    g: &ConvGeometry,
+    xs: &[f32],
+    packed: &[f32],
+    ep: Epilogue<'_>,
+    ys: &mut [f32],
+    s: &mut DirectScratch,
+) {
+    let scratch = grow(&mut s.padded, direct_3x3_scratch_len(g));
+    for (x, y) in xs
+        .chunks_exact(g.in_item())
+        .zip(ys.chunks_exact_mut(g.out_item()))
+    {
+        conv2d_direct_3x3(g, x, packed, ep, scratch, y);
+    }
+}
+
+/// Backward of a group of images: adds their weight gradient to the OIHW `weight_sum`, and/or
+/// writes their input gradient to `gx` (`packed` from [`pack_input_grad`]).
+pub(super) fn backward(
+    b: &BackwardImages<'_>,
+    packed: &[f32],
+    s: &mut DirectScratch,
+    gx: Option<&mut [f32]>,
+    weight_sum: Option<&mut [f32]>,
+) {
+    let g = ConvGeometry {
+        batch: b.images,
+        ..*b.g
+    };
+    if let Some(sum) = weight_sum {
+        let scratch = grow(&mut s.weight_grad, direct_3x3_weight_grad_scratch_len(&g));
+        conv2d_direct_3x3_weight_grad(&g, b.x, b.gy, scratch, sum);
+    }
+    if let Some(gx) = gx {
+        let adj = adjoint(&g);
+        let scratch = grow(&mut s.padded, direct_3x3_scratch_len(&adj));
+        let pairs =
+            b.gy.chunks_exact(g.out_item())
+                .zip(gx.chunks_exact_mut(g.in_item()));
+        for (gy, gxi) in pairs {
+            conv2d_direct_3x3(&adj, gy, packed, Epilogue::NONE, scratch, gxi);
+        }
+    }
+}
+
+/// Images per backward call: see [`weight_grad_images`].
+pub(super) fn images_per_call(g: &ConvGeometry) -> usize {
+    weight_grad_images(g.height, g.width, g.padding)
 }
 
 /// `dst.copy_from_slice(src)` for the short rows of these kernels (a row of an image, the

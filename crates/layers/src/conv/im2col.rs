@@ -1,7 +1,14 @@
-//! im2col and col2im: unfold one image into the column matrix a GEMM multiplies, and fold
-//! column gradients back. Rows are ordered `(channel, ky, kx)` like an OIHW weight row.
+//! Convolution as im2col + GEMM, for every configuration (strides, dilation, groups): unfold
+//! an image into the column matrix a GEMM multiplies by the weights, and fold column
+//! gradients back (col2im). Rows are ordered `(channel, ky, kx)` like an OIHW weight row.
+//! 1x1 stride-1 convolutions multiply the input directly.
+
+use ember_tensor::gemm::{MatMut, MatRef, gemm_maybe_parallel};
 
 use super::ConvGeometry;
+use super::chunk::{BackwardImages, grow};
+use super::epilogue::Epilogue;
+use crate::Pair;
 
 /// The range of output columns `ox` whose input column `ox*s + k*d - p` lies in `0..w`.
 fn valid_range(w: usize, out: usize, s: usize, kd: usize, p: usize) -> (usize, usize) {
@@ -114,6 +121,102 @@ pub fn col2im(cols: &[f32], channels: usize, g: &ConvGeometry, x: &mut [f32]) {
                             dst[x0 + j * sw] += v;
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// The im2col workspace of a batch chunk.
+#[derive(Default)]
+pub(super) struct Im2colScratch {
+    /// The column matrix of one image and group, `[cin/g * kh * kw, ho * wo]`.
+    cols: Vec<f32>,
+    /// The gradient of that column matrix.
+    col_grad: Vec<f32>,
+}
+
+fn is_pointwise(g: &ConvGeometry) -> bool {
+    g.kernel == Pair(1, 1) && g.stride == Pair(1, 1) && g.padding == Pair(0, 0)
+}
+
+/// Group `gi`'s input columns of image `x`: the input itself for 1x1 stride-1
+/// convolutions, else its im2col unfolding in `cols`.
+fn columns<'a>(g: &ConvGeometry, x: &'a [f32], gi: usize, cols: &'a mut Vec<f32>) -> &'a [f32] {
+    let (cig, plane) = (g.in_per_group(), g.height * g.width);
+    let xg = &x[gi * cig * plane..(gi + 1) * cig * plane];
+    if is_pointwise(g) {
+        return xg;
+    }
+    let c = grow(cols, g.kernel_len() * g.out_h() * g.out_w());
+    im2col(xg, cig, g, c);
+    c
+}
+
+/// Forward of consecutive images `xs` into `ys`: per image and group `Y = W cols(X)`, then
+/// the epilogue. `w` is the OIHW weight.
+pub(super) fn forward(
+    g: &ConvGeometry,
+    xs: &[f32],
+    w: &[f32],
+    ep: Epilogue<'_>,
+    ys: &mut [f32],
+    s: &mut Im2colScratch,
+    par: bool,
+) {
+    let (p, cog, kl) = (g.out_h() * g.out_w(), g.out_per_group(), g.kernel_len());
+    for (x, y) in xs
+        .chunks_exact(g.in_item())
+        .zip(ys.chunks_exact_mut(g.out_item()))
+    {
+        for gi in 0..g.groups {
+            let b = MatRef::new(columns(g, x, gi, &mut s.cols), kl, p, p);
+            let wg = MatRef::new(&w[gi * cog * kl..], cog, kl, kl);
+            let yg = MatMut::new(&mut y[gi * cog * p..], cog, p, p);
+            gemm_maybe_parallel(par, 1.0, wg, b, 0.0, yg);
+        }
+        ep.apply_rows(y, p);
+    }
+}
+
+/// Backward of a group of images: adds `dY cols(X)^T` to the OIHW `weight_sum` and/or writes
+/// the input gradient `col2im(W^T dY)` to `gx`, per image and group.
+pub(super) fn backward(
+    b: &BackwardImages<'_>,
+    w: &[f32],
+    s: &mut Im2colScratch,
+    mut gx: Option<&mut [f32]>,
+    mut weight_sum: Option<&mut [f32]>,
+) {
+    let g = b.g;
+    let (p, cig, cog, kl) = (
+        g.out_h() * g.out_w(),
+        g.in_per_group(),
+        g.out_per_group(),
+        g.kernel_len(),
+    );
+    let plane = g.height * g.width;
+    for i in 0..b.images {
+        let x = &b.x[i * g.in_item()..][..g.in_item()];
+        let gy = &b.gy[i * g.out_item()..][..g.out_item()];
+        for gi in 0..g.groups {
+            let gyg = MatRef::new(&gy[gi * cog * p..], cog, p, p);
+            let wg = MatRef::new(&w[gi * cog * kl..], cog, kl, kl);
+            if let Some(sum) = weight_sum.as_deref_mut() {
+                let cols = MatRef::new(columns(g, x, gi, &mut s.cols), kl, p, p);
+                let sum = MatMut::new(&mut sum[gi * cog * kl..], cog, kl, kl);
+                gemm_maybe_parallel(b.par, 1.0, gyg, cols.t(), 1.0, sum);
+            }
+            if let Some(gx) = gx.as_deref_mut() {
+                let gxg = &mut gx[(i * g.in_channels + gi * cig) * plane..][..cig * plane];
+                if is_pointwise(g) {
+                    let out = MatMut::new(gxg, cig, p, p);
+                    gemm_maybe_parallel(b.par, 1.0, wg.t(), gyg, 0.0, out);
+                } else {
+                    let gc = grow(&mut s.col_grad, kl * p);
+                    gemm_maybe_parallel(b.par, 1.0, wg.t(), gyg, 0.0, MatMut::new(gc, kl, p, p));
+                    gxg.fill(0.0);
+                    col2im(gc, cig, g, gxg);
                 }
             }
         }

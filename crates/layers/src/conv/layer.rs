@@ -1,124 +1,18 @@
-//! The `Conv2d` layer: parameters, algorithm choice, forward and backward over a batch.
+//! The `Conv2d` layer: parameters, buffers, and the dispatch of each pass to the algorithm
+//! [`ConvAlgorithm`] chooses. Work is split over the batch with rayon, a few chunks per
+//! thread; each chunk owns a [`Workspace`]. Parameter gradients are per-chunk partial sums
+//! reduced at the end, so no two threads write the same memory.
 
-use ember_tensor::gemm::{Op, gemm, gemm_serial};
-use ember_tensor::{Rng, Shape, Tensor, init};
+use ember_tensor::{Rng, Shape, Tensor, init, simd};
 use rayon::prelude::*;
 
-use super::direct::{conv2d_direct_3x3, direct_3x3_scratch_len, pack_3x3_weights, packed_3x3_len};
-use super::panel_gemm::{panel_gemm, panel_len};
-use super::winograd::{
-    WINOGRAD_POSITIONS, WinogradTiles, winograd_input, winograd_len, winograd_output,
-    winograd_plane, winograd_weights, winograd_weights_len,
-};
-use super::{ConvGeometry, im2col};
+use super::chunk::{AlgorithmScratch, BackwardImages, Workspace, grow};
+use super::epilogue::Epilogue;
+use super::{ConvAlgorithm, ConvGeometry, direct, im2col, winograd};
 use crate::{Layer, LayerError, Mode, Pair, Param};
 
 /// The seed a freshly built layer's parameters are drawn from (before `reset_parameters`).
 const INIT_SEED: u64 = 0xC0_4E_2D;
-
-/// How a [`Conv2d`] computes its forward pass (and its input gradient).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConvAlgorithm {
-    /// Choose per shape by the measured rule in [`ConvAlgorithm::choose`].
-    Auto,
-    /// im2col + GEMM (any configuration).
-    Im2colGemm,
-    /// The direct 3x3 stride-1 SIMD kernel; falls back to im2col + GEMM for shapes it does
-    /// not cover (see [`ConvAlgorithm::direct_applies`]).
-    Direct3x3,
-    /// Winograd F(2x2, 3x3) for every pass; falls back to im2col + GEMM for shapes it does
-    /// not cover (see [`ConvAlgorithm::winograd_applies`]).
-    Winograd,
-}
-
-impl ConvAlgorithm {
-    /// Whether the direct kernel covers `g`: 3x3 kernel, stride 1, dilation 1, one group,
-    /// padding at most 2 (so that the input gradient is a direct 3x3 convolution too).
-    pub fn direct_applies(g: &ConvGeometry) -> bool {
-        g.kernel == Pair(3, 3)
-            && g.stride == Pair(1, 1)
-            && g.dilation == Pair(1, 1)
-            && g.groups == 1
-            && g.padding.0 <= 2
-            && g.padding.1 <= 2
-    }
-
-    /// Whether Winograd F(2x2, 3x3) covers `g`: 3x3 kernel, stride 1, dilation 1, one
-    /// group (any padding).
-    pub fn winograd_applies(g: &ConvGeometry) -> bool {
-        g.kernel == Pair(3, 3)
-            && g.stride == Pair(1, 1)
-            && g.dilation == Pair(1, 1)
-            && g.groups == 1
-            && WinogradTiles::new(g.height, g.width, g.padding).is_some()
-    }
-
-    /// The algorithm `Auto` resolves to for `g`'s forward pass and input gradient.
-    /// Measured (`tests/conv_speed.rs`, 2 threads, the five CIFAR-sized shapes): Winograd
-    /// wherever both channel counts are at least 16 (forward 248-354 GFLOP/s against
-    /// 189-215 for the direct kernel, input gradient 266-354 against 187-217); the direct
-    /// kernel for the 3-channel first layer (forward 142 against Winograd's 64) and wherever
-    /// it applies and Winograd does not; im2col + GEMM otherwise.
-    pub fn choose(self, g: &ConvGeometry) -> ConvAlgorithm {
-        match self {
-            ConvAlgorithm::Winograd if Self::winograd_applies(g) => ConvAlgorithm::Winograd,
-            ConvAlgorithm::Auto if Self::winograd_wins(g) => ConvAlgorithm::Winograd,
-            ConvAlgorithm::Auto | ConvAlgorithm::Direct3x3 if Self::direct_applies(g) => {
-                ConvAlgorithm::Direct3x3
-            }
-            _ => ConvAlgorithm::Im2colGemm,
-        }
-    }
-
-    /// Where `Auto` takes Winograd: at least 16 channels in and out, and outputs of at most
-    /// 64x64 (a pass holds at least one whole image's tiles, so larger images would make
-    /// its buffers large; they take the direct kernel).
-    fn winograd_wins(g: &ConvGeometry) -> bool {
-        let small = WinogradTiles::new(g.height, g.width, g.padding)
-            .is_some_and(|t| t.per_image() <= 32 * 32);
-        Self::winograd_applies(g) && small && g.in_channels >= 16 && g.out_channels >= 16
-    }
-
-    /// The algorithm for the weight gradient. `Auto` takes Winograd where it takes it for
-    /// the forward pass (weight gradient 210-280 GFLOP/s on the four deeper shapes against
-    /// 159-194 for the direct kernel), the direct kernel for outputs at least 12 wide
-    /// otherwise (the first layer: 64-74 against Winograd's 36; on 8x8 outputs the direct
-    /// kernel's per-weight horizontal sums cost more than GEMM's packing), im2col + GEMM
-    /// for the rest.
-    pub fn choose_weight_grad(self, g: &ConvGeometry) -> ConvAlgorithm {
-        let direct = Self::direct_applies(g);
-        match self {
-            ConvAlgorithm::Auto | ConvAlgorithm::Winograd
-                if self.choose(g) == ConvAlgorithm::Winograd =>
-            {
-                ConvAlgorithm::Winograd
-            }
-            ConvAlgorithm::Direct3x3 if direct => ConvAlgorithm::Direct3x3,
-            ConvAlgorithm::Auto if direct && g.out_w() >= 12 => ConvAlgorithm::Direct3x3,
-            _ => ConvAlgorithm::Im2colGemm,
-        }
-    }
-}
-
-/// Per-chunk workspace: each batch chunk runs on one thread and owns one of these.
-#[derive(Default)]
-pub(super) struct Scratch {
-    pub(super) cols: Vec<f32>,
-    pub(super) grad_cols: Vec<f32>,
-    pub(super) padded: Vec<f32>,
-    pub(super) masked: Vec<f32>,
-    pub(super) wgrad: Vec<f32>,
-    pub(super) grad_weight: Vec<f32>,
-    pub(super) grad_bias: Vec<f32>,
-    pub(super) packed_b: Vec<f32>,
-}
-
-pub(super) fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    if v.len() < len {
-        v.resize(len, 0.0);
-    }
-    &mut v[..len]
-}
 
 /// A 2-D convolution over NCHW input, PyTorch semantics.
 ///
@@ -141,21 +35,23 @@ pub(super) fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
 /// assert_eq!(y.shape().dims(), &[2, 8, 5, 5]);
 /// ```
 pub struct Conv2d {
-    pub(super) in_channels: usize,
-    pub(super) out_channels: usize,
-    pub(super) kernel: Pair,
-    pub(super) stride: Pair,
-    pub(super) padding: Pair,
-    pub(super) dilation: Pair,
-    pub(super) groups: usize,
-    pub(super) relu: bool,
-    pub(super) algorithm: ConvAlgorithm,
-    pub(super) weight: Param,
-    pub(super) bias: Option<Param>,
-    pub(super) out: Tensor,
-    pub(super) grad_in: Tensor,
-    pub(super) packed: Vec<f32>,
-    pub(super) scratch: Vec<Scratch>,
+    in_channels: usize,
+    out_channels: usize,
+    kernel: Pair,
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair,
+    groups: usize,
+    relu: bool,
+    algorithm: ConvAlgorithm,
+    weight: Param,
+    bias: Option<Param>,
+    out: Tensor,
+    grad_in: Tensor,
+    /// The weights as the running pass's algorithm wants them (packed or transformed).
+    packed: Vec<f32>,
+    /// One per batch chunk.
+    workspaces: Vec<Workspace>,
 }
 
 impl Conv2d {
@@ -176,7 +72,7 @@ impl Conv2d {
             out: Tensor::zeros([0]),
             grad_in: Tensor::zeros([0]),
             packed: Vec::new(),
-            scratch: Vec::new(),
+            workspaces: Vec::new(),
         };
         c.rebuild_params();
         c
@@ -304,7 +200,7 @@ impl Conv2d {
     }
 
     /// The geometry for input `x`, or a panic naming both shapes.
-    pub(super) fn geometry_for(&self, input: Shape) -> ConvGeometry {
+    fn geometry_for(&self, input: Shape) -> ConvGeometry {
         if let Err(e) = self.output_shape(input) {
             panic!("{e}");
         }
@@ -331,241 +227,226 @@ impl Conv2d {
 
     /// Batch chunks: a few per thread (so that a thread slowed by other work on a shared
     /// machine hands its remaining chunks to the others), at least one image each.
-    pub(super) fn chunks(n: usize) -> (usize, usize) {
+    /// Returns the chunk size and count, with a workspace for each chunk.
+    fn chunks(&mut self, n: usize) -> (usize, usize) {
         const PER_THREAD: usize = 4;
         let threads = rayon::current_num_threads().max(1);
         let chunk = n.div_ceil((PER_THREAD * threads).min(n).max(1)).max(1);
-        (chunk, n.div_ceil(chunk))
+        let count = n.div_ceil(chunk);
+        if self.workspaces.len() < count {
+            self.workspaces.resize_with(count, Workspace::default);
+        }
+        (chunk, count)
     }
-}
 
-/// `C = op(A) op(B)`, on the calling thread or split over threads.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn mm(
-    par: bool,
-    oa: Op,
-    ob: Op,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
-    beta: f32,
-    c: &mut [f32],
-    ldc: usize,
-) {
-    if par {
-        gemm(oa, ob, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc);
-    } else {
-        gemm_serial(oa, ob, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc);
+    /// Puts the weights in the form `algo` needs for the forward pass (`input_grad`: for the
+    /// input gradient) into `self.packed`.
+    fn pack_weights(&mut self, algo: ConvAlgorithm, g: &ConvGeometry, input_grad: bool) {
+        let w = self.weight.value.data();
+        let packed = &mut self.packed;
+        match (algo, input_grad) {
+            (ConvAlgorithm::Winograd, false) => winograd::pack_forward(g, w, packed),
+            (ConvAlgorithm::Winograd, true) => winograd::pack_input_grad(g, w, packed),
+            (ConvAlgorithm::Direct3x3, false) => direct::pack_forward(g, w, packed),
+            (ConvAlgorithm::Direct3x3, true) => direct::pack_input_grad(g, w, packed),
+            // im2col + GEMM multiplies the OIHW weight as it is.
+            (ConvAlgorithm::Im2colGemm | ConvAlgorithm::Auto, _) => {}
+        }
     }
-}
 
-pub(super) fn is_pointwise(g: &ConvGeometry) -> bool {
-    g.kernel == Pair(1, 1) && g.stride == Pair(1, 1) && g.padding == Pair(0, 0)
-}
-
-/// Adds the bias and applies the fused ReLU to one output image `[cout, p]`.
-fn epilogue(y: &mut [f32], p: usize, bias: Option<&[f32]>, relu: bool) {
-    for (co, row) in y.chunks_exact_mut(p).enumerate() {
-        let b = bias.map_or(0.0, |b| b[co]);
-        if relu {
-            row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
-        } else if b != 0.0 {
-            row.iter_mut().for_each(|v| *v += b);
+    fn backward_pass(&mut self, x: &Tensor, grad_out: &Tensor, need_input_grad: bool) {
+        let g = self.geometry_for(x.shape());
+        let want = Shape::from([g.batch, self.out_channels, g.out_h(), g.out_w()]);
+        assert!(
+            grad_out.shape() == want,
+            "{}: grad_out has shape {}, the output of input {} has shape {want}",
+            self.describe(),
+            grad_out.shape(),
+            x.shape()
+        );
+        if self.relu {
+            assert!(
+                self.out.shape() == want,
+                "{}: backward with fused ReLU needs the forward output of the same input",
+                self.describe()
+            );
+        }
+        self.grad_in.resize_for(if need_input_grad {
+            x.shape()
+        } else {
+            Shape::from([0])
+        });
+        if g.batch == 0 {
+            return;
+        }
+        let w_algo = self.algorithm.choose_weight_grad(&g);
+        let gx_algo = need_input_grad.then(|| self.algorithm.choose(&g));
+        if let Some(a) = gx_algo {
+            self.pack_weights(a, &g, true);
+        }
+        let (chunk, nchunks) = self.chunks(g.batch);
+        let par = nchunks == 1 && rayon::current_num_threads() > 1;
+        // Images per call: as many as the algorithms take at once.
+        let per_call = match (w_algo, gx_algo) {
+            (ConvAlgorithm::Direct3x3, _) => direct::images_per_call(&g),
+            (ConvAlgorithm::Winograd, _) | (_, Some(ConvAlgorithm::Winograd)) => {
+                winograd::images_per_pass(&g)
+            }
+            _ => 1,
+        };
+        let sum_len = weight_sum_len(w_algo, &g);
+        let (in_item, out_item, plane) = (g.in_item(), g.out_item(), g.out_h() * g.out_w());
+        let (xs, gys, out) = (x.data(), grad_out.data(), self.out.data());
+        let (w, packed, relu) = (self.weight.value.data(), &self.packed[..], self.relu);
+        let body = |c: usize, gx: &mut [f32], ws: &mut Workspace| {
+            grow(&mut ws.weight_grad_sum, sum_len).fill(0.0);
+            grow(&mut ws.bias_grad_sum, g.out_channels).fill(0.0);
+            let first = c * chunk;
+            let count = chunk.min(g.batch - first);
+            for start in (0..count).step_by(per_call) {
+                let images = per_call.min(count - start);
+                let img0 = first + start;
+                let range = img0 * out_item..(img0 + images) * out_item;
+                let mut gy = &gys[range.clone()];
+                if relu {
+                    let m = grow(&mut ws.masked_grad, images * out_item);
+                    simd::relu_backward(&out[range], gy, m);
+                    gy = m;
+                }
+                for (i, row) in gy.chunks_exact(plane).enumerate() {
+                    ws.bias_grad_sum[i % g.out_channels] += simd::sum(row);
+                }
+                let b = BackwardImages {
+                    g: &g,
+                    x: &xs[img0 * in_item..(img0 + images) * in_item],
+                    gy,
+                    images,
+                    par,
+                };
+                // Empty when the input gradient is not wanted.
+                let len = gx.len();
+                let gxg =
+                    &mut gx[(start * in_item).min(len)..((start + images) * in_item).min(len)];
+                let sum = &mut ws.weight_grad_sum[..sum_len];
+                let s = &mut ws.scratch;
+                // One call when one algorithm gives both gradients (sharing its transforms).
+                match gx_algo {
+                    Some(a) if a == w_algo => {
+                        backward_with(a, &b, w, packed, s, Some(gxg), Some(sum))
+                    }
+                    Some(a) => {
+                        backward_with(w_algo, &b, w, packed, s, None, Some(sum));
+                        backward_with(a, &b, w, packed, s, Some(gxg), None);
+                    }
+                    None => backward_with(w_algo, &b, w, packed, s, None, Some(sum)),
+                }
+            }
+        };
+        let workspaces = &mut self.workspaces[..nchunks];
+        if need_input_grad {
+            self.grad_in
+                .data_mut()
+                .par_chunks_mut(chunk * in_item)
+                .zip(workspaces.par_iter_mut())
+                .enumerate()
+                .for_each(|(c, (gx, ws))| body(c, gx, ws));
+        } else {
+            workspaces
+                .par_iter_mut()
+                .enumerate()
+                .for_each(|(c, ws)| body(c, &mut [], ws));
+        }
+        // Reduce the chunks' partial sums: no two threads wrote the same memory.
+        let (first, rest) = self.workspaces[..nchunks].split_at_mut(1);
+        let (sum, bias_sum) = (
+            &mut first[0].weight_grad_sum[..sum_len],
+            &mut first[0].bias_grad_sum,
+        );
+        for ws in rest.iter() {
+            simd::add_assign(sum, &ws.weight_grad_sum[..sum_len]);
+            simd::add_assign(
+                &mut bias_sum[..g.out_channels],
+                &ws.bias_grad_sum[..g.out_channels],
+            );
+        }
+        let gw = self.weight.grad.data_mut();
+        match w_algo {
+            ConvAlgorithm::Winograd => winograd::finish_weight_grad(&g, sum, gw),
+            _ => simd::add_assign(gw, sum),
+        }
+        if let Some(b) = self.bias.as_mut() {
+            simd::add_assign(b.grad.data_mut(), &bias_sum[..g.out_channels]);
         }
     }
 }
 
-/// im2col + GEMM forward of one image.
-#[allow(clippy::too_many_arguments)]
-fn forward_gemm(
-    g: &ConvGeometry,
-    x: &[f32],
+/// Length of a chunk's weight-gradient sums for `algo` (Winograd sums in its transformed
+/// domain, the others in OIHW).
+fn weight_sum_len(algo: ConvAlgorithm, g: &ConvGeometry) -> usize {
+    match algo {
+        ConvAlgorithm::Winograd => winograd::weight_sum_len(g),
+        _ => g.out_channels * g.kernel_len(),
+    }
+}
+
+/// The backward of one group of images by `algo`: weight-gradient sums and/or input gradient.
+fn backward_with(
+    algo: ConvAlgorithm,
+    b: &BackwardImages<'_>,
     w: &[f32],
-    bias: Option<&[f32]>,
-    relu: bool,
-    y: &mut [f32],
-    cols: &mut Vec<f32>,
-    par: bool,
+    packed: &[f32],
+    s: &mut AlgorithmScratch,
+    gx: Option<&mut [f32]>,
+    sum: Option<&mut [f32]>,
 ) {
-    let p = g.out_h() * g.out_w();
-    let (cig, cog, kl) = (g.in_per_group(), g.out_per_group(), g.kernel_len());
-    let plane = g.height * g.width;
-    for gi in 0..g.groups {
-        let xg = &x[gi * cig * plane..(gi + 1) * cig * plane];
-        let b: &[f32] = if is_pointwise(g) {
-            xg
-        } else {
-            let c = grow(cols, kl * p);
-            im2col(xg, cig, g, c);
-            c
-        };
-        let yg = &mut y[gi * cog * p..(gi + 1) * cog * p];
-        mm(
-            par,
-            Op::N,
-            Op::N,
-            cog,
-            p,
-            kl,
-            &w[gi * cog * kl..],
-            kl,
-            b,
-            p,
-            0.0,
-            yg,
-            p,
-        );
-    }
-    epilogue(y, p, bias, relu);
-}
-
-/// Tiles per Winograd pass: the transformed input and output of this many tiles stay
-/// within L2 for the channel counts the rule picks Winograd for.
-const WINOGRAD_TILES_PER_PASS: usize = 32;
-
-/// Images per Winograd pass (at least one).
-pub(super) fn winograd_images(tiles: &WinogradTiles) -> usize {
-    (WINOGRAD_TILES_PER_PASS / tiles.per_image().max(1)).max(1)
-}
-
-/// Runs `f(pos, c_pos)` for the 16 positions of a Winograd product, `c_pos` the plane
-/// (`plane` elements) of position `pos` in `c`; over threads when `par`.
-pub(super) fn for_positions(
-    par: bool,
-    c: &mut [f32],
-    plane: usize,
-    f: impl Fn(usize, &mut [f32]) + Sync,
-) {
-    let c = &mut c[..WINOGRAD_POSITIONS * plane];
-    if par {
-        c.par_chunks_mut(plane)
-            .enumerate()
-            .for_each(|(p, cp)| f(p, cp));
-    } else {
-        c.chunks_mut(plane).enumerate().for_each(|(p, cp)| f(p, cp));
-    }
-}
-
-/// Winograd forward of a chunk of images `xs` into `ys`, `u` the transformed weights.
-#[allow(clippy::too_many_arguments)]
-fn forward_winograd(
-    g: &ConvGeometry,
-    xs: &[f32],
-    u: &[f32],
-    bias: Option<&[f32]>,
-    relu: bool,
-    ys: &mut [f32],
-    s: &mut Scratch,
-    par: bool,
-) {
-    let tiles = WinogradTiles::new(g.height, g.width, g.padding).expect("winograd applies");
-    let (cin, cout) = (g.in_channels, g.out_channels);
-    let (in_item, out_item) = (g.in_item(), g.out_item());
-    let images = ys.len() / out_item;
-    let step = winograd_images(&tiles);
-    for first in (0..images).step_by(step) {
-        let n = step.min(images - first);
-        let t = tiles.columns(n);
-        let v = grow(&mut s.cols, winograd_len(cin * t));
-        let scratch = grow(&mut s.padded, tiles.scratch_len());
-        winograd_input(&xs[first * in_item..], n, cin, &tiles, v, scratch);
-        let m = grow(&mut s.grad_cols, winograd_len(cout * t));
-        let (pu, pv) = (
-            winograd_plane(panel_len(cout, cin)),
-            winograd_plane(cin * t),
-        );
-        let cols = n * tiles.per_image();
-        for_positions(par, m, winograd_plane(cout * t), |p, mp| {
-            panel_gemm(cout, cols, cin, &u[p * pu..], &v[p * pv..], t, mp, t);
-        });
-        winograd_output(
-            m,
-            n,
-            cout,
-            &tiles,
-            bias,
-            relu,
-            scratch,
-            &mut ys[first * out_item..],
-        );
+    match algo {
+        ConvAlgorithm::Winograd => winograd::backward(b, packed, &mut s.winograd, gx, sum),
+        ConvAlgorithm::Direct3x3 => direct::backward(b, packed, &mut s.direct, gx, sum),
+        ConvAlgorithm::Im2colGemm | ConvAlgorithm::Auto => {
+            im2col::backward(b, w, &mut s.im2col, gx, sum)
+        }
     }
 }
 
 impl Layer for Conv2d {
     fn forward(&mut self, x: &Tensor, _mode: Mode) -> &Tensor {
         let g = self.geometry_for(x.shape());
-        let (n, ho, wo) = (g.batch, g.out_h(), g.out_w());
-        self.out.resize_for([n, self.out_channels, ho, wo]);
-        if n == 0 {
+        self.out
+            .resize_for([g.batch, self.out_channels, g.out_h(), g.out_w()]);
+        if g.batch == 0 {
             return &self.out;
         }
         let algo = self.algorithm.choose(&g);
-        let (cin, cout) = (g.in_channels, g.out_channels);
-        if algo == ConvAlgorithm::Direct3x3 {
-            let len = packed_3x3_len(cout, cin);
-            pack_3x3_weights(
-                self.weight.value.data(),
-                cout,
-                cin,
-                grow(&mut self.packed, len),
-            );
-        } else if algo == ConvAlgorithm::Winograd {
-            let u = grow(&mut self.packed, winograd_weights_len(cout, cin, false));
-            winograd_weights(self.weight.value.data(), cout, cin, false, u);
-        }
-        let (chunk, nchunks) = Conv2d::chunks(n);
-        if self.scratch.len() < nchunks {
-            self.scratch.resize_with(nchunks, Scratch::default);
-        }
+        self.pack_weights(algo, &g, false);
+        let (chunk, nchunks) = self.chunks(g.batch);
         let par = nchunks == 1 && rayon::current_num_threads() > 1;
-        let (xs, w) = (x.data(), self.weight.value.data());
-        let bias = self.bias.as_ref().map(|b| b.value.data());
-        let (relu, packed) = (self.relu, &self.packed[..]);
-        let (in_item, out_item) = (g.in_item(), g.out_item());
+        let ep = Epilogue {
+            bias: self.bias.as_ref().map(|b| b.value.data()),
+            relu: self.relu,
+        };
+        let (xs, w, packed) = (x.data(), self.weight.value.data(), &self.packed[..]);
+        let in_chunk = chunk * g.in_item();
         self.out
             .data_mut()
-            .par_chunks_mut(chunk * out_item)
-            .zip(self.scratch.par_iter_mut())
-            .enumerate()
-            .for_each(|(c, (ys, s))| {
-                if algo == ConvAlgorithm::Winograd {
-                    let xs = &xs[c * chunk * in_item..][..ys.len() / out_item * in_item];
-                    forward_winograd(&g, xs, packed, bias, relu, ys, s, par);
-                    return;
+            .par_chunks_mut(chunk * g.out_item())
+            .zip(xs.par_chunks(in_chunk))
+            .zip(self.workspaces.par_iter_mut())
+            .for_each(|((ys, xs), ws)| match algo {
+                ConvAlgorithm::Winograd => {
+                    winograd::forward(&g, xs, packed, ep, ys, &mut ws.scratch.winograd, par)
                 }
-                for (i, y) in ys.chunks_exact_mut(out_item).enumerate() {
-                    let xi = &xs[(c * chunk + i) * in_item..][..in_item];
-                    if algo == ConvAlgorithm::Direct3x3 {
-                        let pad = g.padding;
-                        let sl = direct_3x3_scratch_len(g.in_channels, g.height, g.width, pad);
-                        let scratch = grow(&mut s.padded, sl);
-                        conv2d_direct_3x3(
-                            xi,
-                            g.in_channels,
-                            g.height,
-                            g.width,
-                            pad,
-                            packed,
-                            g.out_channels,
-                            bias,
-                            relu,
-                            scratch,
-                            y,
-                        );
-                    } else {
-                        forward_gemm(&g, xi, w, bias, relu, y, &mut s.cols, par);
-                    }
+                ConvAlgorithm::Direct3x3 => {
+                    direct::forward(&g, xs, packed, ep, ys, &mut ws.scratch.direct)
+                }
+                ConvAlgorithm::Im2colGemm | ConvAlgorithm::Auto => {
+                    im2col::forward(&g, xs, w, ep, ys, &mut ws.scratch.im2col, par)
                 }
             });
         &self.out
     }
 
     fn backward(&mut self, x: &Tensor, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
-        super::backward::backward(self, x, grad_out, need_input_grad);
+        self.backward_pass(x, grad_out, need_input_grad);
         &self.grad_in
     }
 

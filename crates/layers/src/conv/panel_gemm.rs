@@ -8,6 +8,7 @@
 //! 16 columns: 12 accumulators, and each step of `k` does 2 loads and 6 broadcasts for
 //! 12 FMAs.
 
+use ember_tensor::gemm::{MatMut, MatRef};
 use wide::f32x8;
 
 use super::direct::copy_short;
@@ -29,37 +30,28 @@ pub fn panel_index(row: usize, col: usize, k: usize) -> usize {
     ((row / PANEL_M) * k + col) * PANEL_M + row % PANEL_M
 }
 
-/// `C[m x n] = A[m x k] B[k x n]`: `a` packed (see [`panel_index`]; the padding rows zero),
-/// `b` row-major with row length `ldb`, `c` row-major with row length `ldc`; only the first
-/// `n` columns of each row of `C` are written. `B` is read in blocks of [`PANEL_N`]
-/// columns, so `ldb >= n` rounded up to a multiple of [`PANEL_N`] (the columns past `n`
-/// may hold anything; they only reach columns of `C` that are not stored). Panics if a
-/// slice is too short.
-#[allow(clippy::too_many_arguments)]
-pub fn panel_gemm(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    b: &[f32],
-    ldb: usize,
-    c: &mut [f32],
-    ldc: usize,
-) {
+/// `C = A B`: `a` the `m x k` matrix packed into panels (see [`panel_index`]; the padding
+/// rows zero), `b` the `k x n'` matrix read in blocks of [`PANEL_N`] columns, `c` the `m x n`
+/// result (overwritten; only its `n` columns are written). `n'` is `n` rounded up to a
+/// multiple of [`PANEL_N`]: `b`'s columns past `n` may hold anything, they only reach columns
+/// of `C` that are not stored. Panics if the sizes disagree or `b` is transposed.
+pub fn panel_gemm(a: &[f32], b: MatRef<'_>, mut c: MatMut<'_>) {
+    let (m, n, k) = (c.rows(), c.cols(), b.rows());
     let np = n.div_ceil(PANEL_N) * PANEL_N;
     assert!(a.len() >= panel_len(m, k), "panel_gemm: a too short");
     assert!(
-        ldb >= np && b.len() >= k * ldb,
-        "panel_gemm: b too short for {k} rows of {np}"
+        b.cols() >= np && b.col_stride() == 1,
+        "panel_gemm: b has {} columns, needs {np} as stored",
+        b.cols()
     );
-    check_c(m, n, ldc, c);
+    let (bs, ldb) = (b.as_slice(), b.row_stride());
     for j0 in (0..n).step_by(PANEL_N) {
         for p in 0..m.div_ceil(PANEL_M) {
             let panel = &a[p * k * PANEL_M..(p + 1) * k * PANEL_M];
             // Row r of the panel is every PANEL_M-th element from offset r.
             let rows = std::array::from_fn(|r| &panel[r.min(panel.len())..]);
-            let acc = tile(rows, PANEL_M, b.get(j0..).unwrap_or(&[]), ldb, k);
-            store(&acc, p, j0, m, n, c, ldc, false);
+            let acc = tile(rows, PANEL_M, bs.get(j0..).unwrap_or(&[]), ldb, k);
+            store(&acc, p, j0, &mut c, false);
         }
     }
 }
@@ -69,15 +61,17 @@ pub fn transposed_len(n: usize, k: usize) -> usize {
     n.div_ceil(PANEL_N) * k * PANEL_N
 }
 
-/// Packs the transpose of the `n x k` row-major `src` (row length `lds`) for
-/// [`gemm_nt_acc`]: panels of [`PANEL_N`] of its rows, `dst[(p*k + kk)*PANEL_N + r] =
-/// src[(p*PANEL_N + r)*lds + kk]`, zero past row `n`. Eight-by-eight blocks go through
-/// registers ([`f32x8::transpose`]). Panics if a slice is too short.
-pub fn pack_transposed(src: &[f32], n: usize, k: usize, lds: usize, dst: &mut [f32]) {
+/// Packs the transpose of the `n x k` matrix `src` for [`gemm_nt_acc`]: panels of
+/// [`PANEL_N`] of its rows, `dst[(p*k + kk)*PANEL_N + r] = src[p*PANEL_N + r][kk]`, zero past
+/// row `n`. Eight-by-eight blocks go through registers ([`f32x8::transpose`]). Panics if
+/// `dst` is too short or `src` is transposed.
+pub fn pack_transposed(src: MatRef<'_>, dst: &mut [f32]) {
+    let (n, k, lds) = (src.rows(), src.cols(), src.row_stride());
     assert!(
-        n == 0 || (lds >= k && src.len() >= (n - 1) * lds + k),
-        "pack_transposed: src too short"
+        src.col_stride() == 1,
+        "pack_transposed: src must be stored by rows"
     );
+    let src = src.as_slice();
     let dst = &mut dst[..transposed_len(n, k)];
     if k == 0 {
         return;
@@ -108,29 +102,20 @@ pub fn pack_transposed(src: &[f32], n: usize, k: usize, lds: usize, dst: &mut [f
     }
 }
 
-/// `C[m x n] += A[m x k] B[n x k]^T`: `a` row-major with row length `lda`, `bt` the
-/// transpose of `B` packed by [`pack_transposed`], `c` row-major with row length `ldc`
-/// (only its first `n` columns are touched). Panics if a slice is too short.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_nt_acc(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    lda: usize,
-    bt: &[f32],
-    c: &mut [f32],
-    ldc: usize,
-) {
+/// `C += A B^T`: `a` the `m x k` matrix, `bt` the transpose of the `n x k` matrix `B`
+/// packed by [`pack_transposed`], `c` the `m x n` result (only its `n` columns are touched).
+/// Panics if the sizes disagree.
+pub fn gemm_nt_acc(a: MatRef<'_>, bt: &[f32], mut c: MatMut<'_>) {
+    let (m, n, k) = (c.rows(), c.cols(), a.cols());
     assert!(
-        m == 0 || (lda >= k && a.len() >= (m - 1) * lda + k),
-        "gemm_nt_acc: a too short"
+        a.rows() == m && a.col_stride() == 1,
+        "gemm_nt_acc: a must be {m} rows stored by rows"
     );
     assert!(
         bt.len() >= transposed_len(n, k),
         "gemm_nt_acc: bt too short"
     );
-    check_c(m, n, ldc, c);
+    let (a, lda) = (a.as_slice(), a.row_stride());
     if k == 0 {
         return;
     }
@@ -142,35 +127,19 @@ pub fn gemm_nt_acc(
             // Rows past m repeat the last row; their sums are not stored.
             let rows = std::array::from_fn(|r| &a[(p * PANEL_M + r).min(m - 1) * lda..]);
             let acc = tile(rows, 1, panel, PANEL_N, k);
-            store(&acc, p, jp * PANEL_N, m, n, c, ldc, true);
+            store(&acc, p, jp * PANEL_N, &mut c, true);
         }
     }
 }
 
-fn check_c(m: usize, n: usize, ldc: usize, c: &[f32]) {
-    assert!(
-        ldc >= n && (m == 0 || c.len() >= (m - 1) * ldc + n),
-        "panel kernels: c too short"
-    );
-}
-
 /// Writes (or with `add`, adds) the valid rows and columns of the tile of row panel `p`
 /// and columns `j0 ..` into `c`.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn store(
-    acc: &[[f32x8; 2]; PANEL_M],
-    p: usize,
-    j0: usize,
-    m: usize,
-    n: usize,
-    c: &mut [f32],
-    ldc: usize,
-    add: bool,
-) {
+fn store(acc: &[[f32x8; 2]; PANEL_M], p: usize, j0: usize, c: &mut MatMut<'_>, add: bool) {
+    let (m, n) = (c.rows(), c.cols());
     let (rows, cols) = ((m - p * PANEL_M).min(PANEL_M), (n - j0).min(PANEL_N));
     for (r, row) in acc.iter().enumerate().take(rows) {
-        let dst = &mut c[(p * PANEL_M + r) * ldc + j0..][..cols];
+        let dst = &mut c.row_mut(p * PANEL_M + r)[j0..j0 + cols];
         let mut vals = [row[0].to_array(), row[1].to_array()];
         if add {
             for (v, d) in vals.as_flattened_mut().iter_mut().zip(dst.iter()) {
@@ -268,7 +237,7 @@ mod tests {
                 }
             }
             let mut c = vec![-7.0f32; m * ldc];
-            panel_gemm(m, n, k, &packed, &b, ldb, &mut c, ldc);
+            panel_gemm(&packed, MatRef::new(&b, k, ldb, ldb), MatMut::new(&mut c, m, n, ldc));
             let want = reference(m, n, k, &a, &b, ldb);
             for i in 0..m {
                 for j in 0..ldc {
@@ -296,9 +265,9 @@ mod tests {
             let b: Vec<f32> = (0..n * ldb).map(|_| rng.normal()).collect();
             let c0: Vec<f32> = (0..m * ldc).map(|_| rng.normal()).collect();
             let mut bt = vec![f32::NAN; transposed_len(n, k)];
-            pack_transposed(&b, n, k, ldb, &mut bt);
+            pack_transposed(MatRef::new(&b, n, k, ldb), &mut bt);
             let mut c = c0.clone();
-            gemm_nt_acc(m, n, k, &a, lda, &bt, &mut c, ldc);
+            gemm_nt_acc(MatRef::new(&a, m, k, lda), &bt, MatMut::new(&mut c, m, n, ldc));
             for i in 0..m {
                 for j in 0..ldc {
                     let got = c[i * ldc + j];

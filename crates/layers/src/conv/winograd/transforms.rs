@@ -1,5 +1,5 @@
-//! Winograd F(2x2, 3x3) convolution: 3x3 stride-1 convolution, its input gradient and its
-//! weight gradient with 16 multiplies per 2x2 output tile instead of 36.
+//! The Winograd F(2x2, 3x3) transforms: weights, input, output, and their adjoints for the
+//! backward pass.
 //!
 //! The output is cut into 2x2 tiles, each reading a 4x4 input tile (tiles overlap by two).
 //! With the F(2, 3) matrices of Lavin & Gray, `B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0;
@@ -11,15 +11,16 @@
 //! backward pass uses the same products transposed: `dV[pos] = U[pos]^T dM[pos]` and
 //! `dU[pos] = dM[pos] V[pos]^T`, with `dM = A dY A^T` per tile.
 //!
-//! Layouts: `U` is `[16][cout][cin]` packed for [`panel_gemm`](super::panel_gemm()),
+//! Layouts: `U` is `[16][cout][cin]` packed for [`panel_gemm`](crate::conv::panel_gemm()),
 //! `V` / `dV` `[16][cin][T]`, `M` / `dM` `[16][cout][T]` with `T` = [`WinogradTiles::columns`],
 //! the 16 planes [`winograd_plane`] apart (buffers of [`winograd_len`] elements),
 //! tile `t = image * tiles_per_image + ty * tiles_w + tx`. Tiles that run past the output
 //! (odd output sizes) compute values that are not stored, and their gradient is zero.
 
-use super::direct::copy_short;
-use super::panel_gemm::{PANEL_N, panel_index, panel_len};
 use crate::Pair;
+use crate::conv::direct::copy_short;
+use crate::conv::epilogue::Epilogue;
+use crate::conv::panel_gemm::{PANEL_N, panel_index, panel_len};
 
 /// Tile positions in the transformed domain (4 x 4).
 pub const WINOGRAD_POSITIONS: usize = 16;
@@ -144,7 +145,7 @@ pub fn winograd_weights_len(cout: usize, cin: usize, adjoint: bool) -> usize {
 }
 
 /// Transforms an OIHW `[cout, cin, 3, 3]` weight into `U = G g G^T`, each position's
-/// matrix packed for [`panel_gemm`](super::panel_gemm()): `cout x cin` for the forward
+/// matrix packed for [`panel_gemm`](crate::conv::panel_gemm()): `cout x cin` for the forward
 /// pass, or with `adjoint` its transpose `cin x cout` for the input gradient. Planes
 /// [`winograd_plane`] of the packed length apart. Panics if a slice is too short.
 pub fn winograd_weights(weight: &[f32], cout: usize, cin: usize, adjoint: bool, u: &mut [f32]) {
@@ -277,16 +278,14 @@ pub fn winograd_input(
 }
 
 /// Inverse output transform: `y = [images][cout][ho][wo]` from `m = [16][cout][T]`,
-/// `A^T M A` per tile, plus `bias`, then ReLU if `relu`. `scratch` holds
-/// [`WinogradTiles::scratch_len`]. Panics if a slice is too short.
-#[allow(clippy::too_many_arguments)]
+/// `A^T M A` per tile, then the epilogue. `scratch` holds [`WinogradTiles::scratch_len`].
+/// Panics if a slice is too short.
 pub fn winograd_output(
     m: &[f32],
     images: usize,
     cout: usize,
     tiles: &WinogradTiles,
-    bias: Option<&[f32]>,
-    relu: bool,
+    ep: Epilogue<'_>,
     scratch: &mut [f32],
     y: &mut [f32],
 ) {
@@ -313,9 +312,9 @@ pub fn winograd_output(
                 zip3(o0, sp(a, 0), sp(a, 1), sp(a, 2), |p, q, r| p + q + r);
                 zip3(o1, sp(a, 1), sp(a, 2), sp(a, 3), |p, q, r| p - q - r);
             }
-            let add = bias.map_or(0.0, |b| b[co]);
+            let e = ep.channel(co);
             let yc = &mut y[(n * cout + co) * ho * wo..][..ho * wo];
-            let finish = |v: f32| if relu { (v + add).max(0.0) } else { v + add };
+            let finish = |v: f32| e.apply(v);
             for (oy, yrow) in yc.chunks_exact_mut(wo).enumerate() {
                 // out(a, 0) to the even columns, out(a, 1) to the odd ones.
                 let at = (oy % 2) * 2 * per + (oy / 2) * tw;
@@ -400,10 +399,8 @@ pub fn winograd_grad_output(
 }
 
 /// Inverse input transform for the input gradient: `gx = [images][cin][h][w]` (overwritten)
-/// from `dv = [16][cin][T]`, summing `B dV B^T`
-/// over the overlapping tiles. `scratch` holds [`WinogradTiles::scratch_len`]. Panics if a
-/// slice is too short.
-#[allow(clippy::too_many_arguments)]
+/// from `dv = [16][cin][T]`, summing `B dV B^T` over the overlapping tiles. `scratch` holds
+/// [`WinogradTiles::scratch_len`]. Panics if a slice is too short.
 pub fn winograd_input_grad(
     dv: &[f32],
     images: usize,
@@ -443,6 +440,110 @@ pub fn winograd_input_grad(
             for (y, row) in gc.chunks_exact_mut(w).enumerate() {
                 copy_short(row, &plane[(y + tiles.pad.0) * rl + tiles.pad.1..][..w]);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each transform against its adjoint: `<T a, b> = <a, T* b>` for random `a`, `b`, over
+    //! odd sizes and paddings (the backward pass is only right if these pairs are adjoint).
+    use super::*;
+    use proptest::prelude::*;
+
+    fn randv(n: usize, rng: &mut ember_tensor::Rng) -> Vec<f32> {
+        (0..n).map(|_| rng.normal()).collect()
+    }
+
+    fn dot(a: &[f32], b: &[f32]) -> f64 {
+        a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
+    }
+
+    /// `v`'s entries for tile columns that hold no tile, zeroed (they are padding).
+    fn zero_unused(v: &mut [f32], rows: usize, tiles: &WinogradTiles, images: usize) {
+        let t = tiles.columns(images);
+        let ps = winograd_plane(rows * t);
+        let used = images * tiles.per_image();
+        for (i, x) in v.iter_mut().enumerate() {
+            let in_plane = i % ps;
+            if i / ps >= WINOGRAD_POSITIONS || in_plane >= rows * t || in_plane % t >= used {
+                *x = 0.0;
+            }
+        }
+    }
+
+    fn close(a: f64, b: f64, scale: f64) -> bool {
+        (a - b).abs() <= 1e-4 * (1.0 + scale)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn input_transform_and_input_grad_are_adjoint(
+            h in 1usize..=11, w in 1usize..=11, ph in 0usize..=3, pw in 0usize..=3,
+            images in 1usize..=3, cin in 1usize..=3, seed in any::<u64>(),
+        ) {
+            let Some(tiles) = WinogradTiles::new(h, w, Pair(ph, pw)) else { return Ok(()); };
+            let mut rng = ember_tensor::Rng::new(seed);
+            let x = randv(images * cin * h * w, &mut rng);
+            let len = winograd_len(cin * tiles.columns(images));
+            let mut dv = randv(len, &mut rng);
+            zero_unused(&mut dv, cin, &tiles, images);
+            let mut scratch = vec![0.0; tiles.scratch_len()];
+            let mut v = vec![0.0; len];
+            winograd_input(&x, images, cin, &tiles, &mut v, &mut scratch);
+            let mut gx = vec![f32::NAN; x.len()];
+            winograd_input_grad(&dv, images, cin, &tiles, &mut scratch, &mut gx);
+            let (lhs, rhs) = (dot(&v, &dv), dot(&x, &gx));
+            prop_assert!(close(lhs, rhs, dot(&v, &v).sqrt() * dot(&dv, &dv).sqrt()), "{lhs} vs {rhs}");
+        }
+
+        #[test]
+        fn output_transform_and_grad_output_are_adjoint(
+            h in 1usize..=11, w in 1usize..=11, ph in 0usize..=3, pw in 0usize..=3,
+            images in 1usize..=3, cout in 1usize..=3, seed in any::<u64>(),
+        ) {
+            let Some(tiles) = WinogradTiles::new(h, w, Pair(ph, pw)) else { return Ok(()); };
+            let mut rng = ember_tensor::Rng::new(seed);
+            let len = winograd_len(cout * tiles.columns(images));
+            let mut m = randv(len, &mut rng);
+            zero_unused(&mut m, cout, &tiles, images);
+            let dy = randv(images * cout * tiles.ho * tiles.wo, &mut rng);
+            let mut scratch = vec![0.0; tiles.scratch_len()];
+            let mut y = vec![f32::NAN; dy.len()];
+            winograd_output(&m, images, cout, &tiles, Epilogue::NONE, &mut scratch, &mut y);
+            let mut dm = vec![0.0; len];
+            winograd_grad_output(&dy, images, cout, &tiles, &mut scratch, &mut dm);
+            zero_unused(&mut dm, cout, &tiles, images);
+            let (lhs, rhs) = (dot(&y, &dy), dot(&m, &dm));
+            prop_assert!(close(lhs, rhs, dot(&m, &m).sqrt() * dot(&dy, &dy).sqrt()), "{lhs} vs {rhs}");
+        }
+
+        #[test]
+        fn weight_transform_and_weight_grad_are_adjoint(
+            cout in 1usize..=8, cin in 1usize..=8, seed in any::<u64>(),
+        ) {
+            let mut rng = ember_tensor::Rng::new(seed);
+            let g = randv(cout * cin * 9, &mut rng);
+            let du = randv(winograd_len(cout * cin), &mut rng);
+            let mut u = vec![0.0; winograd_weights_len(cout, cin, false)];
+            winograd_weights(&g, cout, cin, false, &mut u);
+            // U is packed in panels; read it back as [16][cout][cin] like dU.
+            let (pu, pd) = (winograd_plane(panel_len(cout, cin)), winograd_plane(cout * cin));
+            let mut lhs = 0.0;
+            for p in 0..WINOGRAD_POSITIONS {
+                for co in 0..cout {
+                    for ci in 0..cin {
+                        let at = panel_index(co, ci, cin);
+                        lhs += u[p * pu + at] as f64 * du[p * pd + co * cin + ci] as f64;
+                    }
+                }
+            }
+            let mut gw = vec![0.0; g.len()];
+            winograd_weight_grad(&du, cout, cin, &mut gw);
+            let rhs = dot(&g, &gw);
+            prop_assert!(close(lhs, rhs, dot(&g, &g).sqrt() * dot(&du, &du).sqrt()), "{lhs} vs {rhs}");
         }
     }
 }
