@@ -156,3 +156,27 @@ fn the_active_level_is_one_this_cpu_has() {
     assert!(level.is_available());
     assert_eq!(simd::level(), level);
 }
+
+#[test]
+fn transpose_8x8_at_every_level() {
+    let src: Vec<f32> = (0..8 * 11).map(|v| v as f32).collect();
+    for level in Level::available() {
+        let mut dst = vec![-1.0f32; 7 * 13 + 8];
+        ember_tensor::simd_dispatch!(level, s => {
+            use ember_tensor::simd::Simd;
+            let rows: [&[f32]; 8] = std::array::from_fn(|r| &src[r * 11..]);
+            s.transpose_8x8(rows, &mut dst, 13);
+        });
+        for j in 0..8 {
+            for r in 0..8 {
+                assert_eq!(dst[j * 13 + r], src[r * 11 + j], "{level}: ({j}, {r})");
+            }
+            if j < 7 {
+                assert!(
+                    dst[j * 13 + 8..(j + 1) * 13].iter().all(|&v| v == -1.0),
+                    "{level}: wrote past row {j}"
+                );
+            }
+        }
+    }
+}

@@ -77,6 +77,17 @@ pub trait Simd: Copy + Send + Sync + 'static {
         unsafe { self.store_ptr(s.as_mut_ptr(), v) }
     }
 
+    /// Writes the transpose of the 8x8 block whose rows are the first 8 values of each of
+    /// `rows` into `dst`, row `j` of the result at `dst[j * ldd ..][..8]`. Panics if a row is
+    /// shorter than 8 or `dst` too short.
+    #[inline(always)]
+    fn transpose_8x8(self, rows: [&[f32]; 8], dst: &mut [f32], ldd: usize) {
+        let block = rows.map(|r| f32x8::new(r[..8].try_into().expect("a row of 8")));
+        for (j, v) in f32x8::transpose(block).iter().enumerate() {
+            dst[j * ldd..j * ldd + 8].copy_from_slice(v.as_array());
+        }
+    }
+
     /// Loads `s` (at most `LANES` values), the lanes past its end zero.
     #[inline(always)]
     fn load_partial(self, s: &[f32]) -> Self::V {

@@ -30,6 +30,50 @@ impl Avx512 {
     }
 }
 
+/// The 8x8 transpose on 256-bit registers (AVX), shared by both levels.
+#[inline(always)]
+fn transpose_8x8_avx(rows: [&[f32]; 8], dst: &mut [f32], ldd: usize) {
+    assert!(
+        rows.iter().all(|r| r.len() >= 8),
+        "transpose_8x8: a row shorter than 8"
+    );
+    assert!(dst.len() >= 7 * ldd + 8, "transpose_8x8: dst too short");
+    // SAFETY: called only from the `Avx2` / `Avx512` impls (AVX available); the asserts bound
+    // every load (8 values of each row) and store (8 values at each of 8 rows of dst).
+    unsafe {
+        let r = rows.map(|r| _mm256_loadu_ps(r.as_ptr()));
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        let out = [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ];
+        for (j, v) in out.into_iter().enumerate() {
+            _mm256_storeu_ps(dst.as_mut_ptr().add(j * ldd), v);
+        }
+    }
+}
+
 // SAFETY (every `unsafe` block in the two impls below): an `Avx2` / `Avx512` value exists only
 // when `new` found the CPU features the intrinsics need; memory is touched only through
 // `load_ptr` / `store_ptr`, whose callers guarantee the range.
@@ -116,6 +160,10 @@ impl Simd for Avx2 {
             _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)))
         }
     }
+    #[inline(always)]
+    fn transpose_8x8(self, rows: [&[f32]; 8], dst: &mut [f32], ldd: usize) {
+        transpose_8x8_avx(rows, dst, ldd)
+    }
 }
 
 impl Simd for Avx512 {
@@ -194,6 +242,10 @@ impl Simd for Avx512 {
     fn reduce_max(self, v: __m512) -> f32 {
         // SAFETY: see above.
         unsafe { _mm512_reduce_max_ps(v) }
+    }
+    #[inline(always)]
+    fn transpose_8x8(self, rows: [&[f32]; 8], dst: &mut [f32], ldd: usize) {
+        transpose_8x8_avx(rows, dst, ldd)
     }
     #[inline(always)]
     fn load_partial(self, s: &[f32]) -> __m512 {

@@ -17,6 +17,8 @@
 //! tile `t = image * tiles_per_image + ty * tiles_w + tx`. Tiles that run past the output
 //! (odd output sizes) compute values that are not stored, and their gradient is zero.
 
+use ember_tensor::simd_dispatch;
+
 use crate::Pair;
 use crate::conv::direct::copy_short;
 use crate::conv::epilogue::Epilogue;
@@ -233,6 +235,19 @@ pub fn winograd_input(
     v: &mut [f32],
     scratch: &mut [f32],
 ) {
+    simd_dispatch!(_s => winograd_input_in(x, images, cin, tiles, v, scratch))
+}
+
+/// Inlined into each level's dispatch arm, so the loops vectorise for that level.
+#[inline(always)]
+fn winograd_input_in(
+    x: &[f32],
+    images: usize,
+    cin: usize,
+    tiles: &WinogradTiles,
+    v: &mut [f32],
+    scratch: &mut [f32],
+) {
     let (h, w, th, tw) = (tiles.h, tiles.w, tiles.th, tiles.tw);
     let per = tiles.per_image();
     assert!(
@@ -289,6 +304,20 @@ pub fn winograd_output(
     scratch: &mut [f32],
     y: &mut [f32],
 ) {
+    simd_dispatch!(_s => winograd_output_in(m, images, cout, tiles, ep, scratch, y))
+}
+
+/// Inlined into each level's dispatch arm, so the loops vectorise for that level.
+#[inline(always)]
+fn winograd_output_in(
+    m: &[f32],
+    images: usize,
+    cout: usize,
+    tiles: &WinogradTiles,
+    ep: Epilogue<'_>,
+    scratch: &mut [f32],
+    y: &mut [f32],
+) {
     let (ho, wo, tw, per) = (tiles.ho, tiles.wo, tiles.tw, tiles.per_image());
     let (stride, ps) = tiles.planes(images, cout, m.len(), "winograd_output: m");
     assert!(
@@ -335,6 +364,19 @@ pub fn winograd_output(
 /// `A dY A^T` per tile; positions past the output count as zero. `scratch` holds
 /// [`WinogradTiles::scratch_len`]. Panics if a slice is too short.
 pub fn winograd_grad_output(
+    gy: &[f32],
+    images: usize,
+    cout: usize,
+    tiles: &WinogradTiles,
+    scratch: &mut [f32],
+    dm: &mut [f32],
+) {
+    simd_dispatch!(_s => winograd_grad_output_in(gy, images, cout, tiles, scratch, dm))
+}
+
+/// Inlined into each level's dispatch arm, so the loops vectorise for that level.
+#[inline(always)]
+fn winograd_grad_output_in(
     gy: &[f32],
     images: usize,
     cout: usize,
@@ -402,6 +444,19 @@ pub fn winograd_grad_output(
 /// from `dv = [16][cin][T]`, summing `B dV B^T` over the overlapping tiles. `scratch` holds
 /// [`WinogradTiles::scratch_len`]. Panics if a slice is too short.
 pub fn winograd_input_grad(
+    dv: &[f32],
+    images: usize,
+    cin: usize,
+    tiles: &WinogradTiles,
+    scratch: &mut [f32],
+    gx: &mut [f32],
+) {
+    simd_dispatch!(_s => winograd_input_grad_in(dv, images, cin, tiles, scratch, gx))
+}
+
+/// Inlined into each level's dispatch arm, so the loops vectorise for that level.
+#[inline(always)]
+fn winograd_input_grad_in(
     dv: &[f32],
     images: usize,
     cin: usize,
