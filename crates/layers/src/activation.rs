@@ -1,6 +1,6 @@
 //! Element-wise layers: `ReLU`, `LeakyReLU` and `Scale` (multiplication by a constant).
 
-use ember_tensor::{Shape, Tensor, simd};
+use ember_tensor::{Shape, Tensor, simd, simd_dispatch};
 
 use crate::buffers::{Buffers, expect_shape};
 use crate::par;
@@ -93,18 +93,22 @@ impl Default for LeakyReLU {
     }
 }
 
-/// Written as 8-lane chunks with lane-wise selects, which the compiler turns into SIMD
-/// blends (ember_tensor::simd has no leaky kernel).
+/// Lane-wise selects the compiler turns into SIMD blends, compiled per level by the
+/// dispatch (ember_tensor::simd has no leaky kernel).
 fn leaky_forward(slope: f32, x: &[f32], out: &mut [f32]) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = if v > 0.0 { v } else { slope * v };
-    }
+    simd_dispatch!(_s => {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = if v > 0.0 { v } else { slope * v };
+        }
+    })
 }
 
 fn leaky_backward(slope: f32, x: &[f32], g: &[f32], out: &mut [f32]) {
-    for ((o, &v), &g) in out.iter_mut().zip(x).zip(g) {
-        *o = if v > 0.0 { g } else { slope * g };
-    }
+    simd_dispatch!(_s => {
+        for ((o, &v), &g) in out.iter_mut().zip(x).zip(g) {
+            *o = if v > 0.0 { g } else { slope * g };
+        }
+    })
 }
 
 impl Layer for LeakyReLU {

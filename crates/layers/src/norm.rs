@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ember_tensor::{Rng, Shape, Tensor};
+use ember_tensor::{Rng, Shape, Tensor, simd_dispatch};
 use rayon::prelude::*;
 
 use crate::buffers::{Buffers, expect_shape, shape_or_panic};
@@ -167,12 +167,15 @@ impl BatchNorm2d {
                     return;
                 }
                 let k = plane(0, c)[0];
-                let (mut a, mut b) = (0.0f64, 0.0f64);
-                for i in 0..n {
-                    let (pa, pb) = shifted_sums(plane(i, c), k);
-                    a += pa as f64;
-                    b += pb as f64;
-                }
+                let (a, b) = simd_dispatch!(_s => {
+                    let (mut a, mut b) = (0.0f64, 0.0f64);
+                    for i in 0..n {
+                        let (pa, pb) = shifted_sums(plane(i, c), k);
+                        a += pa as f64;
+                        b += pb as f64;
+                    }
+                    (a, b)
+                });
                 if !synced {
                     (*k_out, *s1, *s2) = (k, a, b);
                     return;
@@ -226,7 +229,11 @@ impl BatchNorm2d {
     }
 }
 
+// The loops below are inlined into their callers' dispatch arms (`simd_dispatch!`), so the
+// compiler vectorises them for the level chosen at run time.
+
 /// `(sum(x - k), sum((x - k)^2))`, in 8 independent lanes the compiler vectorises.
+#[inline(always)]
 fn shifted_sums(x: &[f32], k: f32) -> (f32, f32) {
     let (mut s1, mut s2) = ([0.0f32; 8], [0.0f32; 8]);
     let mut chunks = x.chunks_exact(8);
@@ -247,6 +254,7 @@ fn shifted_sums(x: &[f32], k: f32) -> (f32, f32) {
 }
 
 /// `(sum(g), sum(g * (x - m)))`, in 8 independent lanes.
+#[inline(always)]
 fn grad_sums(g: &[f32], x: &[f32], m: f32) -> (f32, f32) {
     let (mut sg, mut sgx) = ([0.0f32; 8], [0.0f32; 8]);
     let mut gc = g.chunks_exact(8);
@@ -266,6 +274,7 @@ fn grad_sums(g: &[f32], x: &[f32], m: f32) -> (f32, f32) {
 }
 
 /// `out = x * a + b`.
+#[inline(always)]
 fn affine(x: &[f32], a: f32, b: f32, out: &mut [f32]) {
     for (o, &v) in out.iter_mut().zip(x) {
         *o = v * a + b;
@@ -273,6 +282,7 @@ fn affine(x: &[f32], a: f32, b: f32, out: &mut [f32]) {
 }
 
 /// `out = g * a + x * b + c`.
+#[inline(always)]
 fn affine2(g: &[f32], a: f32, x: &[f32], b: f32, c: f32, out: &mut [f32]) {
     for ((o, &g), &x) in out.iter_mut().zip(g).zip(x) {
         *o = g * a + (x * b + c);
@@ -298,11 +308,18 @@ impl Layer for BatchNorm2d {
         let (scale, shift) = (&self.scale, &self.shift);
         let out = self.bufs.out_for(shape);
         if hw > 0 {
+            // One task per image, its planes in one dispatch.
+            let item = c_count * hw;
             out.data_mut()
-                .par_chunks_mut(hw)
-                .zip(x.data().par_chunks(hw))
-                .enumerate()
-                .for_each(|(p, (o, x))| affine(x, scale[p % c_count], shift[p % c_count], o));
+                .par_chunks_mut(item)
+                .zip(x.data().par_chunks(item))
+                .for_each(|(o, x)| {
+                    simd_dispatch!(_s => {
+                        for (c, (o, x)) in o.chunks_exact_mut(hw).zip(x.chunks_exact(hw)).enumerate() {
+                            affine(x, scale[c], shift[c], o);
+                        }
+                    })
+                });
         }
         out
     }
@@ -319,13 +336,16 @@ impl Layer for BatchNorm2d {
             .zip(self.sum_gxm.par_iter_mut())
             .enumerate()
             .for_each(|(c, (sg, sgx))| {
-                let (mut a, mut b) = (0.0f64, 0.0f64);
-                for i in 0..n {
-                    let at = (i * c_count + c) * hw;
-                    let (pg, px) = grad_sums(&gs[at..at + hw], &xs[at..at + hw], mean[c]);
-                    a += pg as f64;
-                    b += px as f64;
-                }
+                let (a, b) = simd_dispatch!(_s => {
+                    let (mut a, mut b) = (0.0f64, 0.0f64);
+                    for i in 0..n {
+                        let at = (i * c_count + c) * hw;
+                        let (pg, px) = grad_sums(&gs[at..at + hw], &xs[at..at + hw], mean[c]);
+                        a += pg as f64;
+                        b += px as f64;
+                    }
+                    (a, b)
+                });
                 *sg = a as f32;
                 *sgx = b as f32;
             });
@@ -373,13 +393,17 @@ impl Layer for BatchNorm2d {
         let (a, b, c0) = (&self.scale, &self.shift, &self.sum_g);
         let dx = self.bufs.grad_for(x.shape());
         if hw > 0 {
+            let item = c_count * hw;
             dx.data_mut()
-                .par_chunks_mut(hw)
-                .zip(gs.par_chunks(hw).zip(xs.par_chunks(hw)))
-                .enumerate()
-                .for_each(|(p, (o, (g, x)))| {
-                    let c = p % c_count;
-                    affine2(g, a[c], x, b[c], c0[c], o)
+                .par_chunks_mut(item)
+                .zip(gs.par_chunks(item).zip(xs.par_chunks(item)))
+                .for_each(|(o, (g, x))| {
+                    simd_dispatch!(_s => {
+                        let planes = o.chunks_exact_mut(hw).zip(g.chunks_exact(hw).zip(x.chunks_exact(hw)));
+                        for (c, (o, (g, x))) in planes.enumerate() {
+                            affine2(g, a[c], x, b[c], c0[c], o);
+                        }
+                    })
                 });
         }
         dx

@@ -3,7 +3,8 @@
 //! The plane kernels ([`max_pool2d_plane`], [`avg_pool2d_plane`] and their backward
 //! functions) work on one `H x W` channel plane at a time, a row of window taps at a time:
 //! for stride 1 each step is a contiguous run the compiler turns into SIMD max/add, and the
-//! common 2x2 stride-2 max pool has an explicit `wide::f32x8` path. Layers run the planes
+//! common 2x2 stride-2 max pool has an explicit vector path; every kernel runs at the SIMD level
+//! chosen at run time (`ember_tensor::simd`). Layers run the planes
 //! of a batch in parallel with rayon. Max pooling's backward recomputes each window's first
 //! maximum from the input instead of storing indices, so forward stays a pure reduction.
 

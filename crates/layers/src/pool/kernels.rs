@@ -1,7 +1,7 @@
 //! Pooling plane kernels over slices and sizes: one `H x W` channel plane at a time.
 
-use ember_tensor::simd;
-use wide::f32x8;
+use ember_tensor::simd::{self, Simd};
+use ember_tensor::simd_dispatch;
 
 use crate::{LayerError, Pair};
 
@@ -109,9 +109,20 @@ pub fn max_pool2d_plane(x: &[f32], g: &PoolGeometry, y: &mut [f32]) {
         x.len() >= g.height * w && y.len() >= ho * wo,
         "max_pool2d_plane: slices too short"
     );
-    if is_2x2_stride_2(g) {
-        return max_pool_2x2(x, w, ho, wo, y);
-    }
+    simd_dispatch!(s => {
+        if is_2x2_stride_2(g) {
+            max_pool_2x2(s, x, w, ho, wo, y)
+        } else {
+            max_pool_windows(x, g, y)
+        }
+    })
+}
+
+/// The general window loops, inlined into each level's dispatch arm so that the runs of
+/// stride-1 taps vectorise for it.
+#[inline(always)]
+fn max_pool_windows(x: &[f32], g: &PoolGeometry, y: &mut [f32]) {
+    let (w, ho, wo) = (g.width, g.out_h(), g.out_w());
     for oy in 0..ho {
         let out = &mut y[oy * wo..(oy + 1) * wo];
         out.fill(f32::NEG_INFINITY);
@@ -138,22 +149,22 @@ pub fn max_pool2d_plane(x: &[f32], g: &PoolGeometry, y: &mut [f32]) {
     }
 }
 
-/// 2x2 stride-2 max pooling: the vertical max of two rows in f32x8, then pairs.
-fn max_pool_2x2(x: &[f32], w: usize, ho: usize, wo: usize, y: &mut [f32]) {
+/// 2x2 stride-2 max pooling: the vertical max of two rows in vectors, then pairs.
+#[inline(always)]
+fn max_pool_2x2<S: Simd>(s: S, x: &[f32], w: usize, ho: usize, wo: usize, y: &mut [f32]) {
     let mut rowmax = [0.0f32; 64];
     for oy in 0..ho {
         let (r0, r1) = (&x[2 * oy * w..][..w], &x[(2 * oy + 1) * w..][..w]);
         let out = &mut y[oy * wo..(oy + 1) * wo];
         // Process the row in strips of 64 inputs (32 outputs).
-        for (s, strip) in out.chunks_mut(32).enumerate() {
-            let base = s * 64;
+        for (strip_at, strip) in out.chunks_mut(32).enumerate() {
+            let base = strip_at * 64;
             let n = 2 * strip.len();
             let mut j = 0;
-            while j + 8 <= n {
-                let a: [f32; 8] = r0[base + j..base + j + 8].try_into().expect("8 lanes");
-                let b: [f32; 8] = r1[base + j..base + j + 8].try_into().expect("8 lanes");
-                rowmax[j..j + 8].copy_from_slice(f32x8::new(a).fast_max(f32x8::new(b)).as_array());
-                j += 8;
+            while j + S::LANES <= n {
+                let m = s.max(s.load(&r0[base + j..]), s.load(&r1[base + j..]));
+                s.store(&mut rowmax[j..], m);
+                j += S::LANES;
             }
             for k in j..n {
                 rowmax[k] = r0[base + k].max(r1[base + k]);
@@ -224,31 +235,33 @@ pub fn max_pool2d_backward_2x2_plane(
             && gy.len() >= ho * wo,
         "max_pool2d_backward_2x2_plane: slices too short"
     );
+    simd_dispatch!(_s => backward_2x2_rows(x, y, gy, height, width, relu, gx))
+}
+
+/// The rows of [`max_pool2d_backward_2x2_plane`], inlined into each level's dispatch arm:
+/// the per-window selection is branch-free, so the loop vectorises for the level.
+#[inline(always)]
+fn backward_2x2_rows(
+    x: &[f32],
+    y: &[f32],
+    gy: &[f32],
+    height: usize,
+    width: usize,
+    relu: bool,
+    gx: &mut [f32],
+) {
+    let (w, ho, wo) = (width, height / 2, width / 2);
     for oy in 0..ho {
-        let (r0, r1) = (&x[2 * oy * w..][..w], &x[(2 * oy + 1) * w..][..w]);
+        let (r0, r1) = (&x[2 * oy * w..][..2 * wo], &x[(2 * oy + 1) * w..][..2 * wo]);
         let (g0, g1) = gx[2 * oy * w..(2 * oy + 2) * w].split_at_mut(w);
         let (ys, gys) = (&y[oy * wo..][..wo], &gy[oy * wo..][..wo]);
-        // Four windows (8 columns) per vector; a last, overlapping vector redoes a few
-        // windows, which is harmless as every window's values are overwritten.
-        let mut ox = 0;
-        while wo >= 4 && ox < wo {
-            let o = ox.min(wo - 4);
-            backward_2x2_four(
-                &r0[2 * o..],
-                &r1[2 * o..],
-                &ys[o..],
-                &gys[o..],
-                relu,
-                g0,
-                g1,
-                o,
-            );
-            ox = o + 4;
-        }
-        if wo < 4 {
-            for o in 0..wo {
-                backward_2x2_one(&r0[2 * o..], &r1[2 * o..], ys[o], gys[o], relu, g0, g1, o);
-            }
+        let windows = r0
+            .chunks_exact(2)
+            .zip(r1.chunks_exact(2))
+            .zip(g0.chunks_exact_mut(2).zip(g1.chunks_exact_mut(2)))
+            .zip(ys.iter().zip(gys));
+        for (((a, c), (ga, gc)), (&m, &g)) in windows {
+            backward_2x2_one(a, c, m, g, relu, ga, gc);
         }
         // An odd last column is in no window.
         g0[2 * wo..].fill(0.0);
@@ -257,9 +270,8 @@ pub fn max_pool2d_backward_2x2_plane(
     gx[2 * ho * w..height * w].fill(0.0);
 }
 
-/// The gradient of one 2x2 window `[a b; c d]` with maximum `m`: `g` to the first input
-/// equal to `m` (row-major), zero to the others; written at columns `2o, 2o+1`.
-#[allow(clippy::too_many_arguments)]
+/// The gradient of one 2x2 window `[a b; c d]` (`r0 = [a, b]`, `r1 = [c, d]`) with
+/// maximum `m`: `g` to the first input equal to `m` (row-major), zero to the others.
 #[inline(always)]
 fn backward_2x2_one(
     r0: &[f32],
@@ -269,7 +281,6 @@ fn backward_2x2_one(
     relu: bool,
     g0: &mut [f32],
     g1: &mut [f32],
-    o: usize,
 ) {
     // A fused ReLU clamps y at 0; its derivative is 0 there.
     let g = if relu && m <= 0.0 { 0.0 } else { g };
@@ -278,46 +289,10 @@ fn backward_2x2_one(
     let sc = tc && !(ta || tb);
     let sd = r1[1] == m && !(ta || tb || tc);
     let pick = |t: bool| if t { g } else { 0.0 };
-    g0[2 * o] = pick(sa);
-    g0[2 * o + 1] = pick(sb);
-    g1[2 * o] = pick(sc);
-    g1[2 * o + 1] = pick(sd);
-}
-
-/// [`backward_2x2_one`] for the four windows starting at window `o`, in `f32x8`: lanes are
-/// 8 input columns, `y` and `gy` are duplicated to both columns of their window, and the
-/// first-maximum rule is lane masks combined with their pair-swapped selves.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn backward_2x2_four(
-    r0: &[f32],
-    r1: &[f32],
-    ys: &[f32],
-    gys: &[f32],
-    relu: bool,
-    g0: &mut [f32],
-    g1: &mut [f32],
-    o: usize,
-) {
-    let dup = |v: &[f32]| f32x8::new([v[0], v[0], v[1], v[1], v[2], v[2], v[3], v[3]]);
-    let swap = |v: f32x8| {
-        let a = v.to_array();
-        f32x8::new([a[1], a[0], a[3], a[2], a[5], a[4], a[7], a[6]])
-    };
-    let row = |r: &[f32]| f32x8::new(r[..8].try_into().expect("8 columns"));
-    let odd = f32x8::new([0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]).simd_eq(f32x8::ONE);
-    let (m, mut g) = (dup(&ys[..4]), dup(&gys[..4]));
-    if relu {
-        g &= m.simd_gt(f32x8::ZERO);
-    }
-    let (e0, e1) = (row(r0).simd_eq(m), row(r1).simd_eq(m));
-    let (s0, s1) = (swap(e0), swap(e1));
-    // Row 0: a if a == m; b if b == m and not a == m.
-    let sel0 = e0 & !(odd & s0);
-    // Row 1: c, d only if neither a nor b is the maximum; d also not if c is.
-    let sel1 = e1 & !(e0 | s0 | (odd & s1));
-    g0[2 * o..2 * o + 8].copy_from_slice((sel0 & g).as_array());
-    g1[2 * o..2 * o + 8].copy_from_slice((sel1 & g).as_array());
+    g0[0] = pick(sa);
+    g0[1] = pick(sb);
+    g1[0] = pick(sc);
+    g1[1] = pick(sd);
 }
 
 fn avg_divisor(g: &PoolGeometry, count_include_pad: bool, oy: usize, ox: usize) -> f32 {
@@ -333,6 +308,12 @@ fn avg_divisor(g: &PoolGeometry, count_include_pad: bool, oy: usize, ox: usize) 
 
 /// Average pooling of one plane (PyTorch semantics for `count_include_pad`).
 pub fn avg_pool2d_plane(x: &[f32], g: &PoolGeometry, count_include_pad: bool, y: &mut [f32]) {
+    simd_dispatch!(_s => avg_pool2d_plane_in(x, g, count_include_pad, y))
+}
+
+/// Inlined into each level's dispatch arm, so the loops vectorise for that level.
+#[inline(always)]
+fn avg_pool2d_plane_in(x: &[f32], g: &PoolGeometry, count_include_pad: bool, y: &mut [f32]) {
     let (w, ho, wo) = (g.width, g.out_h(), g.out_w());
     assert!(
         x.len() >= g.height * w && y.len() >= ho * wo,
@@ -368,6 +349,18 @@ pub fn avg_pool2d_plane(x: &[f32], g: &PoolGeometry, count_include_pad: bool, y:
 /// Average pooling backward for one plane; `gx` is accumulated into. `scaled` is a
 /// scratch row of at least `out_w` elements.
 pub fn avg_pool2d_backward_plane(
+    gy: &[f32],
+    g: &PoolGeometry,
+    count_include_pad: bool,
+    scaled: &mut [f32],
+    gx: &mut [f32],
+) {
+    simd_dispatch!(_s => avg_pool2d_backward_plane_in(gy, g, count_include_pad, scaled, gx))
+}
+
+/// Inlined into each level's dispatch arm, so the loops vectorise for that level.
+#[inline(always)]
+fn avg_pool2d_backward_plane_in(
     gy: &[f32],
     g: &PoolGeometry,
     count_include_pad: bool,

@@ -1,17 +1,16 @@
 //! Fused update kernels: one pass reads a parameter, its gradient and its optimizer state
-//! and writes the new values, eight lanes at a time with `wide::f32x8` (AVX2 + FMA in
-//! Ember's x86-64-v3 build), split over rayon threads for large buffers.
+//! and writes the new values, a vector at a time at the SIMD level chosen at run time
+//! (`ember_tensor::simd`), split over rayon threads for large buffers.
 //!
-//! Each element's update is independent, so the chunking changes nothing: on an FMA build
-//! the SIMD kernels agree bitwise with [`reference`] (the same operations in the same
-//! order; `sqrt` and `/` are correctly rounded in both).
+//! Each element's update is independent, so the chunking changes nothing: at the levels with
+//! fused multiply-add the SIMD kernels agree bitwise with [`reference`] (the same operations
+//! in the same order; `sqrt` and `/` are correctly rounded in both).
 
 pub mod reference;
 
+use ember_tensor::simd::{self, Level, Simd};
+use ember_tensor::simd_dispatch;
 use rayon::prelude::*;
-use wide::f32x8;
-
-const LANES: usize = 8;
 
 /// Buffers longer than this are updated in parallel chunks of this many elements
 /// (256 KiB per stream, large enough that thread hand-off costs nothing measurable).
@@ -55,17 +54,6 @@ pub struct AdamStep {
     pub eps: f32,
 }
 
-#[inline(always)]
-fn load(s: &[f32]) -> f32x8 {
-    let lanes: [f32; LANES] = s[..LANES].try_into().expect("a full lane chunk");
-    f32x8::new(lanes)
-}
-
-#[inline(always)]
-fn store(v: f32x8, s: &mut [f32]) {
-    s[..LANES].copy_from_slice(v.as_array());
-}
-
 #[track_caller]
 fn same_len(kernel: &str, what: &str, len: usize, p: usize) {
     assert!(
@@ -79,14 +67,16 @@ fn same_len(kernel: &str, what: &str, len: usize, p: usize) {
 /// and panics naming both lengths.
 pub fn sgd(p: &mut [f32], g: &[f32], buf: &mut [f32], k: &SgdStep) {
     same_len("sgd", "grad", g.len(), p.len());
+    // One level for the whole buffer, whichever threads its chunks run on.
+    let level = simd::level();
     if k.momentum == 0.0 {
         same_len("sgd", "momentum buffer (momentum 0)", buf.len(), 0);
         if p.len() > PAR_CHUNK {
             p.par_chunks_mut(PAR_CHUNK)
                 .zip(g.par_chunks(PAR_CHUNK))
-                .for_each(|(p, g)| sgd_chunk(p, g, &mut [], k));
+                .for_each(|(p, g)| sgd_chunk(level, p, g, &mut [], k));
         } else {
-            sgd_chunk(p, g, &mut [], k);
+            sgd_chunk(level, p, g, &mut [], k);
         }
         return;
     }
@@ -95,44 +85,62 @@ pub fn sgd(p: &mut [f32], g: &[f32], buf: &mut [f32], k: &SgdStep) {
         p.par_chunks_mut(PAR_CHUNK)
             .zip(g.par_chunks(PAR_CHUNK))
             .zip(buf.par_chunks_mut(PAR_CHUNK))
-            .for_each(|((p, g), b)| sgd_chunk(p, g, b, k));
+            .for_each(|((p, g), b)| sgd_chunk(level, p, g, b, k));
     } else {
-        sgd_chunk(p, g, buf, k);
+        sgd_chunk(level, p, g, buf, k);
     }
 }
 
-fn sgd_chunk(p: &mut [f32], g: &[f32], buf: &mut [f32], k: &SgdStep) {
-    let body = p.len() / LANES * LANES;
-    let wd = f32x8::splat(k.weight_decay);
-    let neg_lr = f32x8::splat(-k.lr);
+fn sgd_chunk(level: Level, p: &mut [f32], g: &[f32], buf: &mut [f32], k: &SgdStep) {
+    simd_dispatch!(level, s => sgd_vectors(s, p, g, buf, k))
+}
+
+#[inline(always)]
+fn sgd_vectors<S: Simd>(s: S, p: &mut [f32], g: &[f32], buf: &mut [f32], k: &SgdStep) {
+    let l = S::LANES;
+    let body = p.len() / l * l;
+    let wd = s.splat(k.weight_decay);
+    let neg_lr = s.splat(-k.lr);
     if k.momentum == 0.0 {
-        for (p8, g8) in p.chunks_exact_mut(LANES).zip(g.chunks_exact(LANES)) {
-            let w = load(p8);
-            let d = w.mul_add(wd, load(g8));
-            store(d.mul_add(neg_lr, w), p8);
+        for (p8, g8) in p.chunks_exact_mut(l).zip(g.chunks_exact(l)) {
+            let w = s.load(p8);
+            let d = s.mul_add(w, wd, s.load(g8));
+            s.store(p8, s.mul_add(d, neg_lr, w));
         }
-        reference::sgd(&mut p[body..], &g[body..], &mut [], k);
+        reference::sgd(
+            |a, b, c| s.mul_add_lane(a, b, c),
+            &mut p[body..],
+            &g[body..],
+            &mut [],
+            k,
+        );
         return;
     }
-    let mu = f32x8::splat(k.momentum);
-    let keep = f32x8::splat(1.0 - k.dampening);
+    let mu = s.splat(k.momentum);
+    let keep = s.splat(1.0 - k.dampening);
     for ((p8, g8), b8) in p
-        .chunks_exact_mut(LANES)
-        .zip(g.chunks_exact(LANES))
-        .zip(buf.chunks_exact_mut(LANES))
+        .chunks_exact_mut(l)
+        .zip(g.chunks_exact(l))
+        .zip(buf.chunks_exact_mut(l))
     {
-        let w = load(p8);
-        let d = w.mul_add(wd, load(g8));
+        let w = s.load(p8);
+        let d = s.mul_add(w, wd, s.load(g8));
         let b = if k.first {
             d
         } else {
-            load(b8).mul_add(mu, keep * d)
+            s.mul_add(s.load(b8), mu, s.mul(keep, d))
         };
-        store(b, b8);
-        let dir = if k.nesterov { b.mul_add(mu, d) } else { b };
-        store(dir.mul_add(neg_lr, w), p8);
+        s.store(b8, b);
+        let dir = if k.nesterov { s.mul_add(b, mu, d) } else { b };
+        s.store(p8, s.mul_add(dir, neg_lr, w));
     }
-    reference::sgd(&mut p[body..], &g[body..], &mut buf[body..], k);
+    reference::sgd(
+        |a, b, c| s.mul_add_lane(a, b, c),
+        &mut p[body..],
+        &g[body..],
+        &mut buf[body..],
+        k,
+    );
 }
 
 /// Adam / AdamW update of one parameter buffer. `m` and `v` are as long as `p`; `vmax`
@@ -152,8 +160,9 @@ pub fn adam(
     if !vmax.is_empty() {
         same_len("adam", "max_exp_avg_sq", vmax.len(), n);
     }
+    let level = simd::level();
     if n <= PAR_CHUNK {
-        adam_chunk(p, g, m, v, vmax, k);
+        adam_chunk(level, p, g, m, v, vmax, k);
         return;
     }
     let moments = p
@@ -162,15 +171,16 @@ pub fn adam(
         .zip(m.par_chunks_mut(PAR_CHUNK))
         .zip(v.par_chunks_mut(PAR_CHUNK));
     if vmax.is_empty() {
-        moments.for_each(|(((p, g), m), v)| adam_chunk(p, g, m, v, &mut [], k));
+        moments.for_each(|(((p, g), m), v)| adam_chunk(level, p, g, m, v, &mut [], k));
     } else {
         moments
             .zip(vmax.par_chunks_mut(PAR_CHUNK))
-            .for_each(|((((p, g), m), v), x)| adam_chunk(p, g, m, v, x, k));
+            .for_each(|((((p, g), m), v), x)| adam_chunk(level, p, g, m, v, x, k));
     }
 }
 
 fn adam_chunk(
+    level: Level,
     p: &mut [f32],
     g: &[f32],
     m: &mut [f32],
@@ -178,46 +188,61 @@ fn adam_chunk(
     vmax: &mut [f32],
     k: &AdamStep,
 ) {
-    let body = p.len() / LANES * LANES;
-    let decay_factor = f32x8::splat(k.decay_factor);
-    let wd = f32x8::splat(k.weight_decay);
-    let one_minus_beta1 = f32x8::splat(k.one_minus_beta1);
-    let beta2 = f32x8::splat(k.beta2);
-    let one_minus_beta2 = f32x8::splat(k.one_minus_beta2);
-    let bc2_sqrt = f32x8::splat(k.bias_correction2_sqrt);
-    let eps = f32x8::splat(k.eps);
-    let neg_step = f32x8::splat(-k.step_size);
+    simd_dispatch!(level, s => adam_vectors(s, p, g, m, v, vmax, k))
+}
+
+#[inline(always)]
+fn adam_vectors<S: Simd>(
+    s: S,
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    vmax: &mut [f32],
+    k: &AdamStep,
+) {
+    let l = S::LANES;
+    let body = p.len() / l * l;
+    let decay_factor = s.splat(k.decay_factor);
+    let wd = s.splat(k.weight_decay);
+    let one_minus_beta1 = s.splat(k.one_minus_beta1);
+    let beta2 = s.splat(k.beta2);
+    let one_minus_beta2 = s.splat(k.one_minus_beta2);
+    let bc2_sqrt = s.splat(k.bias_correction2_sqrt);
+    let eps = s.splat(k.eps);
+    let neg_step = s.splat(-k.step_size);
     // One body for both variants: the AMSGrad branch is loop-invariant.
     let update =
         |p8: &mut [f32], g8: &[f32], m8: &mut [f32], v8: &mut [f32], x8: Option<&mut [f32]>| {
-            let w = load(p8) * decay_factor;
-            let d = w.mul_add(wd, load(g8));
-            let m0 = load(m8);
-            let mi = (d - m0).mul_add(one_minus_beta1, m0);
-            let vi = (one_minus_beta2 * d).mul_add(d, load(v8) * beta2);
-            store(mi, m8);
-            store(vi, v8);
+            let w = s.mul(s.load(p8), decay_factor);
+            let d = s.mul_add(w, wd, s.load(g8));
+            let m0 = s.load(m8);
+            let mi = s.mul_add(s.sub(d, m0), one_minus_beta1, m0);
+            let vi = s.mul_add(s.mul(one_minus_beta2, d), d, s.mul(s.load(v8), beta2));
+            s.store(m8, mi);
+            s.store(v8, vi);
             let vm = match x8 {
                 Some(x8) => {
-                    let x = load(x8).max(vi);
-                    store(x, x8);
+                    let x = s.max(s.load(x8), vi);
+                    s.store(x8, x);
                     x
                 }
                 None => vi,
             };
-            let denom = vm.sqrt() / bc2_sqrt + eps;
-            store((mi / denom).mul_add(neg_step, w), p8);
+            let denom = s.add(s.div(s.sqrt(vm), bc2_sqrt), eps);
+            s.store(p8, s.mul_add(s.div(mi, denom), neg_step, w));
         };
     let chunks = p
-        .chunks_exact_mut(LANES)
-        .zip(g.chunks_exact(LANES))
-        .zip(m.chunks_exact_mut(LANES))
-        .zip(v.chunks_exact_mut(LANES));
+        .chunks_exact_mut(l)
+        .zip(g.chunks_exact(l))
+        .zip(m.chunks_exact_mut(l))
+        .zip(v.chunks_exact_mut(l));
     if vmax.is_empty() {
         for (((p8, g8), m8), v8) in chunks {
             update(p8, g8, m8, v8, None);
         }
         reference::adam(
+            |a, b, c| s.mul_add_lane(a, b, c),
             &mut p[body..],
             &g[body..],
             &mut m[body..],
@@ -226,10 +251,11 @@ fn adam_chunk(
             k,
         );
     } else {
-        for ((((p8, g8), m8), v8), x8) in chunks.zip(vmax.chunks_exact_mut(LANES)) {
+        for ((((p8, g8), m8), v8), x8) in chunks.zip(vmax.chunks_exact_mut(l)) {
             update(p8, g8, m8, v8, Some(x8));
         }
         reference::adam(
+            |a, b, c| s.mul_add_lane(a, b, c),
             &mut p[body..],
             &g[body..],
             &mut m[body..],

@@ -1,40 +1,48 @@
 //! Plain scalar update rules, one element at a time: the oracle the SIMD kernels are
-//! tested against and what handles their tails. The operation order (including which
-//! products are fused) matches the SIMD kernels exactly, so on an FMA build the two agree
-//! bitwise.
+//! tested against and what handles their tails. The operation order matches the SIMD
+//! kernels exactly, and the multiply-add is a parameter, fused (`f32::mul_add`) or not, so
+//! that each SIMD level agrees with them bitwise.
 
 use super::{AdamStep, SgdStep};
 
 /// SGD with optional momentum, dampening, Nesterov and (coupled) weight decay.
 /// `buf` is empty when `k.momentum == 0`.
-pub fn sgd(p: &mut [f32], g: &[f32], buf: &mut [f32], k: &SgdStep) {
+/// `mul_add(a, b, c)` stands for `a * b + c` (`f32::mul_add`, or two roundings).
+pub fn sgd(
+    mul_add: impl Fn(f32, f32, f32) -> f32,
+    p: &mut [f32],
+    g: &[f32],
+    buf: &mut [f32],
+    k: &SgdStep,
+) {
     if k.momentum == 0.0 {
         for i in 0..p.len() {
-            let d = p[i].mul_add(k.weight_decay, g[i]);
-            p[i] = d.mul_add(-k.lr, p[i]);
+            let d = mul_add(p[i], k.weight_decay, g[i]);
+            p[i] = mul_add(d, -k.lr, p[i]);
         }
         return;
     }
     let keep = 1.0 - k.dampening;
     for i in 0..p.len() {
-        let d = p[i].mul_add(k.weight_decay, g[i]);
+        let d = mul_add(p[i], k.weight_decay, g[i]);
         let b = if k.first {
             d
         } else {
-            buf[i].mul_add(k.momentum, keep * d)
+            mul_add(buf[i], k.momentum, keep * d)
         };
         buf[i] = b;
         let dir = if k.nesterov {
-            b.mul_add(k.momentum, d)
+            mul_add(b, k.momentum, d)
         } else {
             b
         };
-        p[i] = dir.mul_add(-k.lr, p[i]);
+        p[i] = mul_add(dir, -k.lr, p[i]);
     }
 }
 
-/// Adam / AdamW (AMSGrad when `vmax` is not empty).
+/// Adam / AdamW (AMSGrad when `vmax` is not empty). `mul_add` as in [`sgd`].
 pub fn adam(
+    mul_add: impl Fn(f32, f32, f32) -> f32,
     p: &mut [f32],
     g: &[f32],
     m: &mut [f32],
@@ -45,9 +53,9 @@ pub fn adam(
     let amsgrad = !vmax.is_empty();
     for i in 0..p.len() {
         let w = p[i] * k.decay_factor;
-        let d = w.mul_add(k.weight_decay, g[i]);
-        let mi = (d - m[i]).mul_add(k.one_minus_beta1, m[i]);
-        let vi = (k.one_minus_beta2 * d).mul_add(d, v[i] * k.beta2);
+        let d = mul_add(w, k.weight_decay, g[i]);
+        let mi = mul_add(d - m[i], k.one_minus_beta1, m[i]);
+        let vi = mul_add(k.one_minus_beta2 * d, d, v[i] * k.beta2);
         m[i] = mi;
         v[i] = vi;
         let vm = if amsgrad {
@@ -58,6 +66,6 @@ pub fn adam(
             vi
         };
         let denom = vm.sqrt() / k.bias_correction2_sqrt + k.eps;
-        p[i] = (mi / denom).mul_add(-k.step_size, w);
+        p[i] = mul_add(mi / denom, -k.step_size, w);
     }
 }

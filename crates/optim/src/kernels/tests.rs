@@ -1,9 +1,11 @@
-//! The fused SIMD kernels against the scalar reference: random lengths (empty, shorter
-//! than a lane, lane tails, over the parallel threshold) and random hyper-parameters.
-//! On an FMA build (Ember's x86-64-v3) they must agree bitwise; elsewhere `wide` may split
-//! `mul_add` into two roundings, so they must agree to 1e-6 relative.
+//! The fused SIMD kernels against the scalar reference at every level this CPU has: random
+//! lengths (empty, shorter than a lane, lane tails, over the parallel threshold) and random
+//! hyper-parameters. They must agree bitwise with the reference that rounds its
+//! multiply-adds as the level does (fused for AVX2, AVX-512 and a portable path compiled
+//! with FMA; two roundings for a portable path without).
 
 use ember_tensor::Rng;
+use ember_tensor::simd::{Level, with_level};
 use proptest::prelude::*;
 
 use super::{AdamStep, PAR_CHUNK, SgdStep, adam, reference, sgd};
@@ -22,21 +24,26 @@ fn normal_vec(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
     (0..n).map(|_| rng.normal() * scale).collect()
 }
 
-fn assert_close(what: &str, got: &[f32], want: &[f32]) {
+/// The multiply-add of `level`, one lane.
+fn mul_add_of(level: Level) -> fn(f32, f32, f32) -> f32 {
+    fn fused<S: ember_tensor::simd::Simd>(_: S) -> bool {
+        S::FUSED
+    }
+    if ember_tensor::simd_dispatch!(level, s => fused(s)) {
+        f32::mul_add
+    } else {
+        |a, b, c| a * b + c
+    }
+}
+
+fn assert_same(level: Level, what: &str, got: &[f32], want: &[f32]) {
     assert_eq!(got.len(), want.len());
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        if cfg!(target_feature = "fma") {
-            assert_eq!(
-                g.to_bits(),
-                w.to_bits(),
-                "{what}[{i}]: simd {g} vs scalar {w}"
-            );
-        } else {
-            assert!(
-                (g - w).abs() <= 1e-6 * (1.0 + w.abs()),
-                "{what}[{i}]: simd {g} vs scalar {w}"
-            );
-        }
+        assert_eq!(
+            g.to_bits(),
+            w.to_bits(),
+            "{level}: {what}[{i}]: simd {g} vs scalar {w}"
+        );
     }
 }
 
@@ -59,12 +66,14 @@ proptest! {
         let g = normal_vec(&mut rng, n, 0.1);
         let b0 = if momentum == 0.0 { Vec::new() } else { normal_vec(&mut rng, n, 0.1) };
         let k = SgdStep { lr, momentum, dampening, weight_decay, nesterov, first };
-        let (mut p1, mut b1) = (p0.clone(), b0.clone());
-        sgd(&mut p1, &g, &mut b1, &k);
-        let (mut p2, mut b2) = (p0, b0);
-        reference::sgd(&mut p2, &g, &mut b2, &k);
-        assert_close("p", &p1, &p2);
-        assert_close("buf", &b1, &b2);
+        for level in Level::available() {
+            let (mut p2, mut b2) = (p0.clone(), b0.clone());
+            reference::sgd(mul_add_of(level), &mut p2, &g, &mut b2, &k);
+            let (mut p1, mut b1) = (p0.clone(), b0.clone());
+            with_level(level, || sgd(&mut p1, &g, &mut b1, &k));
+            assert_same(level, "p", &p1, &p2);
+            assert_same(level, "buf", &b1, &b2);
+        }
     }
 
     #[test]
@@ -101,14 +110,16 @@ proptest! {
             step_size: (f64::from(lr) / bc1) as f32,
             eps: 1e-8,
         };
-        let (mut p1, mut m1, mut v1, mut x1) = (p0.clone(), m0.clone(), v0.clone(), x0.clone());
-        adam(&mut p1, &g, &mut m1, &mut v1, &mut x1, &k);
-        let (mut p2, mut m2, mut v2, mut x2) = (p0, m0, v0, x0);
-        reference::adam(&mut p2, &g, &mut m2, &mut v2, &mut x2, &k);
-        assert_close("p", &p1, &p2);
-        assert_close("m", &m1, &m2);
-        assert_close("v", &v1, &v2);
-        assert_close("vmax", &x1, &x2);
+        for level in Level::available() {
+            let (mut p2, mut m2, mut v2, mut x2) = (p0.clone(), m0.clone(), v0.clone(), x0.clone());
+            reference::adam(mul_add_of(level), &mut p2, &g, &mut m2, &mut v2, &mut x2, &k);
+            let (mut p1, mut m1, mut v1, mut x1) = (p0.clone(), m0.clone(), v0.clone(), x0.clone());
+            with_level(level, || adam(&mut p1, &g, &mut m1, &mut v1, &mut x1, &k));
+            assert_same(level, "p", &p1, &p2);
+            assert_same(level, "m", &m1, &m2);
+            assert_same(level, "v", &v1, &v2);
+            assert_same(level, "vmax", &x1, &x2);
+        }
     }
 }
 

@@ -56,7 +56,7 @@ pub(super) fn mul_add<S: Simd>(s: S, a: &[f32], b: &[f32], c: &[f32], out: &mut 
         s.store(o, s.mul_add(s.load(a), s.load(b), s.load(c)));
     }
     for i in body..out.len() {
-        out[i] = a[i].mul_add(b[i], c[i]);
+        out[i] = s.mul_add_lane(a[i], b[i], c[i]);
     }
 }
 

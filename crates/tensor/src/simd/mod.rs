@@ -150,7 +150,7 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
         let a = s.splat(alpha);
         kernels::update(s, y, x, |y, x| s.mul_add(x, a, y), |y, x| {
             for (y, x) in y.iter_mut().zip(x) {
-                *y = x.mul_add(alpha, *y);
+                *y = s.mul_add_lane(*x, alpha, *y);
             }
         })
     });

@@ -17,6 +17,8 @@ pub trait Simd: Copy + Send + Sync + 'static {
     const LANES: usize;
     /// The level this token stands for.
     const LEVEL: Level;
+    /// Whether [`mul_add`](Simd::mul_add) rounds once (a fused multiply-add) at this level.
+    const FUSED: bool;
     /// The vector type.
     type V: Copy;
 
@@ -44,6 +46,10 @@ pub trait Simd: Copy + Send + Sync + 'static {
     fn sub(self, a: Self::V, b: Self::V) -> Self::V;
     /// `a * b`
     fn mul(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `a / b`
+    fn div(self, a: Self::V, b: Self::V) -> Self::V;
+    /// Lane-wise square root (correctly rounded).
+    fn sqrt(self, a: Self::V) -> Self::V;
     /// `a * b + c`, rounded once.
     fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     /// Lane-wise maximum (for NaN-free inputs).
@@ -54,6 +60,17 @@ pub trait Simd: Copy + Send + Sync + 'static {
     fn reduce_add(self, v: Self::V) -> f32;
     /// The largest lane (for NaN-free inputs).
     fn reduce_max(self, v: Self::V) -> f32;
+
+    /// One lane of [`mul_add`](Simd::mul_add): `a * b + c`, fused exactly when the vector
+    /// form is, so scalar tails round like the vectors.
+    #[inline(always)]
+    fn mul_add_lane(self, a: f32, b: f32, c: f32) -> f32 {
+        if Self::FUSED {
+            a.mul_add(b, c)
+        } else {
+            a * b + c
+        }
+    }
 
     /// Loads the first `LANES` values of `s`. Panics if `s` is shorter.
     #[inline(always)]
@@ -116,6 +133,8 @@ pub struct Portable;
 impl Simd for Portable {
     const LANES: usize = 8;
     const LEVEL: Level = Level::Portable;
+    // `wide` fuses where the build targets FMA (x86 with `fma`, and NEON on aarch64).
+    const FUSED: bool = cfg!(any(target_feature = "fma", target_arch = "aarch64"));
     type V = f32x8;
 
     #[inline(always)]
@@ -151,6 +170,14 @@ impl Simd for Portable {
     #[inline(always)]
     fn mul(self, a: f32x8, b: f32x8) -> f32x8 {
         a * b
+    }
+    #[inline(always)]
+    fn div(self, a: f32x8, b: f32x8) -> f32x8 {
+        a / b
+    }
+    #[inline(always)]
+    fn sqrt(self, a: f32x8) -> f32x8 {
+        a.sqrt()
     }
     #[inline(always)]
     fn mul_add(self, a: f32x8, b: f32x8, c: f32x8) -> f32x8 {

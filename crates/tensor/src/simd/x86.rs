@@ -81,6 +81,7 @@ fn transpose_8x8_avx(rows: [&[f32]; 8], dst: &mut [f32], ldd: usize) {
 impl Simd for Avx2 {
     const LANES: usize = 8;
     const LEVEL: Level = Level::Avx2;
+    const FUSED: bool = true;
     type V = __m256;
 
     #[inline(always)]
@@ -128,6 +129,16 @@ impl Simd for Avx2 {
         unsafe { _mm256_mul_ps(a, b) }
     }
     #[inline(always)]
+    fn div(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: see above.
+        unsafe { _mm256_div_ps(a, b) }
+    }
+    #[inline(always)]
+    fn sqrt(self, a: __m256) -> __m256 {
+        // SAFETY: see above.
+        unsafe { _mm256_sqrt_ps(a) }
+    }
+    #[inline(always)]
     fn mul_add(self, a: __m256, b: __m256, c: __m256) -> __m256 {
         // SAFETY: see above.
         unsafe { _mm256_fmadd_ps(a, b, c) }
@@ -169,6 +180,7 @@ impl Simd for Avx2 {
 impl Simd for Avx512 {
     const LANES: usize = 16;
     const LEVEL: Level = Level::Avx512;
+    const FUSED: bool = true;
     type V = __m512;
 
     #[inline(always)]
@@ -214,6 +226,16 @@ impl Simd for Avx512 {
     fn mul(self, a: __m512, b: __m512) -> __m512 {
         // SAFETY: see above.
         unsafe { _mm512_mul_ps(a, b) }
+    }
+    #[inline(always)]
+    fn div(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: see above.
+        unsafe { _mm512_div_ps(a, b) }
+    }
+    #[inline(always)]
+    fn sqrt(self, a: __m512) -> __m512 {
+        // SAFETY: see above.
+        unsafe { _mm512_sqrt_ps(a) }
     }
     #[inline(always)]
     fn mul_add(self, a: __m512, b: __m512, c: __m512) -> __m512 {
