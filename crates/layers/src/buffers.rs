@@ -34,6 +34,13 @@ impl Buffers {
         sized(&mut self.grad, shape)
     }
 
+    /// The last output, with the input-gradient buffer resized to `shape` (for a backward
+    /// pass that reads the output).
+    pub(crate) fn out_and_grad_for(&mut self, shape: Shape) -> (&Tensor, &mut Tensor) {
+        let grad = sized(&mut self.grad, shape);
+        (self.out.as_ref().unwrap_or(&EMPTY), grad)
+    }
+
     /// The last output (empty before the first forward).
     pub(crate) fn out(&self) -> &Tensor {
         self.out.as_ref().unwrap_or(&EMPTY)
@@ -60,6 +67,24 @@ fn sized(slot: &mut Option<Tensor>, shape: Shape) -> &mut Tensor {
     }
     t
 }
+
+/// The `output` and `input_grad` methods of a layer that keeps its buffers in a
+/// `bufs: Buffers` field (or the field path given, e.g. `inner.bufs`).
+macro_rules! buffered_outputs {
+    () => {
+        $crate::buffers::buffered_outputs!(bufs);
+    };
+    ($($field:ident).+) => {
+        fn output(&self) -> &ember_tensor::Tensor {
+            self.$($field).+.out()
+        }
+
+        fn input_grad(&self) -> &ember_tensor::Tensor {
+            self.$($field).+.grad()
+        }
+    };
+}
+pub(crate) use buffered_outputs;
 
 /// Panics with the layer's description and both shapes when `x` does not have `want`.
 #[track_caller]

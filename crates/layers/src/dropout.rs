@@ -4,7 +4,7 @@ use ember_tensor::{Rng, Shape, Tensor, simd};
 use rayon::prelude::*;
 
 use crate::buffers::{Buffers, expect_shape};
-use crate::{Layer, LayerError, Mode, Param};
+use crate::{Layer, LayerError, Mode};
 
 /// The seed of a dropout layer whose seed was not set (see [`Dropout::seed`]).
 const DEFAULT_SEED: u64 = 0xD809_0D80;
@@ -112,15 +112,7 @@ impl Layer for Dropout {
         g
     }
 
-    fn output(&self) -> &Tensor {
-        self.bufs.out()
-    }
-
-    fn input_grad(&self) -> &Tensor {
-        self.bufs.grad()
-    }
-
-    fn visit_params(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut Param)) {}
+    crate::buffers::buffered_outputs!();
 
     fn reset_parameters(&mut self, rng: &mut Rng) {
         if !self.seed_set {

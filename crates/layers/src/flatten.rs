@@ -3,7 +3,7 @@
 use ember_tensor::{Shape, Tensor};
 
 use crate::buffers::{Buffers, expect_shape, shape_or_panic};
-use crate::{Layer, LayerError, Mode, Param};
+use crate::{Layer, LayerError, Mode};
 
 /// Flattens every dimension after the batch one: `[N, C, H, W]` becomes `[N, C*H*W]`.
 /// Write it as the constant [`Flatten`](const@Flatten): `.add(Flatten)`.
@@ -40,15 +40,7 @@ impl Layer for Flatten {
         g
     }
 
-    fn output(&self) -> &Tensor {
-        self.bufs.out()
-    }
-
-    fn input_grad(&self) -> &Tensor {
-        self.bufs.grad()
-    }
-
-    fn visit_params(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut Param)) {}
+    crate::buffers::buffered_outputs!();
 
     fn output_shape(&self, input: Shape) -> Result<Shape, LayerError> {
         if input.rank() == 0 {

@@ -99,8 +99,9 @@ pub trait Layer: Send {
     fn input_grad(&self) -> &Tensor;
 
     /// Calls `f` with each trainable parameter and its PyTorch `state_dict` name under
-    /// `prefix` (for example `"3.weight"` with prefix `"3."`).
-    fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param));
+    /// `prefix` (for example `"3.weight"` with prefix `"3."`). Layers without parameters
+    /// keep the default, which calls nothing.
+    fn visit_params(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut Param)) {}
 
     /// Calls `f` with each non-trainable state tensor (batch-norm running statistics) and
     /// its `state_dict` name under `prefix`. Most layers have none.

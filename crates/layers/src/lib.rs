@@ -54,7 +54,7 @@ pub mod residual;
 pub mod sequential;
 pub mod summary;
 
-pub use activation::{LeakyReLU, ReLU, Scale};
+pub use activation::{Elementwise, ElementwiseOp, GELU, LeakyReLU, ReLU, Scale};
 pub use conv::Conv2d;
 pub use dropout::Dropout;
 pub use flatten::Flatten;

@@ -128,13 +128,7 @@ impl Layer for Linear {
         dx
     }
 
-    fn output(&self) -> &Tensor {
-        self.bufs.out()
-    }
-
-    fn input_grad(&self) -> &Tensor {
-        self.bufs.grad()
-    }
+    crate::buffers::buffered_outputs!();
 
     fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
         f(&format!("{prefix}weight"), &mut self.weight);

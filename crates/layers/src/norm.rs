@@ -409,13 +409,7 @@ impl Layer for BatchNorm2d {
         dx
     }
 
-    fn output(&self) -> &Tensor {
-        self.bufs.out()
-    }
-
-    fn input_grad(&self) -> &Tensor {
-        self.bufs.grad()
-    }
+    crate::buffers::buffered_outputs!();
 
     fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
         if let Some(w) = &mut self.weight {

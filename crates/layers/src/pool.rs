@@ -18,6 +18,7 @@ pub use kernels::{
     max_pool2d_backward_2x2_plane, max_pool2d_backward_plane, max_pool2d_plane,
 };
 
+use crate::buffers::Buffers;
 use crate::{Layer, LayerError, Mode, Pair};
 
 /// What the two windowed pooling layers share: options, buffers, shape checks.
@@ -27,8 +28,7 @@ struct Windowed {
     kernel: Pair,
     stride: Pair,
     padding: Pair,
-    out: Tensor,
-    grad_in: Tensor,
+    bufs: Buffers,
 }
 
 impl Windowed {
@@ -38,8 +38,7 @@ impl Windowed {
             kernel,
             stride: kernel,
             padding: Pair(0, 0),
-            out: Tensor::zeros([0]),
-            grad_in: Tensor::zeros([0]),
+            bufs: Buffers::EMPTY,
         }
     }
 
@@ -105,18 +104,18 @@ impl Windowed {
         f: impl Fn(&[f32], &PoolGeometry, &mut [f32]) + Sync,
     ) -> &Tensor {
         let g = self.geometry_or_panic(x.shape());
-        self.out
-            .resize_for([g.batch, g.channels, g.out_h(), g.out_w()]);
+        let out = self
+            .bufs
+            .out_for(Shape::from([g.batch, g.channels, g.out_h(), g.out_w()]));
         let (pin, pout) = (g.height * g.width, g.out_h() * g.out_w());
         if pout > 0 && pin > 0 {
             let xs = x.data();
-            self.out
-                .data_mut()
+            out.data_mut()
                 .par_chunks_mut(pout)
                 .enumerate()
                 .for_each(|(i, y)| f(&xs[i * pin..(i + 1) * pin], &g, y));
         }
-        &self.out
+        out
     }
 
     fn check_grad(&self, g: &PoolGeometry, grad_out: &Tensor) {
@@ -190,22 +189,20 @@ impl Layer for MaxPool2d {
         let g = self.inner.geometry_or_panic(x.shape());
         self.inner.check_grad(&g, grad_out);
         assert!(
-            self.inner.out.shape() == grad_out.shape(),
+            self.inner.bufs.out().shape() == grad_out.shape(),
             "{}: backward needs the forward output of the same input",
             self.inner.describe()
         );
         if !need_input_grad {
-            self.inner.grad_in.resize_for([0]);
-            return &self.inner.grad_in;
+            return self.inner.bufs.skip_grad();
         }
-        self.inner.grad_in.resize_for(x.shape());
+        let (out, grad_in) = self.inner.bufs.out_and_grad_for(x.shape());
         let (pin, pout) = (g.height * g.width, g.out_h() * g.out_w());
         if pin > 0 {
-            let (xs, ys, gys) = (x.data(), self.inner.out.data(), grad_out.data());
+            let (xs, ys, gys) = (x.data(), out.data(), grad_out.data());
             let relu = self.relu;
             let fast = is_2x2_stride_2(&g);
-            self.inner
-                .grad_in
+            grad_in
                 .data_mut()
                 .par_chunks_mut(pin)
                 .enumerate()
@@ -220,18 +217,10 @@ impl Layer for MaxPool2d {
                     }
                 });
         }
-        &self.inner.grad_in
+        grad_in
     }
 
-    fn output(&self) -> &Tensor {
-        &self.inner.out
-    }
-
-    fn input_grad(&self) -> &Tensor {
-        &self.inner.grad_in
-    }
-
-    fn visit_params(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut crate::Param)) {}
+    crate::buffers::buffered_outputs!(inner.bufs);
 
     fn output_shape(&self, input: Shape) -> Result<Shape, LayerError> {
         self.inner.output_shape(input)
@@ -313,10 +302,9 @@ impl Layer for AvgPool2d {
         let g = self.inner.geometry_or_panic(x.shape());
         self.inner.check_grad(&g, grad_out);
         if !need_input_grad {
-            self.inner.grad_in.resize_for([0]);
-            return &self.inner.grad_in;
+            return self.inner.bufs.skip_grad();
         }
-        self.inner.grad_in.resize_for(x.shape());
+        let grad_in = self.inner.bufs.grad_for(x.shape());
         let (pin, pout, wo) = (g.height * g.width, g.out_h() * g.out_w(), g.out_w());
         let cip = self.count_include_pad;
         if pin > 0 {
@@ -326,8 +314,7 @@ impl Layer for AvgPool2d {
                 self.scaled.resize(planes * wo, 0.0);
             }
             let gys = grad_out.data();
-            self.inner
-                .grad_in
+            grad_in
                 .data_mut()
                 .par_chunks_mut(pin)
                 .zip(self.scaled.par_chunks_mut(wo.max(1)))
@@ -337,18 +324,10 @@ impl Layer for AvgPool2d {
                     avg_pool2d_backward_plane(&gys[i * pout..(i + 1) * pout], &g, cip, row, gx);
                 });
         }
-        &self.inner.grad_in
+        grad_in
     }
 
-    fn output(&self) -> &Tensor {
-        &self.inner.out
-    }
-
-    fn input_grad(&self) -> &Tensor {
-        &self.inner.grad_in
-    }
-
-    fn visit_params(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut crate::Param)) {}
+    crate::buffers::buffered_outputs!(inner.bufs);
 
     fn output_shape(&self, input: Shape) -> Result<Shape, LayerError> {
         self.inner.output_shape(input)
@@ -371,8 +350,7 @@ impl Layer for AvgPool2d {
 /// Global average pooling: `[N, C, H, W] -> [N, C, 1, 1]`, the mean of each plane.
 #[derive(Clone, Debug)]
 pub struct GlobalAvgPool2d {
-    out: Tensor,
-    grad_in: Tensor,
+    bufs: Buffers,
 }
 
 impl Default for GlobalAvgPool2d {
@@ -385,8 +363,7 @@ impl GlobalAvgPool2d {
     /// A global average pool.
     pub fn new() -> Self {
         GlobalAvgPool2d {
-            out: Tensor::zeros([0]),
-            grad_in: Tensor::zeros([0]),
+            bufs: Buffers::EMPTY,
         }
     }
 
@@ -400,19 +377,18 @@ impl GlobalAvgPool2d {
 impl Layer for GlobalAvgPool2d {
     fn forward(&mut self, x: &Tensor, _mode: Mode) -> &Tensor {
         let (n, c, h, w) = Self::nchw(x.shape());
-        self.out.resize_for([n, c, 1, 1]);
+        let out = self.bufs.out_for(Shape::from([n, c, 1, 1]));
         let plane = h * w;
         if plane == 0 {
-            self.out.fill(f32::NAN);
-            return &self.out;
+            out.fill(f32::NAN);
+            return out;
         }
         let xs = x.data();
-        self.out
-            .data_mut()
+        out.data_mut()
             .par_iter_mut()
             .enumerate()
             .for_each(|(i, y)| *y = simd::sum(&xs[i * plane..(i + 1) * plane]) / plane as f32);
-        &self.out
+        out
     }
 
     fn backward(&mut self, x: &Tensor, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
@@ -424,31 +400,22 @@ impl Layer for GlobalAvgPool2d {
             grad_out.shape()
         );
         if !need_input_grad {
-            self.grad_in.resize_for([0]);
-            return &self.grad_in;
+            return self.bufs.skip_grad();
         }
-        self.grad_in.resize_for(x.shape());
+        let grad_in = self.bufs.grad_for(x.shape());
         let plane = h * w;
         if plane > 0 {
             let gys = grad_out.data();
-            self.grad_in
+            grad_in
                 .data_mut()
                 .par_chunks_mut(plane)
                 .enumerate()
                 .for_each(|(i, gx)| gx.fill(gys[i] / plane as f32));
         }
-        &self.grad_in
+        grad_in
     }
 
-    fn output(&self) -> &Tensor {
-        &self.out
-    }
-
-    fn input_grad(&self) -> &Tensor {
-        &self.grad_in
-    }
-
-    fn visit_params(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut crate::Param)) {}
+    crate::buffers::buffered_outputs!();
 
     fn output_shape(&self, input: Shape) -> Result<Shape, LayerError> {
         let (n, c, h, w) = input

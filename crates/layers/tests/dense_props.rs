@@ -5,7 +5,7 @@ mod layers_support;
 
 use ember_layers::reference::dense as r;
 use ember_layers::{
-    Flatten, Layer, LeakyReLU, Linear, Mode, Param, ReLU, Scale, softmax_cross_entropy,
+    Flatten, GELU, Layer, LeakyReLU, Linear, Mode, Param, ReLU, Scale, softmax_cross_entropy,
     softmax_rows,
 };
 use ember_tensor::{Shape, Tensor};
@@ -64,6 +64,8 @@ proptest! {
         assert_close("relu", &r::relu_backward(&x, &g), &numeric_grad(&relu, &x, 1e-6), FD_TOL);
         let leaky = |x: &[f64]| dot(&r::leaky_relu_forward(x, slope), &g);
         assert_close("leaky", &r::leaky_relu_backward(&x, &g, slope), &numeric_grad(&leaky, &x, 1e-6), FD_TOL);
+        let gelu = |x: &[f64]| dot(&r::gelu_forward(x), &g);
+        assert_close("gelu", &r::gelu_backward(&x, &g), &numeric_grad(&gelu, &x, 1e-6), FD_TOL);
     }
 
     #[test]
@@ -118,6 +120,12 @@ proptest! {
         assert_close("scale", &f64s(scale.forward(&x, Mode::Train).data()), &want, F32_TOL);
         let want: Vec<f64> = g64.iter().map(|v| v * factor as f64).collect();
         assert_close("scale'", &f64s(scale.backward(&x, &g, true).data()), &want, F32_TOL);
+        // GELU over a wide range too (its erf is a rational approximation; tails matter).
+        let wide = Tensor::from_vec(x.shape(), x.data().iter().map(|v| v * 6.0 * factor).collect()).unwrap();
+        let wide64 = f64s(wide.data());
+        let mut gelu = GELU;
+        assert_close("gelu", &f64s(gelu.forward(&wide, Mode::Train).data()), &r::gelu_forward(&wide64), F32_TOL);
+        assert_close("gelu'", &f64s(gelu.backward(&wide, &g, true).data()), &r::gelu_backward(&wide64, &g64), F32_TOL);
     }
 
     #[test]

@@ -1,11 +1,10 @@
 //! Adam (with optional AMSGrad) and AdamW, exactly PyTorch's `torch.optim.Adam` and
 //! `torch.optim.AdamW`.
 
-use crate::group::{Groups, invalid, non_negative};
+use crate::core::{Core, core_methods};
+use crate::group::{invalid, non_negative};
 use crate::kernels::{self, AdamStep};
-use crate::sgd::check_grad;
-use crate::state::States;
-use crate::{OptimError, Optimizer, OptimizerState, ParamGroup};
+use crate::{OptimError, Optimizer};
 
 /// Adam and AdamW share everything but where the weight decay goes; `DECOUPLED` picks.
 /// Use the aliases [`Adam`] and [`AdamW`].
@@ -17,14 +16,11 @@ use crate::{OptimError, Optimizer, OptimizerState, ParamGroup};
 /// `p −= lr/(1−β1^t) · m / (√v / √(1−β2^t) + eps)`.
 #[derive(Clone, Debug)]
 pub struct AdamCore<const DECOUPLED: bool> {
-    lr: f32,
+    core: Core,
     beta1: f32,
     beta2: f32,
     eps: f32,
-    weight_decay: f32,
     amsgrad: bool,
-    groups: Groups,
-    states: States,
 }
 
 /// Adam with L2 weight decay added to the gradient (`torch.optim.Adam`).
@@ -52,14 +48,11 @@ impl AdamW {
 impl<const DECOUPLED: bool> AdamCore<DECOUPLED> {
     fn with_decay(lr: f32, weight_decay: f32) -> Self {
         AdamCore {
-            lr,
+            core: Core::new(lr, weight_decay),
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
-            weight_decay,
             amsgrad: false,
-            groups: Groups::default(),
-            states: States::default(),
         }
     }
 
@@ -78,7 +71,7 @@ impl<const DECOUPLED: bool> AdamCore<DECOUPLED> {
 
     /// Weight decay: L2 on the gradient for Adam, decoupled for AdamW.
     pub fn weight_decay(mut self, weight_decay: f32) -> Self {
-        self.weight_decay = weight_decay;
+        self.core.weight_decay = weight_decay;
         self
     }
 
@@ -102,23 +95,12 @@ impl<const DECOUPLED: bool> Optimizer for AdamCore<DECOUPLED> {
         if DECOUPLED { "adamw" } else { "adam" }
     }
 
-    fn lr(&self) -> f32 {
-        self.lr
-    }
-
-    fn set_lr(&mut self, lr: f32) {
-        self.lr = lr;
-    }
-
-    fn add_group(&mut self, group: ParamGroup) {
-        self.groups.push(group);
-    }
+    core_methods!();
 
     fn validate(&self) -> Result<(), OptimError> {
         let name = self.name();
-        non_negative(name, "lr", self.lr)?;
+        self.core.validate(name)?;
         non_negative(name, "eps", self.eps)?;
-        non_negative(name, "weight_decay", self.weight_decay)?;
         for (what, beta) in [("beta1", self.beta1), ("beta2", self.beta2)] {
             if !(0.0..1.0).contains(&beta) {
                 return Err(invalid(
@@ -127,32 +109,21 @@ impl<const DECOUPLED: bool> Optimizer for AdamCore<DECOUPLED> {
                 ));
             }
         }
-        self.groups.validate(name)
-    }
-
-    fn update(&mut self, name: &str, value: &mut [f32], grad: &[f32]) -> Result<(), OptimError> {
-        check_grad(name, value, grad)?;
-        self.validate()?;
-        let (lr, weight_decay) = self.groups.resolve(name, self.lr, self.weight_decay);
-        let slots = self.slots().len();
-        let betas_eps = (self.beta1, self.beta2, self.eps);
-        let st = self.states.entry(name, value.len(), slots)?;
-        let step = st.step + 1;
-        let k = step_scalars(DECOUPLED, betas_eps, lr, weight_decay, step);
-        let (m, rest) = st.bufs.split_first_mut().expect("exp_avg slot");
-        let (v, rest) = rest.split_first_mut().expect("exp_avg_sq slot");
-        let vmax = rest.first_mut().map_or(&mut [][..], |b| &mut b[..]);
-        kernels::adam(value, grad, m, v, vmax, &k);
-        st.step = step;
         Ok(())
     }
 
-    fn state(&self) -> OptimizerState {
-        self.states.save(self.name(), self.slots())
-    }
-
-    fn load_state(&mut self, state: OptimizerState) -> Result<(), OptimError> {
-        self.states = States::load(state, self.name(), self.slots())?;
+    fn update(&mut self, name: &str, value: &mut [f32], grad: &[f32]) -> Result<(), OptimError> {
+        self.validate()?;
+        let slots = self.slots().len();
+        let betas_eps = (self.beta1, self.beta2, self.eps);
+        let p = self.core.prepare(name, value, grad, slots)?;
+        let step = p.state.step + 1;
+        let k = step_scalars(DECOUPLED, betas_eps, p.lr, p.weight_decay, step);
+        let (m, rest) = p.state.bufs.split_first_mut().expect("exp_avg slot");
+        let (v, rest) = rest.split_first_mut().expect("exp_avg_sq slot");
+        let vmax = rest.first_mut().map_or(&mut [][..], |b| &mut b[..]);
+        kernels::adam(value, grad, m, v, vmax, &k);
+        p.state.step = step;
         Ok(())
     }
 }

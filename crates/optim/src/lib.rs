@@ -44,6 +44,7 @@
 
 mod adam;
 pub mod clip;
+mod core;
 mod error;
 mod group;
 mod kernels;

@@ -1,10 +1,10 @@
 //! Stochastic gradient descent with momentum, dampening, Nesterov and weight decay,
 //! exactly PyTorch's `torch.optim.SGD`.
 
-use crate::group::{Groups, invalid, non_negative};
+use crate::core::{Core, core_methods};
+use crate::group::{invalid, non_negative};
 use crate::kernels::{self, SgdStep};
-use crate::state::States;
-use crate::{OptimError, Optimizer, OptimizerState, ParamGroup};
+use crate::{OptimError, Optimizer};
 
 /// SGD, PyTorch's update rule: `g += wd·p`; `buf = g` on a parameter's first step, else
 /// `buf = μ·buf + (1 − dampening)·g`; `g = g + μ·buf` with Nesterov, else `g = buf`;
@@ -13,13 +13,10 @@ use crate::{OptimError, Optimizer, OptimizerState, ParamGroup};
 /// Defaults as PyTorch: momentum 0, dampening 0, no Nesterov, weight decay 0.
 #[derive(Clone, Debug)]
 pub struct Sgd {
-    lr: f32,
+    core: Core,
     momentum: f32,
     dampening: f32,
     nesterov: bool,
-    weight_decay: f32,
-    groups: Groups,
-    states: States,
 }
 
 const NAME: &str = "sgd";
@@ -28,13 +25,10 @@ impl Sgd {
     /// Plain SGD with learning rate `lr`.
     pub fn new(lr: f32) -> Self {
         Sgd {
-            lr,
+            core: Core::new(lr, 0.0),
             momentum: 0.0,
             dampening: 0.0,
             nesterov: false,
-            weight_decay: 0.0,
-            groups: Groups::default(),
-            states: States::default(),
         }
     }
 
@@ -58,7 +52,7 @@ impl Sgd {
 
     /// L2 weight decay added to the gradient (default 0).
     pub fn weight_decay(mut self, weight_decay: f32) -> Self {
-        self.weight_decay = weight_decay;
+        self.core.weight_decay = weight_decay;
         self
     }
 
@@ -76,71 +70,37 @@ impl Optimizer for Sgd {
         NAME
     }
 
-    fn lr(&self) -> f32 {
-        self.lr
-    }
-
-    fn set_lr(&mut self, lr: f32) {
-        self.lr = lr;
-    }
-
-    fn add_group(&mut self, group: ParamGroup) {
-        self.groups.push(group);
-    }
+    core_methods!();
 
     fn validate(&self) -> Result<(), OptimError> {
-        non_negative(NAME, "lr", self.lr)?;
+        self.core.validate(NAME)?;
         non_negative(NAME, "momentum", self.momentum)?;
         non_negative(NAME, "dampening", self.dampening)?;
-        non_negative(NAME, "weight_decay", self.weight_decay)?;
         if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
             return Err(invalid(
                 NAME,
                 "Nesterov momentum needs momentum > 0 and dampening 0".to_string(),
             ));
         }
-        self.groups.validate(NAME)
+        Ok(())
     }
 
     fn update(&mut self, name: &str, value: &mut [f32], grad: &[f32]) -> Result<(), OptimError> {
-        check_grad(name, value, grad)?;
         self.validate()?;
-        let (lr, weight_decay) = self.groups.resolve(name, self.lr, self.weight_decay);
         let slots = self.slots().len();
-        let st = self.states.entry(name, value.len(), slots)?;
+        let (momentum, dampening, nesterov) = (self.momentum, self.dampening, self.nesterov);
+        let p = self.core.prepare(name, value, grad, slots)?;
         let k = SgdStep {
-            lr,
-            momentum: self.momentum,
-            dampening: self.dampening,
-            weight_decay,
-            nesterov: self.nesterov,
-            first: st.step == 0,
+            lr: p.lr,
+            momentum,
+            dampening,
+            weight_decay: p.weight_decay,
+            nesterov,
+            first: p.state.step == 0,
         };
-        let buf = st.bufs.first_mut().map_or(&mut [][..], |b| &mut b[..]);
+        let buf = p.state.bufs.first_mut().map_or(&mut [][..], |b| &mut b[..]);
         kernels::sgd(value, grad, buf, &k);
-        st.step += 1;
+        p.state.step += 1;
         Ok(())
-    }
-
-    fn state(&self) -> OptimizerState {
-        self.states.save(NAME, self.slots())
-    }
-
-    fn load_state(&mut self, state: OptimizerState) -> Result<(), OptimError> {
-        self.states = States::load(state, NAME, self.slots())?;
-        Ok(())
-    }
-}
-
-/// The gradient must be as long as the value.
-pub(crate) fn check_grad(name: &str, value: &[f32], grad: &[f32]) -> Result<(), OptimError> {
-    if value.len() == grad.len() {
-        Ok(())
-    } else {
-        Err(OptimError::GradLength {
-            name: name.to_string(),
-            value: value.len(),
-            grad: grad.len(),
-        })
     }
 }

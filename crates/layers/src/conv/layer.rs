@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use super::chunk::{AlgorithmScratch, BackwardImages, Workspace, grow};
 use super::epilogue::Epilogue;
 use super::{ConvAlgorithm, ConvGeometry, direct, im2col, winograd};
+use crate::buffers::Buffers;
 use crate::{Layer, LayerError, Mode, Pair, Param};
 
 /// The seed a freshly built layer's parameters are drawn from (before `reset_parameters`).
@@ -46,8 +47,7 @@ pub struct Conv2d {
     algorithm: ConvAlgorithm,
     weight: Param,
     bias: Option<Param>,
-    out: Tensor,
-    grad_in: Tensor,
+    bufs: Buffers,
     /// The weights as the running pass's algorithm wants them (packed or transformed).
     packed: Vec<f32>,
     /// One per batch chunk.
@@ -69,8 +69,7 @@ impl Conv2d {
             algorithm: ConvAlgorithm::Auto,
             weight: Param::new(Tensor::zeros([0]), true),
             bias: Some(Param::new(Tensor::zeros([0]), false)),
-            out: Tensor::zeros([0]),
-            grad_in: Tensor::zeros([0]),
+            bufs: Buffers::EMPTY,
             packed: Vec::new(),
             workspaces: Vec::new(),
         };
@@ -254,7 +253,7 @@ impl Conv2d {
         }
     }
 
-    fn backward_pass(&mut self, x: &Tensor, grad_out: &Tensor, need_input_grad: bool) {
+    fn backward_pass(&mut self, x: &Tensor, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
         let g = self.geometry_for(x.shape());
         let want = Shape::from([g.batch, self.out_channels, g.out_h(), g.out_w()]);
         assert!(
@@ -266,18 +265,20 @@ impl Conv2d {
         );
         if self.relu {
             assert!(
-                self.out.shape() == want,
+                self.bufs.out().shape() == want,
                 "{}: backward with fused ReLU needs the forward output of the same input",
                 self.describe()
             );
         }
-        self.grad_in.resize_for(if need_input_grad {
-            x.shape()
-        } else {
-            Shape::from([0])
-        });
+        if !need_input_grad {
+            self.bufs.skip_grad();
+        }
         if g.batch == 0 {
-            return;
+            return if need_input_grad {
+                self.bufs.grad_for(x.shape())
+            } else {
+                self.bufs.grad()
+            };
         }
         let w_algo = self.algorithm.choose_weight_grad(&g);
         let gx_algo = need_input_grad.then(|| self.algorithm.choose(&g));
@@ -296,7 +297,12 @@ impl Conv2d {
         };
         let sum_len = weight_sum_len(w_algo, &g);
         let (in_item, out_item, plane) = (g.in_item(), g.out_item(), g.out_h() * g.out_w());
-        let (xs, gys, out) = (x.data(), grad_out.data(), self.out.data());
+        let (out, grad_in) = self.bufs.out_and_grad_for(if need_input_grad {
+            x.shape()
+        } else {
+            Shape::from([0])
+        });
+        let (xs, gys, out) = (x.data(), grad_out.data(), out.data());
         let (w, packed, relu) = (self.weight.value.data(), &self.packed[..], self.relu);
         let body = |c: usize, gx: &mut [f32], ws: &mut Workspace| {
             grow(&mut ws.weight_grad_sum, sum_len).fill(0.0);
@@ -344,7 +350,7 @@ impl Conv2d {
         };
         let workspaces = &mut self.workspaces[..nchunks];
         if need_input_grad {
-            self.grad_in
+            grad_in
                 .data_mut()
                 .par_chunks_mut(chunk * in_item)
                 .zip(workspaces.par_iter_mut())
@@ -377,6 +383,7 @@ impl Conv2d {
         if let Some(b) = self.bias.as_mut() {
             simd::add_assign(b.grad.data_mut(), &bias_sum[..g.out_channels]);
         }
+        self.bufs.grad()
     }
 }
 
@@ -411,10 +418,10 @@ fn backward_with(
 impl Layer for Conv2d {
     fn forward(&mut self, x: &Tensor, _mode: Mode) -> &Tensor {
         let g = self.geometry_for(x.shape());
-        self.out
-            .resize_for([g.batch, self.out_channels, g.out_h(), g.out_w()]);
         if g.batch == 0 {
-            return &self.out;
+            return self
+                .bufs
+                .out_for(Shape::from([0, self.out_channels, g.out_h(), g.out_w()]));
         }
         let algo = self.algorithm.choose(&g);
         self.pack_weights(algo, &g, false);
@@ -426,8 +433,13 @@ impl Layer for Conv2d {
         };
         let (xs, w, packed) = (x.data(), self.weight.value.data(), &self.packed[..]);
         let in_chunk = chunk * g.in_item();
-        self.out
-            .data_mut()
+        let out = self.bufs.out_for(Shape::from([
+            g.batch,
+            self.out_channels,
+            g.out_h(),
+            g.out_w(),
+        ]));
+        out.data_mut()
             .par_chunks_mut(chunk * g.out_item())
             .zip(xs.par_chunks(in_chunk))
             .zip(self.workspaces.par_iter_mut())
@@ -442,21 +454,14 @@ impl Layer for Conv2d {
                     im2col::forward(&g, xs, w, ep, ys, &mut ws.scratch.im2col, par)
                 }
             });
-        &self.out
+        out
     }
 
     fn backward(&mut self, x: &Tensor, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
-        self.backward_pass(x, grad_out, need_input_grad);
-        &self.grad_in
+        self.backward_pass(x, grad_out, need_input_grad)
     }
 
-    fn output(&self) -> &Tensor {
-        &self.out
-    }
-
-    fn input_grad(&self) -> &Tensor {
-        &self.grad_in
-    }
+    crate::buffers::buffered_outputs!();
 
     fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param)) {
         f(&format!("{prefix}weight"), &mut self.weight);

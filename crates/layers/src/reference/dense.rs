@@ -75,6 +75,46 @@ pub fn leaky_relu_backward(x: &[f64], g: &[f64], slope: f64) -> Vec<f64> {
         .collect()
 }
 
+/// The error function in f64: its Taylor series for `|x| <= 2.5`, else `1 - erfc` with
+/// erfc's continued fraction `e^(-x²)/√π / (x + (1/2)/(x + (2/2)/(x + (3/2)/(x + ...))))`
+/// (both accurate to about 1e-15 where they are used).
+pub fn erf(x: f64) -> f64 {
+    let z = x.abs();
+    if z <= 2.5 {
+        let (mut term, mut sum) = (x, x);
+        for n in 1..100 {
+            term *= -x * x / n as f64;
+            sum += term / (2 * n + 1) as f64;
+        }
+        return sum * 2.0 / std::f64::consts::PI.sqrt();
+    }
+    let mut f = z;
+    for k in (1..=200).rev() {
+        f = z + (k as f64 / 2.0) / f;
+    }
+    let erfc = (-z * z).exp() / std::f64::consts::PI.sqrt() / f;
+    (1.0 - erfc).copysign(x)
+}
+
+/// `x Φ(x)`, `Φ(x) = (1 + erf(x / √2)) / 2`.
+pub fn gelu_forward(x: &[f64]) -> Vec<f64> {
+    x.iter()
+        .map(|&v| v * 0.5 * (1.0 + erf(v / 2f64.sqrt())))
+        .collect()
+}
+
+/// GELU's input gradient: `g (Φ(x) + x φ(x))`.
+pub fn gelu_backward(x: &[f64], g: &[f64]) -> Vec<f64> {
+    x.iter()
+        .zip(g)
+        .map(|(&v, &g)| {
+            let cdf = 0.5 * (1.0 + erf(v / 2f64.sqrt()));
+            let pdf = (-0.5 * v * v).exp() / (2.0 * std::f64::consts::PI).sqrt();
+            g * (cdf + v * pdf)
+        })
+        .collect()
+}
+
 /// Mean softmax cross-entropy of `logits` `[n, k]` with label smoothing `eps`, and its
 /// gradient wrt the logits: target `t = (1 - eps) onehot + eps / k`,
 /// `loss = -mean_i sum_j t_ij log softmax(x_i)_j`, `grad = (softmax - t) / n`.
