@@ -99,6 +99,13 @@ impl Normalize {
                 format!("{} and {}", self.mean.len(), self.std.len()),
             ));
         }
+        if let Some(m) = self.mean.iter().find(|m| !m.is_finite()) {
+            return Err(DataError::new(
+                "normalisation",
+                "finite means",
+                format!("{m}"),
+            ));
+        }
         if let Some(s) = self.std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
             return Err(DataError::new(
                 "normalisation",
@@ -382,5 +389,10 @@ mod tests {
             .check(1)
             .is_err()
         );
+        let nan_mean = Normalize {
+            mean: vec![f32::NAN],
+            std: vec![1.0],
+        };
+        assert!(nan_mean.check(1).unwrap_err().to_string().contains("NaN"));
     }
 }
