@@ -158,7 +158,9 @@ mod tests {
         // In a release build the plain product wraps to 0 here; numel must not.
         let wrapped = std::panic::catch_unwind(|| huge.numel());
         assert!(wrapped.is_err(), "numel of {huge} returned {wrapped:?}");
-        assert!(std::panic::catch_unwind(|| Shape::from([2, 1 << 40, 1 << 40]).item_numel()).is_err());
+        assert!(
+            std::panic::catch_unwind(|| Shape::from([2, 1 << 40, 1 << 40]).item_numel()).is_err()
+        );
     }
 
     #[test]

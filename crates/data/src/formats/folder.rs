@@ -248,7 +248,9 @@ fn read_classes(
     if total.is_none() {
         return Err(DataError::new(
             root.display().to_string(),
-            format!("at most {MAX_FOLDER_BYTES} bytes of pixels (16 GiB); use a smaller image size"),
+            format!(
+                "at most {MAX_FOLDER_BYTES} bytes of pixels (16 GiB); use a smaller image size"
+            ),
             format!("{} images of {c}x{h}x{w}", files.len()),
         ));
     }

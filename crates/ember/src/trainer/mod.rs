@@ -65,12 +65,17 @@ struct Progress {
     weights_sha256: String,
     #[serde(default)]
     allreduce_seconds: f64,
+    /// The step after which `best` was last written; `None` until it is. Whether the run
+    /// has a best model is this, not whether a file of that name exists.
+    #[serde(default)]
+    best_step: Option<u64>,
 }
 
 /// How the trainer reports as it goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
-    /// Progress bar and one summary line per epoch on stderr.
+    /// One line per epoch and the test result on stdout; a progress bar (on a terminal)
+    /// and remarks on stderr.
     Human,
     /// One JSON object per epoch and a final one on stdout.
     Json,
@@ -140,6 +145,16 @@ struct Run {
     group: Arc<dyn Group>,
     /// The flat gradient (and step statistics) summed across the group.
     flat: Vec<f32>,
+    /// Images per forward pass when validating and testing.
+    eval_batch: usize,
+    /// The step of the last `last` checkpoint written or resumed from.
+    last_saved: Option<u64>,
+    /// Where the `last` pair the run can fall back to is (weights, state), when the files
+    /// do not sit under their usual names after an interrupted save.
+    last_pair: Option<(PathBuf, PathBuf)>,
+    /// The batch-norm running statistics under `--freeze` prefixes, put back after every
+    /// step so that they stay exactly as they were.
+    frozen_buffers: Vec<(String, Vec<f32>)>,
 }
 
 impl Run {

@@ -1,5 +1,6 @@
-//! What the user sees while a run trains: one [`Reporter`] per output mode (a progress bar
-//! and text lines, JSON objects, or nothing), called by the step loop at the same points.
+//! What the user sees while a run trains: one [`Reporter`] per output mode (a table of
+//! epochs on stdout with a progress bar and remarks on stderr, JSON objects on stdout, or
+//! nothing), called by the step loop at the same points.
 
 use std::io::IsTerminal;
 
@@ -45,7 +46,10 @@ pub(super) trait Reporter {
 /// The reporter of `output`; `log_every` is the JSON step-line interval (0: none).
 pub(super) fn reporter_for(output: Output, log_every: u64) -> Box<dyn Reporter> {
     match output {
-        Output::Human => Box::new(Human { bar: None }),
+        Output::Human => Box::new(Human {
+            bar: None,
+            header_done: false,
+        }),
         Output::Json => Box::new(Json { log_every }),
         Output::Quiet => Box::new(Quiet),
     }
@@ -56,9 +60,47 @@ struct Quiet;
 
 impl Reporter for Quiet {}
 
-/// A progress bar (on a terminal) and one text line per epoch.
+/// A progress bar (on a terminal) and remarks on stderr; a table of epochs and the test
+/// result on stdout, so that `ember train > log` keeps the results.
 struct Human {
     bar: Option<ProgressBar>,
+    header_done: bool,
+}
+
+/// The progress bar's line around the bar itself; with [`bar_message`] it leaves the bar
+/// at least 16 of 80 columns (see the test below).
+const BAR_TEMPLATE: &str = "epoch {prefix} {wide_bar} {pos}/{len} {msg} {eta}";
+
+/// The progress bar's running figures, kept short so that the line fits 80 columns.
+fn bar_message(s: &StepStats) -> String {
+    format!(
+        "loss {:.3} acc {:.3} {:.0} img/s",
+        s.mean_loss, s.accuracy, s.images_per_s
+    )
+}
+
+/// The epoch table's header; its columns and [`table_row`]'s fit 80 characters.
+fn table_header() -> String {
+    format!(
+        "{:>7} {:>8} {:>6} {:>9} {:>8} {:>9} {:>8} {:>8}",
+        "epoch", "loss", "acc", "val_loss", "val_acc", "test_acc", "img/s", "time"
+    )
+}
+
+/// One epoch's row of the table.
+fn table_row(r: &EpochRecord, epochs: u64) -> String {
+    let opt = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
+    format!(
+        "{:>7} {:>8.4} {:>6.4} {:>9} {:>8} {:>9} {:>8.0} {:>8}",
+        format!("{}/{epochs}", r.epoch),
+        r.train_loss,
+        r.train_accuracy,
+        opt(r.val_loss),
+        opt(r.val_accuracy),
+        opt(r.test_accuracy),
+        r.images_per_s,
+        format!("{:.1}s", r.train_seconds)
+    )
 }
 
 impl Reporter for Human {
@@ -69,7 +111,7 @@ impl Reporter for Human {
         }
         let bar = ProgressBar::new(steps);
         bar.set_style(
-            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+            ProgressStyle::with_template(BAR_TEMPLATE)
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         );
@@ -81,10 +123,7 @@ impl Reporter for Human {
     fn step(&mut self, s: &StepStats) {
         if let Some(bar) = &self.bar {
             bar.inc(1);
-            bar.set_message(format!(
-                "loss {:.4} acc {:.3} {:.0} img/s lr {:.2e}",
-                s.mean_loss, s.accuracy, s.images_per_s, s.lr
-            ));
+            bar.set_message(bar_message(s));
         }
     }
 
@@ -101,35 +140,34 @@ impl Reporter for Human {
     }
 
     fn epoch_finished(&mut self, record: &EpochRecord, epochs: u64) {
-        let opt = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
-        eprintln!(
-            "epoch {:>3}/{}  loss {:.4}  acc {:.4}  val_loss {}  val_acc {}{}  {:.0} img/s  {:.1}s",
-            record.epoch,
-            epochs,
-            record.train_loss,
-            record.train_accuracy,
-            opt(record.val_loss),
-            opt(record.val_accuracy),
-            record
-                .test_accuracy
-                .map(|v| format!("  test_acc {v:.4}"))
-                .unwrap_or_default(),
-            record.images_per_s,
-            record.train_seconds
-        );
+        if !self.header_done {
+            println!("{}", table_header());
+            self.header_done = true;
+        }
+        println!("{}", table_row(record, epochs));
     }
 
     fn note(&mut self, line: &str) {
-        eprintln!("{line}");
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
     }
 
     fn done(&mut self, report: &TrainReport, _processes: usize) {
-        eprintln!(
-            "test accuracy {:.4} (best model, {} images); run folder {}",
-            report.test_accuracy,
-            report.test.count,
-            report.run_dir.display()
-        );
+        if report.test.count == 0 {
+            println!(
+                "no test images to score; run folder {}",
+                report.run_dir.display()
+            );
+        } else {
+            println!(
+                "test accuracy {:.4} (best model, {} images); run folder {}",
+                report.test_accuracy,
+                report.test.count,
+                report.run_dir.display()
+            );
+        }
     }
 }
 
@@ -170,5 +208,46 @@ impl Reporter for Json {
             "interrupted": report.interrupted,
         });
         println!("{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_line_and_the_epoch_table_fit_80_columns() {
+        // The widest figures a run shows: a diverging loss, 5-digit speeds, long epochs.
+        let s = StepStats {
+            step: 99_999,
+            loss: 123.456,
+            lr: 0.1,
+            mean_loss: 123.456,
+            accuracy: 1.0,
+            images_per_s: 99_999.0,
+        };
+        let fixed = BAR_TEMPLATE
+            .replace("{prefix}", "100/100")
+            .replace(" {wide_bar}", "")
+            .replace("{pos}/{len}", "99999/99999")
+            .replace("{msg}", &bar_message(&s))
+            .replace("{eta}", "59m");
+        assert!(fixed.len() <= 64, "{} columns: {fixed}", fixed.len());
+        let r = EpochRecord {
+            epoch: 100,
+            step: 1,
+            train_loss: 123.4567,
+            train_accuracy: 1.0,
+            val_loss: Some(123.4567),
+            val_accuracy: Some(1.0),
+            test_accuracy: Some(1.0),
+            lr: 0.1,
+            images_per_s: 999_999.0,
+            train_seconds: 99_999.9,
+        };
+        let (header, row) = (table_header(), table_row(&r, 100));
+        assert!(row.len() <= 80, "{row}");
+        // The columns line up with the header.
+        assert_eq!(row.len(), header.len(), "{header}\n{row}");
     }
 }

@@ -17,7 +17,7 @@ use crate::checkpoint;
 use crate::distributed::{self, Group};
 use crate::error::{Error, Result};
 use crate::metrics::{EpochRecord, Evaluation};
-use crate::{evaluate, plot};
+use crate::{evaluate_batched, plot};
 
 impl Run {
     /// Averages the gradients over the group and sums the step's statistics: returns the
@@ -52,7 +52,42 @@ impl Run {
             data,
             &self.normalize,
             &self.meta.classes,
+            self.eval_batch,
         )
+    }
+
+    /// The error that stops a run whose `what` (a loss) became `value`: where the last
+    /// good checkpoint is, if one was written.
+    fn diverged(&self, what: &str, value: f64) -> Error {
+        let fallback = match self.last_saved {
+            Some(step) => format!(
+                "The last good checkpoint is {} (step {step}); continue from it with --resume {}.",
+                self.dir.join("last.safetensors").display(),
+                self.dir.display()
+            ),
+            None => "No checkpoint was written before it (the first is written at the end of \
+                     epoch 1)."
+                .to_string(),
+        };
+        Error(format!(
+            "the {what} became {value} at step {} (epoch {}); stopped. {fallback} \
+             Try a lower --lr or --clip-norm.",
+            self.progress.step,
+            self.progress.epoch + 1
+        ))
+    }
+
+    /// Puts the frozen batch-norm statistics back as they were before the step.
+    fn keep_frozen_buffers(&mut self) {
+        if self.frozen_buffers.is_empty() {
+            return;
+        }
+        let kept = &self.frozen_buffers;
+        self.model.visit_buffers("", &mut |name, t| {
+            if let Some((_, v)) = kept.iter().find(|(n, _)| n == name) {
+                t.data_mut().copy_from_slice(v);
+            }
+        });
     }
 
     pub(super) fn run(mut self) -> Result<TrainReport> {
@@ -71,11 +106,9 @@ impl Run {
             }
         }
         // The test set is scored with the best model (the last one without validation),
-        // which rank 0 reads and shares.
+        // which rank 0 reads and shares; every rank's progress says whether there is one.
         let best_path = self.dir.join("best.safetensors");
-        let mut has_best = [f32::from(u8::from(self.lead() && best_path.exists()))];
-        self.group.broadcast_f32(&mut has_best);
-        let test = if has_best[0] > 0.0 {
+        let test = if self.progress.best_step.is_some() {
             let mut best = if self.lead() {
                 checkpoint::load(&best_path)?.1
             } else {
@@ -88,6 +121,7 @@ impl Run {
                 &self.test,
                 &self.normalize,
                 &self.meta.classes,
+                self.eval_batch,
             )?
         } else {
             // Stopped before any validation: score the current weights.
@@ -147,15 +181,10 @@ impl Run {
             self.model.backward(&batch.images, &grad, false);
             let (loss, correct, n, stop) = self.reduce_step(loss, correct, n);
             if !loss.is_finite() {
-                return Err(Error(format!(
-                    "the loss became {loss} at step {} (epoch {}); stopped. The last good checkpoint is {}. \
-                     Try a lower --lr or --clip-norm.",
-                    self.progress.step,
-                    epoch + 1,
-                    self.dir.join("last.safetensors").display()
-                )));
+                return Err(self.diverged("loss", f64::from(loss)));
             }
             let lr = self.opt.step(&mut self.model, self.progress.step)?;
+            self.keep_frozen_buffers();
             let p = &mut self.progress;
             p.step += 1;
             p.batch_in_epoch += 1;
@@ -173,7 +202,7 @@ impl Run {
                 images_per_s: epoch_images as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9),
             });
             if self.cfg.eval_every > 0 && self.progress.step.is_multiple_of(self.cfg.eval_every) {
-                self.validate_and_keep_best()?;
+                self.validate_and_keep_best(epoch)?;
             }
             let limit_reached = self.cfg.max_steps > 0 && self.progress.step >= self.cfg.max_steps;
             if limit_reached || stop {
@@ -194,7 +223,7 @@ impl Run {
         }
         self.reporter.epoch_steps_done();
         let elapsed = epoch_start.elapsed().as_secs_f64();
-        let (val_loss, val_acc) = self.validate_and_keep_best()?;
+        let (val_loss, val_acc) = self.validate_and_keep_best(epoch + 1)?;
         let test_accuracy = if self.cfg.test_every_epoch {
             let test = self.test.clone();
             Some(self.evaluate_shared(&test)?.accuracy)
@@ -222,20 +251,25 @@ impl Run {
         if self.lead() {
             self.log.append(&record)?;
         }
-        self.save_last()?;
         if self.val.is_none() {
-            self.save_checkpoint("best")?;
+            self.save_checkpoint("best", self.progress.epoch)?;
+            self.progress.best_step = Some(self.progress.step);
         }
+        self.save_last()?;
         self.reporter.epoch_finished(&record, self.cfg.epochs);
         Ok(true)
     }
 
-    /// Scores the validation set; saves `best` when it improves. Returns (loss, accuracy).
-    fn validate_and_keep_best(&mut self) -> Result<(Option<f64>, Option<f64>)> {
+    /// Scores the validation set after `epochs` complete epochs; saves `best` when it
+    /// improves, stops the run when the loss is not finite. Returns (loss, accuracy).
+    fn validate_and_keep_best(&mut self, epochs: u64) -> Result<(Option<f64>, Option<f64>)> {
         let Some(val) = self.val.clone() else {
             return Ok((None, None));
         };
         let e = self.evaluate_shared(&val)?;
+        if !e.loss.is_finite() {
+            return Err(self.diverged("validation loss", e.loss));
+        }
         if self
             .progress
             .best_val_accuracy
@@ -244,7 +278,8 @@ impl Run {
             self.progress.best_val_accuracy = Some(e.accuracy);
             self.meta.metrics.insert("val_accuracy".into(), e.accuracy);
             self.meta.metrics.insert("val_loss".into(), e.loss);
-            self.save_checkpoint("best")?;
+            self.save_checkpoint("best", epochs)?;
+            self.progress.best_step = Some(self.progress.step);
         }
         Ok((Some(e.loss), Some(e.accuracy)))
     }
@@ -258,8 +293,9 @@ fn evaluate_in(
     data: &Arc<Dataset>,
     normalize: &Normalize,
     classes: &[String],
+    batch: usize,
 ) -> Result<Evaluation> {
-    let local = evaluate(model, data, normalize, classes)?;
+    let local = evaluate_batched(model, data, normalize, classes, batch)?;
     if group.size() == 1 {
         return Ok(local);
     }
