@@ -98,10 +98,16 @@ pub fn bench_in(
     }
     crate::config::check_threads(threads)?;
     let (spec, _) = crate::resolve_model(model)?;
+    let sizes = spec.sizes().map_err(|e| Error(format!("{model}: {e}")))?;
+    sizes.check_batch(batch, "--batch-size").map_err(Error)?;
     let infer_batch = batch.saturating_mul(2);
-    spec.sizes()?
-        .check_batch(infer_batch, "--batch-size (inference uses twice it)")
-        .map_err(Error)?;
+    if sizes.check_batch(infer_batch, "").is_err() {
+        return Err(Error(format!(
+            "--batch-size {batch}: inference runs twice as many images per pass, more than \
+             this model's cap of 2^31 elements per tensor allows (at most {} images)",
+            crate::spec::MAX_TENSOR_ELEMENTS / sizes.largest_per_image.max(1) / 2
+        )));
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()

@@ -175,7 +175,9 @@ pub fn predict(a: PredictArgs) -> Result<()> {
 
 pub fn summary(a: SummaryArgs) -> Result<()> {
     let (spec, _) = ember::resolve_model(&a.model)?;
-    let sizes = spec.sizes()?;
+    let sizes = spec
+        .sizes()
+        .map_err(|e| Error(format!("{}: {e}", a.model)))?;
     sizes
         .check_batch(a.batch_size.max(1), "--batch-size")
         .map_err(Error)?;
