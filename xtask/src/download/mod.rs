@@ -69,7 +69,7 @@ pub use verify::{Digests, digest_file};
 #[command(after_help = "`list` prints the datasets and the data directory in use.")]
 pub struct Args {
     /// The dataset to install, or `list`.
-    #[arg(value_name = "DATASET", value_parser = clap::builder::PossibleValuesParser::new(dataset_names()))]
+    #[arg(value_name = "DATASET", help = dataset_help())]
     pub name: String,
     /// Data directory [default: $EMBER_DATA, else ./data].
     #[arg(long, value_name = "D")]
@@ -83,9 +83,10 @@ pub struct Args {
     pub quiet: bool,
 }
 
-/// The names `cargo xtask download` takes: the catalog's and `list`.
-fn dataset_names() -> Vec<&'static str> {
-    DATASETS.iter().map(|d| d.name).chain(["list"]).collect()
+/// The help line of the dataset argument: the catalog's names and `list`.
+fn dataset_help() -> String {
+    let names: Vec<&str> = DATASETS.iter().map(|d| d.name).collect();
+    format!("The dataset to install ({}), or `list`", names.join(", "))
 }
 
 /// Runs the task with `args` as on the command line (without `download`); returns the
@@ -114,7 +115,7 @@ pub fn run_args(args: Args) -> i32 {
     let Some(ds) = Dataset::find(&name) else {
         let names: Vec<&str> = DATASETS.iter().map(|d| d.name).collect();
         eprintln!(
-            "xtask download: unknown dataset {name:?}; known: {}",
+            "xtask download: unknown dataset {name:?}; known: {} (see --help)",
             names.join(", ")
         );
         return 2;
