@@ -110,6 +110,10 @@ pub fn evaluate_checkpoint(
             meta.classes.len()
         )));
     }
+    meta.model
+        .sizes()?
+        .check_batch(batch.min(splits.test.len()), "--batch-size")
+        .map_err(Error)?;
     let normalize = meta.normalize();
     let classes = meta.classes.clone();
     evaluate_batched(model, &Arc::new(splits.test), &normalize, &classes, batch)

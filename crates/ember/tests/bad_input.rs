@@ -82,7 +82,7 @@ fn inconsistent_checkpoints_are_refused_on_load() {
     );
     fails_with(
         &predict(&c),
-        &["mean.safetensors", "normalization", "0 and 1"],
+        &["mean.safetensors", "normalisation", "0 means"],
     );
     let c = edited(
         &best,

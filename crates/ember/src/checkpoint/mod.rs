@@ -114,7 +114,7 @@ impl CheckpointMeta {
             std: self.normalization.std.clone(),
         };
         if let Err(e) = norm.check(self.input_shape[0]) {
-            return bad(format!("normalization: {e}"));
+            return bad(e.to_string());
         }
         if self.classes.len() != outputs {
             return bad(format!(

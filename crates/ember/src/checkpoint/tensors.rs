@@ -249,7 +249,11 @@ fn unfit(name: &str, t: &StoredTensor, shape: &[usize], len: usize) -> Option<St
         TensorData::F32(v) => {
             let bad = v.iter().filter(|x| !x.is_finite()).count();
             (bad > 0).then(|| {
-                format!("tensor {name} holds {bad} values that are NaN or infinite (diverged or damaged weights)")
+                format!(
+                    "tensor {name} holds NaN or infinite values ({bad} of {}): the weights \
+                     diverged or are damaged",
+                    v.len()
+                )
             })
         }
         TensorData::I64(_) => None,

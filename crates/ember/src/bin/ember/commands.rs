@@ -146,6 +146,11 @@ pub fn predict(a: PredictArgs) -> Result<()> {
             }
         }
     }
+    clf.meta()
+        .model
+        .sizes()?
+        .check_batch(a.batch_size.min(readable.len()), "--batch-size")
+        .map_err(Error)?;
     let refs: Vec<&[u8]> = readable.iter().map(|(_, px)| px.as_slice()).collect();
     let preds = clf.predict_batch(&refs)?;
     for ((path, _), p) in readable.iter().zip(&preds) {
@@ -174,16 +179,19 @@ pub fn predict(a: PredictArgs) -> Result<()> {
 }
 
 pub fn summary(a: SummaryArgs) -> Result<()> {
+    if a.batch_size == 0 {
+        return Err(Error::msg("--batch-size must be at least 1"));
+    }
     let (spec, _) = ember::resolve_model(&a.model)?;
     let sizes = spec
         .sizes()
         .map_err(|e| Error(format!("{}: {e}", a.model)))?;
     sizes
-        .check_batch(a.batch_size.max(1), "--batch-size")
+        .check_batch(a.batch_size, "--batch-size")
         .map_err(Error)?;
     let net = spec.build()?;
     let [c, h, w] = spec.input;
-    let summary = net.summary(ember_tensor::Shape::from([a.batch_size.max(1), c, h, w]))?;
+    let summary = net.summary(ember_tensor::Shape::from([a.batch_size, c, h, w]))?;
     let name = spec.name.as_deref().unwrap_or(&a.model);
     if a.json {
         let rows: Vec<serde_json::Value> = summary
