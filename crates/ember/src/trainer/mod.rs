@@ -3,8 +3,9 @@
 //! epoch, exact resume, and a clean stop on Ctrl-C or a non-finite loss.
 //!
 //! The pieces: `setup` builds a run (configuration, data, model, optimizer, resume),
-//! `step_loop` trains it epoch by epoch, `persist` writes and reads its checkpoints, and
-//! `report` is the one place that decides what the user sees.
+//! `step_loop` trains it epoch by epoch, `persist` keeps the run folder (no run written
+//! over another, checkpoints that survive a failed save), and `report` is the one place
+//! that decides what the user sees.
 
 mod persist;
 mod report;

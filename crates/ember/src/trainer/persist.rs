@@ -159,7 +159,9 @@ impl Run {
             let _ = std::fs::remove_file(&tmp_s);
             return Err(e);
         }
-        checkpoint::commit(&tmp_w, &w)?;
+        checkpoint::commit(&tmp_w, &w).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp_s);
+        })?;
         checkpoint::commit(&tmp_s, &s)?;
         let _ = std::fs::remove_file(&pw);
         let _ = std::fs::remove_file(&ps);
