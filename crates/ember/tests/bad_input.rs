@@ -242,10 +242,11 @@ fn stray_keys_in_model_files_are_refused_with_the_line() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Runs `ember args`, failing the test if it takes more than `limit`.
-fn within(args: &[&str], limit: Duration) -> std::process::Output {
+/// Runs `ember args` in `dir`, failing the test if it takes more than `limit`.
+fn within(dir: &Path, args: &[&str], limit: Duration) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ember"))
         .args(args)
+        .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -303,8 +304,11 @@ fn out_of_range_options_are_refused() {
             vec!["--collective-timeout"],
         ),
     ] {
-        let out = within(&args, limit);
+        // In a folder of its own: a refusal that regressed would start a run there.
+        let dir = common::temp_dir("out-of-range");
+        let out = within(&dir, &args, limit);
         fails_with(&out, &words);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
     // Values outside a closed set are refused by the parser, which lists the set.
     let out = ember(&["train", "--optimizer", "lbfgs"]);
