@@ -2,5 +2,6 @@
 //! `download` (verified datasets), `bench` (benchmarks and report), `golden` (PyTorch golden vectors).
 
 pub mod bench;
+mod cli;
 pub mod download;
 pub mod golden;

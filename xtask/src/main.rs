@@ -1,32 +1,36 @@
-//! `cargo xtask`: Ember's task runner.
+//! `cargo xtask`: Ember's task runner. One clap parser, like `ember`'s: `--help` on any
+//! task prints its help on stdout and exits 0; a usage error exits 2 on stderr.
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: cargo xtask <task> [args]
-tasks:
-  download DATASET [--dir D] [--from PATH]   fetch or import a dataset, verified
-  bench [--quick] [--compare-torch] [--baseline OLD.json]
-  golden DIR                                 check PyTorch golden vectors";
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "Ember's task runner: datasets, benchmarks, golden vectors"
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Fetch or import a dataset, verified against its published checksums.
+    Download(xtask::download::Args),
+    /// Kernel benches, end-to-end images/s and the report (optionally against PyTorch).
+    Bench(xtask::bench::Args),
+    /// Check the PyTorch golden vectors of a folder.
+    Golden(xtask::golden::Args),
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let rest = args.get(1..).unwrap_or(&[]);
-    let code = match args.first().map(String::as_str) {
-        Some("download") => xtask::download::main(rest),
-        Some("bench") => xtask::bench::main(rest),
-        Some("golden") => xtask::golden::main(rest),
-        Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
-            0
-        }
-        Some(other) => {
-            eprintln!("xtask: unknown task {other:?}\n{USAGE}");
-            2
-        }
-        None => {
-            eprintln!("{USAGE}");
-            2
-        }
+    let code = match Cli::parse().task {
+        Task::Download(a) => xtask::download::run_args(a),
+        Task::Bench(a) => xtask::bench::run_args(a),
+        Task::Golden(a) => xtask::golden::run_args(a),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
 }

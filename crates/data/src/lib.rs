@@ -63,9 +63,32 @@ pub struct Splits {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OpenOptions {
     /// The (channels, height, width) image folders are converted to; by default the first
-    /// training image's size, grayscale if it is grayscale and RGB otherwise.
+    /// training image's size (at most [`folder::MAX_INFERRED_SIDE`] a side), grayscale if
+    /// it is grayscale and RGB otherwise.
     pub image_size: Option<ImageSize>,
+    /// The height and width image folders are resized to, their channels as the first
+    /// image's; used when `image_size` is not given.
+    pub resize: Option<[usize; 2]>,
 }
+
+impl Splits {
+    /// For a dataset without a test part (a flat image folder): moves `fraction` of the
+    /// training images, stratified by class and chosen from `seed`, into the test part.
+    /// Does nothing when there is a test part already or `fraction` is 0.
+    pub fn hold_out_test(&mut self, fraction: f64, seed: u64) {
+        if !self.test.is_empty() || fraction <= 0.0 {
+            return;
+        }
+        // A stream of its own, so that the validation split drawn later from the same
+        // seed does not pick the same images in the same order.
+        let (train, test) = self.train.split(fraction, seed ^ TEST_SPLIT_STREAM, true);
+        self.train = train;
+        self.test = test;
+    }
+}
+
+/// Mixed into the seed of [`Splits::hold_out_test`].
+const TEST_SPLIT_STREAM: u64 = 0x7e57_5b1e_7e57_5b1e;
 
 /// The CIFAR folders and archives [`open`] also looks for inside a given folder.
 const CIFAR_NAMES: [&str; 8] = [
@@ -115,7 +138,7 @@ pub fn open_with(path: &Path, options: OpenOptions) -> Result<Splits, DataError>
         }
     }
     if folder::detect(path) {
-        return folder::open_dir(path, options.image_size);
+        return folder::open_dir(path, options.image_size, options.resize);
     }
     Err(DataError::new(
         name,

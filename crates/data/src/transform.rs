@@ -93,10 +93,26 @@ impl Normalize {
     pub fn check(&self, channels: usize) -> Result<(), DataError> {
         let fits = |n: usize| n == 1 || n == channels;
         if !fits(self.mean.len()) || !fits(self.std.len()) {
+            let expected = if channels == 1 {
+                "1 mean and 1 standard deviation".to_string()
+            } else {
+                format!("1 or {channels} means and as many standard deviations")
+            };
             return Err(DataError::new(
                 "normalisation",
-                format!("1 or {channels} means and standard deviations"),
-                format!("{} and {}", self.mean.len(), self.std.len()),
+                expected,
+                format!(
+                    "{} means and {} standard deviations",
+                    self.mean.len(),
+                    self.std.len()
+                ),
+            ));
+        }
+        if let Some(m) = self.mean.iter().find(|m| !m.is_finite()) {
+            return Err(DataError::new(
+                "normalisation",
+                "finite means",
+                format!("{m}"),
             ));
         }
         if let Some(s) = self.std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
@@ -382,5 +398,10 @@ mod tests {
             .check(1)
             .is_err()
         );
+        let nan_mean = Normalize {
+            mean: vec![f32::NAN],
+            std: vec![1.0],
+        };
+        assert!(nan_mean.check(1).unwrap_err().to_string().contains("NaN"));
     }
 }

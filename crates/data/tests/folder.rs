@@ -62,6 +62,7 @@ fn flat_folder_grayscale_and_resize() {
     assert_eq!(s.train.classes(), &["a".to_string(), "b".to_string()]);
     let opts = ember_data::OpenOptions {
         image_size: Some([3, 5, 5]),
+        ..Default::default()
     };
     let s = ember_data::open_with(t.path(), opts).unwrap();
     assert_eq!(s.train.shape(), [3, 5, 5]);
@@ -94,4 +95,50 @@ fn load_image_and_bad_images() {
     huge[20..24].copy_from_slice(&1_000_000u32.to_be_bytes());
     assert!(ember_data::decode_image("huge.png", &huge, 3, 8, 8).is_err());
     assert!(ember_data::decode_image("empty", &[], 3, 8, 8).is_err());
+}
+
+#[test]
+fn a_large_first_image_needs_a_size_and_resize_keeps_its_channels() {
+    let t = TempDir::new("large");
+    // 2048 x 2048 would make every image of the folder that large in memory.
+    let big = GrayImage::from_pixel(2048, 2048, Luma([9]));
+    for class in ["a", "b"] {
+        let p = t.path().join(class).join("0.png");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        big.save(&p).unwrap();
+    }
+    let e = ember_data::open(t.path()).unwrap_err().to_string();
+    assert!(e.contains("2048x2048") && e.contains("--image-size"), "{e}");
+    let opts = ember_data::OpenOptions {
+        resize: Some([16, 12]),
+        ..Default::default()
+    };
+    let s = ember_data::open_with(t.path(), opts).unwrap();
+    assert_eq!(s.train.shape(), [1, 16, 12]);
+    assert!(s.train.pixels().iter().all(|&p| p == 9));
+}
+
+#[test]
+fn a_flat_folder_can_hold_out_a_test_set() {
+    let t = TempDir::new("holdout");
+    let g = GrayImage::from_fn(4, 4, |x, y| Luma([(x + y) as u8]));
+    for class in ["a", "b", "c"] {
+        for i in 0..10 {
+            let p = t.path().join(class).join(format!("{i}.png"));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            g.save(&p).unwrap();
+        }
+    }
+    let mut s = ember_data::open(t.path()).unwrap();
+    assert!(s.test.is_empty());
+    s.hold_out_test(0.2, 5);
+    assert_eq!(s.test.class_counts(), vec![2, 2, 2]);
+    assert_eq!(s.train.class_counts(), vec![8, 8, 8]);
+    // Seeded: the same split again; a dataset with a test part is left alone.
+    let mut again = ember_data::open(t.path()).unwrap();
+    again.hold_out_test(0.2, 5);
+    assert_eq!(again.test, s.test);
+    let before = s.clone();
+    s.hold_out_test(0.5, 1);
+    assert_eq!((s.train, s.test), (before.train, before.test));
 }

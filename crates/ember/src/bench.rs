@@ -51,6 +51,9 @@ pub struct BenchResult {
     pub params: usize,
 }
 
+/// The longest measurement `--seconds` may ask for.
+pub const MAX_SECONDS: f64 = 3600.0;
+
 /// Untimed training steps before the clock starts.
 const WARMUP: u64 = 3;
 
@@ -86,14 +89,30 @@ pub fn bench_in(
     threads: usize,
 ) -> Result<BenchResult> {
     if batch == 0 {
-        return Err(Error::msg("--batch must be at least 1"));
+        return Err(Error::msg("--batch-size must be at least 1"));
+    }
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= MAX_SECONDS) {
+        return Err(Error(format!(
+            "--seconds {seconds} must be a number of seconds above 0 and at most {MAX_SECONDS}"
+        )));
+    }
+    crate::config::check_threads(threads)?;
+    let (spec, _) = crate::resolve_model(model)?;
+    let sizes = spec.sizes().map_err(|e| Error(format!("{model}: {e}")))?;
+    sizes.check_batch(batch, "--batch-size").map_err(Error)?;
+    let infer_batch = batch.saturating_mul(2);
+    if sizes.check_batch(infer_batch, "").is_err() {
+        return Err(Error(format!(
+            "--batch-size {batch}: inference runs twice as many images per pass, more than \
+             this model's cap of 2^31 elements per tensor allows (at most {} images)",
+            crate::spec::MAX_TENSOR_ELEMENTS / sizes.largest_per_image.max(1) / 2
+        )));
     }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .map_err(|e| Error(format!("cannot start {threads} threads: {e}")))?;
     pool.install(|| {
-        let (spec, _) = crate::resolve_model(model)?;
         let mut net = spec.build()?;
         let classes = spec.output_shape()?.item_numel();
         let [c, h, w] = spec.input;
@@ -155,7 +174,6 @@ pub fn bench_in(
         } else {
             0.0
         };
-        let infer_batch = 2 * batch;
         let xi = Tensor::normal([infer_batch, c, h, w], 0.0, 1.0, &mut rng);
         let mut sink = 0.0f32;
         let (infer_steps, infer_secs) = timed(seconds, 3, || {

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
+
 /// Everything that defines a training run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -66,6 +68,139 @@ pub struct TrainConfig {
     /// trainer. A run resumed on another number keeps the global batch.
     #[serde(default = "one")]
     pub world: usize,
+    /// Resize the images of an image folder to `[height, width]` on load (the channels
+    /// follow the images); `None`: the first image's size.
+    #[serde(default)]
+    pub image_size: Option<[usize; 2]>,
+    /// For a dataset without a test part (a flat image folder `root/<class>/*`): the
+    /// fraction of its images held out as the test set (`None`: 0.1 for such a dataset).
+    #[serde(default)]
+    pub test_split: Option<f64>,
+    /// Start from the weights of this checkpoint: every tensor whose name and shape match
+    /// is loaded, the others keep their initialisation (fine-tuning).
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
+    /// Parameter-name prefixes (`0.`, `3.block`) whose parameters, and batch-norm running
+    /// statistics, stay as they are.
+    #[serde(default)]
+    pub freeze: Vec<String>,
+    /// What to do when `out` already holds another run; not saved with the run.
+    #[serde(skip)]
+    pub existing_run: ExistingRun,
+}
+
+/// What a new run does when its folder already holds another run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExistingRun {
+    /// Stop with a message naming the folder (an `--out` given by the user).
+    #[default]
+    Refuse,
+    /// Delete the old run's files first (`--force`).
+    Replace,
+    /// Move the old run to a numbered folder beside it (`runs/run-1`, ...) first: what the
+    /// default folder `runs/latest` does, so that a repeated `ember train` loses nothing.
+    MoveAside,
+}
+
+/// The test fraction held out of a dataset without a test part when none is given.
+pub const DEFAULT_TEST_SPLIT: f64 = 0.1;
+
+/// How many threads per core `--threads` may ask for: more only makes them wait.
+pub const MAX_THREADS_PER_CORE: usize = 4;
+
+/// The cores this process may use.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Checks a `--threads` value: 0 (all cores) or at most [`MAX_THREADS_PER_CORE`] per core.
+pub fn check_threads(threads: usize) -> Result<()> {
+    let cap = MAX_THREADS_PER_CORE * cores();
+    if threads > cap {
+        return Err(Error(format!(
+            "--threads {threads} is more than {cap} ({MAX_THREADS_PER_CORE} per core on this \
+             machine's {} cores); use 0 for one per core",
+            cores()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that a fraction option is in `[0, 1)`.
+fn check_fraction(flag: &str, v: f64) -> Result<()> {
+    if (0.0..1.0).contains(&v) {
+        Ok(())
+    } else {
+        Err(Error(format!("{flag} {v} must be in [0, 1)")))
+    }
+}
+
+impl TrainConfig {
+    /// Checks every option that does not need the data or the model, naming the flag.
+    pub fn check(&self) -> Result<()> {
+        if self.epochs == 0 {
+            return Err(Error::msg("--epochs must be at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::msg("--batch-size must be at least 1"));
+        }
+        check_fraction("--val-split", self.val_split)?;
+        if let Some(t) = self.test_split {
+            check_fraction("--test-split", t)?;
+            if self.val_split + t >= 1.0 {
+                return Err(Error(format!(
+                    "--val-split {} and --test-split {t} leave no training images",
+                    self.val_split
+                )));
+            }
+        }
+        check_fraction("--label-smoothing", f64::from(self.label_smoothing))?;
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(Error(format!("--lr {} must be a positive number", self.lr)));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(Error(format!(
+                "--momentum {} must be in [0, 1)",
+                self.momentum
+            )));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(Error(format!(
+                "--weight-decay {} must be a number >= 0",
+                self.weight_decay
+            )));
+        }
+        if let Some([h, w]) = self.image_size {
+            check_image_size(h, w)?;
+        }
+        if self.freeze.iter().any(|p| p.trim().is_empty()) {
+            return Err(Error::msg(
+                "--freeze: an empty prefix would freeze everything",
+            ));
+        }
+        check_threads(self.threads)
+    }
+}
+
+/// Checks an `--image-size` height and width.
+pub fn check_image_size(h: usize, w: usize) -> Result<()> {
+    let max = ember_data::formats::folder::MAX_SIDE as usize;
+    if h == 0 || w == 0 || h > max || w > max {
+        return Err(Error(format!(
+            "--image-size {h}x{w}: height and width must be from 1 to {max}"
+        )));
+    }
+    Ok(())
+}
+
+/// Parses `HxW` (`28x28`) as `[height, width]`.
+pub fn parse_image_size(text: &str) -> Result<[usize; 2], String> {
+    let bad = || format!("{text:?} is not HxW (for example 32x32)");
+    let (h, w) = text.split_once(['x', 'X']).ok_or_else(bad)?;
+    let h: usize = h.trim().parse().map_err(|_| bad())?;
+    let w: usize = w.trim().parse().map_err(|_| bad())?;
+    check_image_size(h, w).map_err(|e| e.to_string())?;
+    Ok([h, w])
 }
 
 fn one() -> usize {
@@ -99,6 +234,11 @@ impl Default for TrainConfig {
             sync_bn: false,
             log_every: 0,
             world: 1,
+            image_size: None,
+            test_split: None,
+            init_from: None,
+            freeze: Vec::new(),
+            existing_run: ExistingRun::Refuse,
         }
     }
 }

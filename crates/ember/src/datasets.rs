@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ember_data::{Augment, Splits};
+use ember_data::{Augment, OpenOptions, Splits};
 
 use crate::error::{Error, Result};
 
@@ -26,16 +26,21 @@ pub fn data_dir() -> PathBuf {
 
 /// Opens `sample`, a dataset path, or a downloaded dataset by name.
 pub fn open(what: &str) -> Result<Splits> {
+    open_with(what, OpenOptions::default())
+}
+
+/// [`open`] with options for image folders (the size images are resized to).
+pub fn open_with(what: &str, options: OpenOptions) -> Result<Splits> {
     if what == "sample" {
         return Ok(ember_data::sample()?);
     }
     let path = Path::new(what);
     if path.exists() {
-        return Ok(ember_data::open(path)?);
+        return Ok(ember_data::open_with(path, options)?);
     }
     let in_data_dir = data_dir().join(what);
     if in_data_dir.exists() {
-        return Ok(ember_data::open(&in_data_dir)?);
+        return Ok(ember_data::open_with(&in_data_dir, options)?);
     }
     let hint = if DOWNLOADABLE.contains(&what) {
         format!("fetch it with `cargo xtask download {what}` (or import a copy with --from)")

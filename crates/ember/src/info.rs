@@ -4,21 +4,30 @@ use serde::Serialize;
 
 use crate::error::Result;
 
-/// CPU features, kernel paths and threads, as text.
-pub fn machine_info() -> String {
-    let mut s = format!("ember {}\n", env!("CARGO_PKG_VERSION"));
-    let levels: Vec<&str> = ember_tensor::simd::Level::available()
-        .iter()
-        .map(|l| l.name())
-        .collect();
-    s += &format!(
-        "simd level: {} (chosen at run time from {}; EMBER_SIMD=portable|avx2|avx512 forces one)\n",
-        ember_tensor::simd::level(),
-        levels.join(", ")
-    );
+/// What this machine runs: `ember info`.
+#[derive(Clone, Debug, Serialize)]
+pub struct MachineInfo {
+    /// The Ember version.
+    pub version: String,
+    /// The SIMD level the kernels run at (chosen at run time, `EMBER_SIMD` forces one).
+    pub simd: String,
+    /// The SIMD levels this CPU can run.
+    pub simd_available: Vec<String>,
+    /// The CPU features found at run time (x86-64).
+    pub cpu_features: Vec<String>,
+    /// The GEMM kernel matrixmultiply picks.
+    pub gemm_kernel: String,
+    /// Threads of the rayon pool.
+    pub threads: usize,
+    /// The cores this process may use.
+    pub available_parallelism: usize,
+}
+
+/// CPU features, kernel paths and threads.
+pub fn machine_info() -> MachineInfo {
     #[cfg(target_arch = "x86_64")]
-    {
-        let feats: Vec<&str> = [
+    let (cpu_features, gemm_kernel) = {
+        let feats = [
             ("sse4.2", std::arch::is_x86_feature_detected!("sse4.2")),
             ("avx", std::arch::is_x86_feature_detected!("avx")),
             ("avx2", std::arch::is_x86_feature_detected!("avx2")),
@@ -27,27 +36,46 @@ pub fn machine_info() -> String {
         ]
         .iter()
         .filter(|f| f.1)
-        .map(|f| f.0)
+        .map(|f| f.0.to_string())
         .collect();
-        s += &format!("cpu features: {}\n", feats.join(" "));
         let gemm = if std::arch::is_x86_feature_detected!("fma") {
             "fma (matrixmultiply, chosen at run time)"
         } else {
             "sse2/avx (matrixmultiply)"
         };
-        s += &format!("gemm kernel: {gemm}\n");
+        (feats, gemm.to_string())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let (cpu_features, gemm_kernel) = (Vec::new(), "matrixmultiply".to_string());
+    MachineInfo {
+        version: env!("CARGO_PKG_VERSION").into(),
+        simd: ember_tensor::simd::level().name().to_string(),
+        simd_available: ember_tensor::simd::Level::available()
+            .iter()
+            .map(|l| l.name().to_string())
+            .collect(),
+        cpu_features,
+        gemm_kernel,
+        threads: rayon::current_num_threads(),
+        available_parallelism: crate::config::cores(),
     }
-    s += &format!(
-        "threads: {} (rayon; set with --threads or RAYON_NUM_THREADS)\n",
-        rayon::current_num_threads()
-    );
-    s += &format!(
-        "available parallelism: {}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    );
-    s
+}
+
+/// The machine description as text.
+pub fn machine_info_text(m: &MachineInfo) -> String {
+    format!(
+        "ember {}\nsimd level: {} (chosen at run time from {}; EMBER_SIMD=portable|avx2|avx512 \
+         forces one)\ncpu features: {}\n\
+         gemm kernel: {}\nthreads: {} (rayon; set with --threads or RAYON_NUM_THREADS)\n\
+         available parallelism: {}",
+        m.version,
+        m.simd,
+        m.simd_available.join(", "),
+        m.cpu_features.join(" "),
+        m.gemm_kernel,
+        m.threads,
+        m.available_parallelism
+    )
 }
 
 /// Count and per-class counts of one split.
@@ -74,9 +102,13 @@ pub struct DatasetInfo {
     pub test: SplitInfo,
 }
 
-/// Opens a dataset and describes it.
-pub fn dataset_info(what: &str) -> Result<DatasetInfo> {
-    let s = crate::datasets::open(what)?;
+/// Opens a dataset (image folders resized to `resize` if given) and describes it.
+pub fn dataset_info(what: &str, resize: Option<[usize; 2]>) -> Result<DatasetInfo> {
+    let options = ember_data::OpenOptions {
+        resize,
+        ..Default::default()
+    };
+    let s = crate::datasets::open_with(what, options)?;
     let split = |d: &ember_data::Dataset| SplitInfo {
         count: d.len(),
         class_counts: d.class_counts(),
@@ -93,8 +125,20 @@ pub fn dataset_info(what: &str) -> Result<DatasetInfo> {
 /// The dataset description as a text table.
 pub fn dataset_info_text(info: &DatasetInfo) -> String {
     let mut s = format!(
-        "format {}\nimage shape {:?} (channels, height, width)\ntrain {} images, test {} images\n\n{:<4} {:<24} {:>8} {:>8}\n",
-        info.format, info.shape, info.train.count, info.test.count, "#", "class", "train", "test"
+        "format {}\nimage shape {:?} (channels, height, width)\ntrain {} images, test {} images{}\n\n{:<4} {:<24} {:>8} {:>8}\n",
+        info.format,
+        info.shape,
+        info.train.count,
+        info.test.count,
+        if info.test.count == 0 {
+            " (no test part: `ember train` holds out --test-split of the training images)"
+        } else {
+            ""
+        },
+        "#",
+        "class",
+        "train",
+        "test"
     );
     for (i, name) in info.classes.iter().enumerate() {
         let get = |v: &Vec<usize>| v.get(i).copied().unwrap_or(0);

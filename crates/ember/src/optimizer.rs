@@ -12,11 +12,22 @@ use crate::checkpoint::{self, StoredTensor, TensorData, TensorMap};
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
 
-/// An optimizer with its learning-rate schedule and clipping setting.
+/// An optimizer with its learning-rate schedule, clipping setting and frozen parameters.
 pub struct TrainOptimizer {
     opt: Box<dyn Optimizer>,
     schedule: Schedule,
     clip_norm: f32,
+    frozen: Vec<String>,
+}
+
+/// True if parameter `name` lies under `prefix`: the name itself, or a name that goes on
+/// with `.` after it (`3` covers `3.weight` but not `30.weight`; `3.` covers both forms).
+pub fn under_prefix(name: &str, prefix: &str) -> bool {
+    name == prefix
+        || (prefix.ends_with('.') && name.starts_with(prefix))
+        || name
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('.'))
 }
 
 impl TrainOptimizer {
@@ -59,6 +70,7 @@ impl TrainOptimizer {
             opt,
             schedule,
             clip_norm: cfg.clip_norm,
+            frozen: cfg.freeze.clone(),
         })
     }
 
@@ -69,6 +81,7 @@ impl TrainOptimizer {
             opt: Box::new(Sgd::new(lr).momentum(momentum)),
             schedule,
             clip_norm: 0.0,
+            frozen: Vec::new(),
         })
     }
 
@@ -77,21 +90,27 @@ impl TrainOptimizer {
         self.schedule.lr(step)
     }
 
-    /// One optimizer step over every parameter: scheduled rate, optional global-norm
-    /// clipping, update. Returns the rate used.
+    /// One optimizer step over every parameter that is not frozen: scheduled rate,
+    /// optional global-norm clipping, update. Returns the rate used.
     pub fn step(&mut self, model: &mut Sequential, step: u64) -> Result<f32> {
         let lr = self.schedule.lr(step);
         self.opt.set_lr(lr);
+        let frozen = &self.frozen;
+        let is_frozen = |name: &str| frozen.iter().any(|p| under_prefix(name, p));
         let mut factor = 1.0;
         if self.clip_norm > 0.0 {
             let mut norm_sq = 0.0f64;
-            model.visit_params("", &mut |_, p| norm_sq += clip::grad_norm_sq(p.grad.data()));
+            model.visit_params("", &mut |name, p| {
+                if !is_frozen(name) {
+                    norm_sq += clip::grad_norm_sq(p.grad.data());
+                }
+            });
             factor = clip::clip_coefficient(norm_sq, self.clip_norm);
         }
         let opt = &mut self.opt;
         let mut err = None;
         model.visit_params("", &mut |name, p| {
-            if err.is_some() {
+            if err.is_some() || is_frozen(name) {
                 return;
             }
             if factor != 1.0 {
@@ -109,6 +128,11 @@ impl TrainOptimizer {
 
     /// Writes the optimizer state and a progress record (JSON) as one safetensors file.
     pub fn save_state(&self, path: &Path, progress_json: &str) -> Result<()> {
+        checkpoint::write_atomic(path, &self.encode_state(path, progress_json)?)
+    }
+
+    /// The bytes [`save_state`](Self::save_state) writes; `path` names the file in errors.
+    pub fn encode_state(&self, path: &Path, progress_json: &str) -> Result<Vec<u8>> {
         let state = self.opt.state();
         let tensors: TensorMap = state
             .buffers
@@ -130,7 +154,19 @@ impl TrainOptimizer {
             serde_json::to_string(&state.counters).unwrap_or_default(),
         );
         md.insert("progress".into(), progress_json.to_string());
-        checkpoint::write_safetensors(path, &tensors, md)
+        checkpoint::encode_safetensors(path, &tensors, md)
+    }
+
+    /// The progress JSON of a state written by [`save_state`](Self::save_state), without
+    /// loading the optimizer state.
+    pub fn read_progress(path: &Path) -> Result<String> {
+        let (_, md) = checkpoint::read_safetensors(path)?;
+        md.get("progress").cloned().ok_or_else(|| {
+            Error(format!(
+                "{}: no \"progress\" entry; not an Ember training state",
+                path.display()
+            ))
+        })
     }
 
     /// Loads a state written by [`save_state`](Self::save_state); returns its progress JSON.

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Once;
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::error::{Error, Result};
 use crate::metrics::{EpochRecord, Evaluation};
@@ -118,57 +119,178 @@ pub fn plot_curves(dir: &Path, records: &[EpochRecord]) -> Result<()> {
     )
 }
 
-/// Writes a confusion-matrix heat map (rows: true class, columns: predicted), each row
-/// coloured by its own fraction so that small classes stay readable.
+/// The heat map's colour for a share `f` in [0, 1]: white to dark blue.
+fn heat_colour(f: f64) -> RGBColor {
+    let f = f.clamp(0.0, 1.0);
+    let mix = |lo: f64, hi: f64| (lo + (hi - lo) * f).round() as u8;
+    RGBColor(mix(255.0, 8.0), mix(255.0, 48.0), mix(255.0, 107.0))
+}
+
+/// Black or white, whichever contrasts more with the colour of share `f`: the WCAG
+/// relative luminance decides (black above 0.179, where both contrasts are equal).
+fn text_colour_on(f: f64) -> &'static RGBColor {
+    let RGBColor(r, g, b) = heat_colour(f);
+    let linear = |c: u8| {
+        let c = f64::from(c) / 255.0;
+        if c <= 0.04045 {
+            c / 12.92
+        } else {
+            ((c + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    let luminance = 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b);
+    if luminance > 0.179 { &BLACK } else { &WHITE }
+}
+
+/// Class names on the heat map's axes are cut to this many characters.
+const NAME_CHARS: usize = 16;
+
+/// Writes a confusion-matrix heat map (rows: true class, columns: predicted class), each
+/// row coloured by its own shares so that small classes stay readable: counts centred in
+/// their cells in black or white by the cell's shade, class names on both axes, axis
+/// titles and a colour bar. Counts are left out when there are too many classes for them
+/// to fit (cells under 20 pixels).
 pub fn plot_confusion(path: &Path, eval: &Evaluation) -> Result<()> {
     register_font();
     let k = eval.confusion.len();
     if k == 0 {
         return Ok(());
     }
-    let cell = (560 / k as u32).clamp(12, 60);
-    let side = cell * k as u32;
-    let root = BitMapBackend::new(path, (side + 200, side + 120)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "confusion matrix (rows: true, columns: predicted)",
-            (FONT, 18),
-        )
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(150)
-        .build_cartesian_2d(0..k as i32, k as i32..0)
-        .map_err(|e| plot_err(path, e))?;
-    let names: Vec<String> = eval.per_class.iter().map(|c| c.class.clone()).collect();
-    chart
-        .configure_mesh()
-        .disable_mesh()
-        .x_labels(k)
-        .y_labels(k)
-        .y_label_formatter(&|i| names.get(*i as usize).cloned().unwrap_or_default())
-        .label_style((FONT, 12))
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
-    let cells = eval.confusion.iter().enumerate().flat_map(|(t, row)| {
-        let total: u64 = row.iter().sum::<u64>().max(1);
-        row.iter().enumerate().map(move |(p, &v)| {
-            let f = v as f64 / total as f64;
-            let shade = (255.0 * (1.0 - f)) as u8;
-            Rectangle::new(
-                [(p as i32, t as i32), (p as i32 + 1, t as i32 + 1)],
-                RGBColor(shade, shade, 255).filled(),
-            )
+    let e = |x| plot_err(path, x);
+    let names: Vec<String> = (0..k)
+        .map(|i| {
+            let n = eval.per_class.get(i).map_or("", |c| c.class.as_str());
+            let n: String = n.chars().take(NAME_CHARS).collect();
+            if n.is_empty() { i.to_string() } else { n }
         })
-    });
-    chart.draw_series(cells).map_err(|e| plot_err(path, e))?;
-    if cell >= 28 {
-        let labels = eval.confusion.iter().enumerate().flat_map(|(t, row)| {
-            row.iter().enumerate().map(move |(p, &v)| {
-                Text::new(v.to_string(), (p as i32, t as i32), (FONT, 11).into_font())
-            })
-        });
-        chart.draw_series(labels).map_err(|e| plot_err(path, e))?;
+        .collect();
+    let name_px = 8 * names.iter().map(|n| n.chars().count()).max().unwrap_or(1) as i32;
+    let cell = (640 / k as i32).clamp(12, 64);
+    let grid = cell * k as i32;
+    let (left, top) = (30 + name_px + 10, 44);
+    let bar_x = left + grid + 24;
+    let width = bar_x + 16 + 56;
+    let height = top + grid + 10 + name_px + 34;
+    let root = BitMapBackend::new(path, (width as u32, height as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(e)?;
+    let text = |size: f64, colour: &'static RGBColor, h: HPos, v: VPos| {
+        TextStyle::from((FONT, size).into_font())
+            .color(colour)
+            .pos(Pos::new(h, v))
+    };
+    let title = format!(
+        "confusion matrix: {} images, accuracy {:.4}",
+        eval.count, eval.accuracy
+    );
+    root.draw(&Text::new(
+        title,
+        ((left + grid / 2).max(width / 2), 16),
+        text(18.0, &BLACK, HPos::Center, VPos::Center),
+    ))
+    .map_err(e)?;
+    let count_size = f64::from(cell) * 0.32;
+    for (t, row) in eval.confusion.iter().enumerate() {
+        let total = row.iter().sum::<u64>().max(1) as f64;
+        for (p, &v) in row.iter().enumerate() {
+            let f = v as f64 / total;
+            let (x, y) = (left + p as i32 * cell, top + t as i32 * cell);
+            root.draw(&Rectangle::new(
+                [(x, y), (x + cell, y + cell)],
+                heat_colour(f).filled(),
+            ))
+            .map_err(e)?;
+            if cell >= 20 {
+                root.draw(&Text::new(
+                    v.to_string(),
+                    (x + cell / 2, y + cell / 2),
+                    text(
+                        count_size.min(16.0),
+                        text_colour_on(f),
+                        HPos::Center,
+                        VPos::Center,
+                    ),
+                ))
+                .map_err(e)?;
+            }
+        }
     }
-    root.present().map_err(|e| plot_err(path, e))
+    root.draw(&Rectangle::new(
+        [(left, top), (left + grid, top + grid)],
+        BLACK.stroke_width(1),
+    ))
+    .map_err(e)?;
+    // Class names: rows on the left, columns below, written downwards; smaller when the
+    // cells are, so that neighbours do not overlap.
+    let name_size = (f64::from(cell) * 0.9).clamp(8.0, 13.0);
+    for (i, name) in names.iter().enumerate() {
+        let mid = i as i32 * cell + cell / 2;
+        root.draw(&Text::new(
+            name.clone(),
+            (left - 6, top + mid),
+            text(name_size, &BLACK, HPos::Right, VPos::Center),
+        ))
+        .map_err(e)?;
+        root.draw(&Text::new(
+            name.clone(),
+            (left + mid, top + grid + 6),
+            text(name_size, &BLACK, HPos::Left, VPos::Center).transform(FontTransform::Rotate90),
+        ))
+        .map_err(e)?;
+    }
+    root.draw(&Text::new(
+        "predicted class",
+        (left + grid / 2, height - 14),
+        text(15.0, &BLACK, HPos::Center, VPos::Center),
+    ))
+    .map_err(e)?;
+    root.draw(&Text::new(
+        "true class",
+        (12, top + grid / 2),
+        text(15.0, &BLACK, HPos::Center, VPos::Center).transform(FontTransform::Rotate270),
+    ))
+    .map_err(e)?;
+    // The colour bar: share of the true class, 100% at the top.
+    for y in 0..grid {
+        let f = 1.0 - f64::from(y) / f64::from((grid - 1).max(1));
+        root.draw(&Rectangle::new(
+            [(bar_x, top + y), (bar_x + 16, top + y + 1)],
+            heat_colour(f).filled(),
+        ))
+        .map_err(e)?;
+    }
+    root.draw(&Rectangle::new(
+        [(bar_x, top), (bar_x + 16, top + grid)],
+        BLACK.stroke_width(1),
+    ))
+    .map_err(e)?;
+    for (label, f) in [("100%", 1.0), ("50%", 0.5), ("0%", 0.0)] {
+        let y = top + ((1.0 - f) * f64::from(grid - 1)) as i32;
+        root.draw(&Text::new(
+            label,
+            (bar_x + 20, y),
+            text(12.0, &BLACK, HPos::Left, VPos::Center),
+        ))
+        .map_err(e)?;
+    }
+    root.draw(&Text::new(
+        "share of row",
+        (bar_x + 8, top + grid + 14),
+        text(11.0, &BLACK, HPos::Center, VPos::Center),
+    ))
+    .map_err(e)?;
+    root.present().map_err(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_dark_on_light_cells_and_light_on_dark_ones() {
+        assert_eq!(text_colour_on(0.0), &BLACK);
+        assert_eq!(text_colour_on(0.3), &BLACK);
+        assert_eq!(text_colour_on(0.8), &WHITE);
+        assert_eq!(text_colour_on(1.0), &WHITE);
+        assert_eq!(heat_colour(0.0), WHITE);
+    }
 }

@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 pub struct Classifier {
     meta: CheckpointMeta,
     model: Sequential,
+    batch: usize,
 }
 
 /// The prediction for one image.
@@ -53,14 +54,25 @@ impl Prediction {
     }
 }
 
-/// Images per forward pass when predicting many.
-const BATCH: usize = 64;
+/// Images per forward pass when predicting many, unless told otherwise.
+pub const PREDICT_BATCH: usize = 64;
 
 impl Classifier {
-    /// Loads a checkpoint (a run folder, a `.safetensors` file or its `.json` sidecar).
+    /// Loads a checkpoint (a run folder, a `.safetensors` file or its `.json` sidecar),
+    /// checking that its description fits its model (see [`CheckpointMeta::check`]).
     pub fn load(path: &Path) -> Result<Classifier> {
         let (meta, model) = checkpoint::load(path)?;
-        Ok(Classifier { meta, model })
+        Ok(Classifier {
+            meta,
+            model,
+            batch: PREDICT_BATCH,
+        })
+    }
+
+    /// Predicts `batch` images per forward pass (at least 1) in [`predict_batch`](Self::predict_batch).
+    pub fn with_batch_size(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
     }
 
     /// Class names in label order.
@@ -95,8 +107,9 @@ impl Classifier {
     pub fn predict_batch(&mut self, images: &[&[u8]]) -> Result<Vec<Prediction>> {
         let [c, h, w] = self.meta.input_shape;
         let per = c * h * w;
+        let normalize = self.meta.normalize();
         let mut preds = Vec::with_capacity(images.len());
-        for chunk in images.chunks(BATCH) {
+        for chunk in images.chunks(self.batch) {
             let mut x = Tensor::zeros([chunk.len(), c, h, w]);
             for (i, img) in chunk.iter().enumerate() {
                 if img.len() != per {
@@ -106,16 +119,7 @@ impl Classifier {
                         img.len()
                     )));
                 }
-                let dst = x.item_mut(i);
-                for ch in 0..c {
-                    let (m, s) = (
-                        self.meta.normalization.mean[ch],
-                        self.meta.normalization.std[ch],
-                    );
-                    for p in 0..h * w {
-                        dst[ch * h * w + p] = (img[ch * h * w + p] as f32 / 255.0 - m) / s;
-                    }
-                }
+                normalize.apply(img, c, x.item_mut(i));
             }
             let probs = softmax_rows(self.model.forward(&x, Mode::Eval));
             let k = probs.shape().item_numel();

@@ -63,6 +63,7 @@ fn meta_for(spec: &ModelSpec) -> CheckpointMeta {
         step: 1,
         metrics: Default::default(),
         content_sha256: String::new(),
+        data: None,
     }
 }
 

@@ -217,3 +217,185 @@ fn damaged_inputs_fail_with_the_file_named() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The long flags `--help` of `ember <command>` lists (aliases included), without
+/// `--help` and `--version`.
+fn flags_in_help(command: &[&str]) -> std::collections::BTreeSet<String> {
+    let mut args = command.to_vec();
+    args.push("--help");
+    let out = ember(&args);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    long_flags(&text)
+        .into_iter()
+        .filter(|f| f != "--help" && f != "--version")
+        .collect()
+}
+
+/// Every `--word` in `text`.
+fn long_flags(text: &str) -> std::collections::BTreeSet<String> {
+    let mut flags = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("--") {
+        let tail = &rest[i + 2..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c == '-'))
+            .unwrap_or(tail.len());
+        if end > 0 && tail.as_bytes()[0].is_ascii_lowercase() {
+            flags.insert(format!("--{}", &tail[..end]));
+        }
+        rest = &tail[end..];
+    }
+    flags
+}
+
+#[test]
+fn the_readme_lists_exactly_the_train_options() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let start = readme
+        .find("## `ember train` options")
+        .expect("the section");
+    let section = &readme[start..];
+    let end = section[3..].find("\n## ").map_or(section.len(), |e| e + 3);
+    let documented = long_flags(&section[..end]);
+    assert_eq!(documented, flags_in_help(&["train"]));
+}
+
+#[test]
+fn every_command_speaks_the_same_language() {
+    // --batch-size everywhere, --batch as its alias; --threads wherever work is parallel.
+    for command in [
+        &["train"][..],
+        &["eval"],
+        &["predict"],
+        &["summary"],
+        &["bench"],
+    ] {
+        let flags = flags_in_help(command);
+        assert!(
+            flags.contains("--batch-size") && flags.contains("--batch"),
+            "{command:?}: {flags:?}"
+        );
+    }
+    for command in [
+        &["train"][..],
+        &["eval"],
+        &["predict"],
+        &["bench"],
+        &["dataset", "info"],
+    ] {
+        assert!(flags_in_help(command).contains("--threads"), "{command:?}");
+    }
+    for command in [
+        &["info"][..],
+        &["summary"],
+        &["eval"],
+        &["predict"],
+        &["dataset", "info"],
+    ] {
+        assert!(flags_in_help(command).contains("--json"), "{command:?}");
+    }
+    // Closed sets are listed in the help; every flag has a line of help (clap puts it on
+    // the line after the flag).
+    for command in [
+        &["train"][..],
+        &["eval"],
+        &["predict"],
+        &["summary"],
+        &["info"],
+        &["bench"],
+        &["dataset", "info"],
+    ] {
+        let mut args = command.to_vec();
+        args.push("-h");
+        let out = ember(&args);
+        ok(&out);
+        let help = String::from_utf8_lossy(&out.stdout).into_owned();
+        let lines: Vec<&str> = help.lines().map(str::trim).collect();
+        for (i, line) in lines.iter().enumerate().filter(|(_, l)| l.starts_with('-')) {
+            let next = lines.get(i + 1).copied().unwrap_or("");
+            let inline = line.split("  ").filter(|p| !p.trim().is_empty()).count() > 1;
+            assert!(
+                inline || !(next.is_empty() || next.starts_with('-')),
+                "{command:?}: {line} has no help"
+            );
+        }
+        if command == ["train"] {
+            assert!(
+                help.contains("[possible values: sgd, adam, adamw]"),
+                "{help}"
+            );
+            assert!(
+                help.contains("[possible values: crop, flip, cutout, none]"),
+                "{help}"
+            );
+        }
+    }
+    let out = ember(&["info", "--json"]);
+    ok(&out);
+    let info = &json_lines(&out)[0];
+    assert!(info["simd"].is_string() && info["threads"].as_u64().unwrap() > 0);
+    let out = ember(&["summary", "fmnist-cnn", "--json", "--batch", "4"]);
+    ok(&out);
+    let s = &json_lines(&out)[0];
+    assert_eq!(s["total_params"], 421_642);
+    assert_eq!(s["input"], serde_json::json!([4, 1, 28, 28]));
+}
+
+#[test]
+fn results_go_to_stdout_and_progress_to_stderr() {
+    let dir = common::temp_dir("cli-streams");
+    let data = dir.join("data");
+    common::write_tiny_idx(&data, 100, 20);
+    let spec = dir.join("tiny.toml");
+    std::fs::write(&spec, common::TINY_SPEC).unwrap();
+    let run = |out_dir: &str, nesterov: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--dataset",
+            data.to_str().unwrap(),
+            "--model",
+            spec.to_str().unwrap(),
+            "--epochs",
+            "2",
+            "--batch",
+            "16",
+            "--threads",
+            "1",
+            "--out",
+            out_dir,
+        ];
+        args.extend_from_slice(nesterov);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ember"));
+        cmd.args(&args).current_dir(&dir);
+        cmd.output().unwrap()
+    };
+    let out = run("a", &["--nesterov"]);
+    ok(&out);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        stdout.contains("val_acc") && stdout.contains("2/2") && stdout.contains("test accuracy"),
+        "{stdout}"
+    );
+    assert!(!stderr.contains("test accuracy"), "{stderr}");
+    // The epoch table fits 80 columns (the last line ends with the run folder's path).
+    for line in stdout.lines().filter(|l| !l.starts_with("test accuracy")) {
+        assert!(line.len() <= 80, "{line}");
+    }
+    // The old spelling still works, and --no-nesterov is its opposite.
+    ok(&run("b", &["--nesterov", "false"]));
+    ok(&run("c", &["--no-nesterov"]));
+    for (name, nesterov) in [("a", true), ("b", false), ("c", false)] {
+        let cfg: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(name).join("config.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(cfg["nesterov"], nesterov, "{name}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -39,6 +39,6 @@ pub mod tensor;
 
 pub use error::ShapeError;
 pub use rng::Rng;
-pub use shape::Shape;
+pub use shape::{Shape, checked_product};
 pub use storage::AlignedVec;
 pub use tensor::Tensor;

@@ -57,8 +57,18 @@ impl Shape {
     }
 
     /// The number of elements (the product of the dimensions; 1 for a scalar).
+    ///
+    /// Panics, naming the shape, if the product does not fit in `usize` (rather than
+    /// wrapping to a small number in a release build): shapes that come from user input are
+    /// checked with [`checked_numel`](Self::checked_numel) first.
     pub fn numel(&self) -> usize {
-        self.dims().iter().product()
+        self.checked_numel()
+            .unwrap_or_else(|| panic!("shape {self} has more elements than usize holds"))
+    }
+
+    /// The number of elements, or `None` if the product overflows `usize`.
+    pub fn checked_numel(&self) -> Option<usize> {
+        checked_product(self.dims())
     }
 
     /// Dimension `i` (outermost is 0). Panics if `i >= rank`.
@@ -82,10 +92,17 @@ impl Shape {
         }
     }
 
-    /// The number of elements in one item of the outermost dimension (e.g. one image of a batch).
+    /// The number of elements in one item of the outermost dimension (e.g. one image of a
+    /// batch). Panics like [`numel`](Self::numel) on overflow.
     pub fn item_numel(&self) -> usize {
-        self.dims().iter().skip(1).product()
+        checked_product(self.dims().get(1..).unwrap_or(&[]))
+            .unwrap_or_else(|| panic!("shape {self} has more elements than usize holds"))
     }
+}
+
+/// The product of `dims`, or `None` on overflow.
+pub fn checked_product(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
 }
 
 impl fmt::Display for Shape {
@@ -130,6 +147,20 @@ mod tests {
         assert_eq!(Shape::new(&[2, 3]).unwrap(), Shape::from([2, 3]));
         assert_eq!(Shape::scalar().numel(), 1);
         assert_eq!(Shape::from([4, 0, 2]).numel(), 0);
+    }
+
+    #[test]
+    fn element_counts_never_wrap() {
+        let huge = Shape::from([1 << 40, 1 << 40]);
+        assert_eq!(huge.checked_numel(), None);
+        assert_eq!(Shape::from([3, 1 << 20]).checked_numel(), Some(3 << 20));
+        assert_eq!(checked_product(&[]), Some(1));
+        // In a release build the plain product wraps to 0 here; numel must not.
+        let wrapped = std::panic::catch_unwind(|| huge.numel());
+        assert!(wrapped.is_err(), "numel of {huge} returned {wrapped:?}");
+        assert!(
+            std::panic::catch_unwind(|| Shape::from([2, 1 << 40, 1 << 40]).item_numel()).is_err()
+        );
     }
 
     #[test]

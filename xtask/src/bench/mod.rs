@@ -45,45 +45,53 @@ pub struct Options {
 /// Allowed drop before a figure is flagged as a regression (the machines are shared).
 pub const NOISE: f64 = 0.10;
 
-fn usage() -> &'static str {
-    "usage: cargo xtask bench [--quick] [--compare-torch] [--baseline OLD.json] [--threads N] \
-     [--python PY] [--torch-script PATH] [--fmnist DIR]"
+/// The arguments of `cargo xtask bench`.
+#[derive(clap::Parser, Debug)]
+pub struct Args {
+    /// One-minute smoke: short timings, small benches, no time-to-accuracy.
+    #[arg(long)]
+    pub quick: bool,
+    /// Also run PyTorch side by side (alternating) and print Ember/PyTorch ratios.
+    #[arg(long)]
+    pub compare_torch: bool,
+    /// Flag figures that fell by more than the noise allowance against this earlier
+    /// report.json.
+    #[arg(long, value_name = "OLD.json")]
+    pub baseline: Option<PathBuf>,
+    /// Worker threads for both Ember and PyTorch.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// The Python interpreter with torch.
+    #[arg(long, value_name = "PY")]
+    pub python: Option<PathBuf>,
+    /// The PyTorch reference script [default: ../shared/anchors/torch_bench.py beside the
+    /// workspace].
+    #[arg(long, value_name = "PATH")]
+    pub torch_script: Option<PathBuf>,
+    /// Fashion-MNIST folder for time-to-accuracy (full mode only).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/usr/share/datasets/fashion-mnist"
+    )]
+    pub fmnist: PathBuf,
 }
 
-fn parse(args: &[String], root: &Path) -> Result<Options, String> {
-    let mut o = Options {
-        quick: false,
-        compare_torch: false,
-        baseline: None,
-        threads: 2,
-        python: None,
-        torch_script: root.join("../shared/anchors/torch_bench.py"),
-        fmnist: PathBuf::from("/usr/share/datasets/fashion-mnist"),
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value\n{}", usage()))
-        };
-        match a.as_str() {
-            "--quick" => o.quick = true,
-            "--compare-torch" => o.compare_torch = true,
-            "--baseline" => o.baseline = Some(PathBuf::from(value("--baseline")?)),
-            "--threads" => {
-                o.threads = value("--threads")?
-                    .parse()
-                    .map_err(|_| "--threads needs a number".to_string())?
-            }
-            "--python" => o.python = Some(PathBuf::from(value("--python")?)),
-            "--torch-script" => o.torch_script = PathBuf::from(value("--torch-script")?),
-            "--fmnist" => o.fmnist = PathBuf::from(value("--fmnist")?),
-            "-h" | "--help" => return Err(usage().to_string()),
-            other => return Err(format!("unknown option {other}\n{}", usage())),
+impl Args {
+    /// The options these arguments give, with defaults relative to workspace `root`.
+    pub fn options(self, root: &Path) -> Options {
+        Options {
+            quick: self.quick,
+            compare_torch: self.compare_torch,
+            baseline: self.baseline,
+            threads: self.threads,
+            python: self.python,
+            torch_script: self
+                .torch_script
+                .unwrap_or_else(|| root.join("../shared/anchors/torch_bench.py")),
+            fmnist: self.fmnist,
         }
     }
-    Ok(o)
 }
 
 /// The workspace root (xtask's parent folder).
@@ -94,16 +102,19 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// Runs the task; returns the process exit code.
+/// Runs the task with `args` as on the command line (without `bench`); returns the
+/// process exit code.
 pub fn main(args: &[String]) -> i32 {
+    match crate::cli::parse::<Args>("bench", args) {
+        Ok(a) => run_args(a),
+        Err(code) => code,
+    }
+}
+
+/// Runs the task; returns the process exit code (0, 1 on failure or regression).
+pub fn run_args(args: Args) -> i32 {
     let root = workspace_root();
-    let opts = match parse(args, &root) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("xtask bench: {e}");
-            return 2;
-        }
-    };
+    let opts = args.options(&root);
     match run(&opts, &root) {
         Ok(0) => 0,
         Ok(n) => {

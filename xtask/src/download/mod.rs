@@ -64,50 +64,48 @@ pub use install::{DOWNLOADS, Options, Outcome, install, is_installed};
 pub use manifest::MANIFEST;
 pub use verify::{Digests, digest_file};
 
-const USAGE: &str = "usage: cargo xtask download DATASET [--dir D] [--from PATH] [--quiet]
-       cargo xtask download list
-  --dir D       data directory (default: $EMBER_DATA, else ./data)
-  --from PATH   import a local copy (the archive, or a folder holding the archives)
-  --quiet       no progress bars";
+/// The arguments of `cargo xtask download`.
+#[derive(clap::Parser, Debug)]
+#[command(after_help = "`list` prints the datasets and the data directory in use.")]
+pub struct Args {
+    /// The dataset to install, or `list`.
+    #[arg(value_name = "DATASET", help = dataset_help())]
+    pub name: String,
+    /// Data directory [default: $EMBER_DATA, else ./data].
+    #[arg(long, value_name = "D")]
+    pub dir: Option<PathBuf>,
+    /// Import a local copy (the archive, or a folder holding the archives) instead of
+    /// downloading.
+    #[arg(long, value_name = "PATH")]
+    pub from: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// The help line of the dataset argument: the catalog's names and `list`.
+fn dataset_help() -> String {
+    let names: Vec<&str> = DATASETS.iter().map(|d| d.name).collect();
+    format!("The dataset to install ({}), or `list`", names.join(", "))
+}
+
+/// Runs the task with `args` as on the command line (without `download`); returns the
+/// process exit code (0 done, 1 failed, 2 bad usage).
+pub fn main(args: &[String]) -> i32 {
+    match crate::cli::parse::<Args>("download", args) {
+        Ok(a) => run_args(a),
+        Err(code) => code,
+    }
+}
 
 /// Runs the task; returns the process exit code (0 done, 1 failed, 2 bad usage).
-pub fn main(args: &[String]) -> i32 {
-    let mut name = None;
-    let mut dir = None;
-    let mut from = None;
-    let mut quiet = false;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "-h" | "--help" => {
-                println!("{USAGE}\ndatasets:");
-                print_list();
-                return 0;
-            }
-            "--quiet" | "-q" => quiet = true,
-            "--dir" | "--from" => {
-                let Some(value) = it.next() else {
-                    eprintln!("xtask download: {arg} needs a value\n{USAGE}");
-                    return 2;
-                };
-                let slot = if arg == "--dir" { &mut dir } else { &mut from };
-                *slot = Some(PathBuf::from(value));
-            }
-            flag if flag.starts_with('-') => {
-                eprintln!("xtask download: unknown option {flag:?}\n{USAGE}");
-                return 2;
-            }
-            positional if name.is_none() => name = Some(positional.to_string()),
-            extra => {
-                eprintln!("xtask download: unexpected argument {extra:?}\n{USAGE}");
-                return 2;
-            }
-        }
-    }
-    let Some(name) = name else {
-        eprintln!("{USAGE}");
-        return 2;
-    };
+pub fn run_args(args: Args) -> i32 {
+    let Args {
+        name,
+        dir,
+        from,
+        quiet,
+    } = args;
     let data_dir = dir.unwrap_or_else(default_data_dir);
     if name == "list" {
         print_list();
@@ -117,7 +115,7 @@ pub fn main(args: &[String]) -> i32 {
     let Some(ds) = Dataset::find(&name) else {
         let names: Vec<&str> = DATASETS.iter().map(|d| d.name).collect();
         eprintln!(
-            "xtask download: unknown dataset {name:?}; known: {}",
+            "xtask download: unknown dataset {name:?}; known: {} (see --help)",
             names.join(", ")
         );
         return 2;

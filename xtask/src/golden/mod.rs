@@ -261,16 +261,28 @@ pub fn check_dir(dir: &Path) -> Result<Vec<CaseReport>, String> {
     Ok(files.iter().map(|f| check_file(f)).collect())
 }
 
-/// Runs the task; returns the process exit code (0 all good, 1 a case failed or could not
-/// be understood, 2 usage error or unreadable directory).
+/// Runs the task with `args` as on the command line (without `golden`); returns the
+/// process exit code (0 all good, 1 a case failed or could not be understood, 2 usage
+/// error or unreadable directory).
 pub fn main(args: &[String]) -> i32 {
-    let dir = match args {
-        [d] if d != "-h" && d != "--help" => PathBuf::from(d),
-        _ => {
-            eprintln!("usage: cargo xtask golden DIR   (checks every *.json golden file in DIR)");
-            return 2;
-        }
-    };
+    match crate::cli::parse::<Args>("golden", args) {
+        Ok(a) => run_args(a),
+        Err(code) => code,
+    }
+}
+
+/// The arguments of `cargo xtask golden`.
+#[derive(clap::Parser, Debug)]
+pub struct Args {
+    /// The folder whose `*.json` golden files are checked (e.g. testdata/golden).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+/// Checks every golden file of `args.dir`, prints a line per case and a summary; returns
+/// the process exit code (0 all pass, 1 a case failed, 2 the folder cannot be read).
+pub fn run_args(args: Args) -> i32 {
+    let dir = args.dir;
     let reports = match check_dir(&dir) {
         Ok(r) => r,
         Err(e) => {

@@ -295,14 +295,33 @@ fn describe(v: &pickle::Value, key: &str) -> String {
     }
 }
 
+/// The start of `v`'s debug form: at most [`SHORT`] characters are ever formatted, so a
+/// 16 MB value in an error message costs no more than a small one.
 fn short(v: &pickle::Value) -> String {
-    let s = format!("{v:?}");
-    if s.chars().count() > 60 {
-        format!("{}...", s.chars().take(60).collect::<String>())
-    } else {
-        s
+    use std::fmt::Write;
+    /// Keeps the first `SHORT` characters and stops the formatter after them.
+    struct Capped(String, usize);
+    impl Write for Capped {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            for ch in s.chars() {
+                if self.1 == SHORT {
+                    return Err(std::fmt::Error);
+                }
+                self.0.push(ch);
+                self.1 += 1;
+            }
+            Ok(())
+        }
+    }
+    let mut out = Capped(String::new(), 0);
+    match write!(out, "{v:?}") {
+        Ok(()) => out.0,
+        Err(_) => out.0 + "...",
     }
 }
+
+/// How many characters of a value an error message shows.
+const SHORT: usize = 60;
 
 /// Class names from a python `batches.meta` / `meta` pickle (`label_names` or `fine_label_names`).
 pub fn parse_python_meta(name: &str, bytes: &[u8], kind: Kind) -> Result<Vec<String>, DataError> {

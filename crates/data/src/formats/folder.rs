@@ -17,6 +17,14 @@ pub const EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "bmp"];
 /// The largest width or height accepted from an image header.
 pub const MAX_SIDE: u32 = 16_384;
 
+/// The largest height or width an image folder takes from its first image when no size is
+/// given: a folder of photos is not resized to 2048x2048 (and held in memory at that size)
+/// without being asked to.
+pub const MAX_INFERRED_SIDE: usize = 256;
+
+/// The most pixel bytes an image folder may decode to (16 GiB), checked before decoding.
+pub const MAX_FOLDER_BYTES: usize = 1 << 34;
+
 fn is_image(p: &Path) -> bool {
     p.is_file()
         && p.extension()
@@ -136,11 +144,17 @@ pub fn detect(root: &Path) -> bool {
 pub type ImageSize = [usize; 3];
 
 /// Reads an image folder: `root/train/<class>/*` and `root/test/<class>/*`, or `root/<class>/*`
-/// (then the test split is empty: use [`Dataset::split`] for a validation set). Class names
-/// are the sorted folder names of the training part; a test class missing from them is an
-/// error. Without `size`, the first training image (in sorted order) sets the height and
-/// width, with 1 channel if it is grayscale and 3 otherwise.
-pub fn open_dir(root: &Path, size: Option<ImageSize>) -> Result<Splits, DataError> {
+/// (then the test split is empty: see [`Splits::hold_out_test`] and [`Dataset::split`]).
+/// Class names are the sorted folder names of the training part; a test class missing from
+/// them is an error. Every image is resized to `size`; without it, `resize` gives the
+/// height and width, and the first training image (in sorted order) whatever is missing:
+/// its height and width (each at most [`MAX_INFERRED_SIDE`], else an error asking for a
+/// size), and 1 channel if it is grayscale, 3 otherwise.
+pub fn open_dir(
+    root: &Path,
+    size: Option<ImageSize>,
+    resize: Option<[usize; 2]>,
+) -> Result<Splits, DataError> {
     let (train_root, test_root) = if root.join("train").is_dir() {
         (
             root.join("train"),
@@ -160,17 +174,7 @@ pub fn open_dir(root: &Path, size: Option<ImageSize>) -> Result<Splits, DataErro
     let classes: Vec<String> = train.iter().map(|(c, _)| c.clone()).collect();
     let size = match size {
         Some(s) => s,
-        None => {
-            let first = &train[0].1[0];
-            let name = first.display().to_string();
-            let img = ImageReader::new(Cursor::new(read_file(first)?))
-                .with_guessed_format()
-                .map_err(|e| DataError::new(&name, "an image", e.to_string()))?
-                .decode()
-                .map_err(|e| DataError::new(&name, "a PNG, JPEG or BMP image", e.to_string()))?;
-            let c = if img.color().has_color() { 3 } else { 1 };
-            [c, img.height() as usize, img.width() as usize]
-        }
+        None => size_from_first(&train[0].1[0], resize)?,
     };
     let train_ds = read_classes(&train_root, train, &classes, size)?;
     let test_ds = match test_root {
@@ -185,6 +189,38 @@ pub fn open_dir(root: &Path, size: Option<ImageSize>) -> Result<Splits, DataErro
         train: train_ds,
         test: test_ds,
     })
+}
+
+/// The size of a folder's images as its first image (`first`) says, with `resize` as the
+/// height and width when given.
+fn size_from_first(first: &Path, resize: Option<[usize; 2]>) -> Result<ImageSize, DataError> {
+    let name = first.display().to_string();
+    let mut reader = ImageReader::new(Cursor::new(read_file(first)?))
+        .with_guessed_format()
+        .map_err(|e| DataError::new(&name, "an image", e.to_string()))?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(256 << 20);
+    reader.limits(limits);
+    let img = reader
+        .decode()
+        .map_err(|e| DataError::new(&name, "a PNG, JPEG or BMP image", e.to_string()))?;
+    let c = if img.color().has_color() { 3 } else { 1 };
+    let (h, w) = (img.height() as usize, img.width() as usize);
+    match resize {
+        Some([h, w]) => Ok([c, h, w]),
+        None if h > MAX_INFERRED_SIDE || w > MAX_INFERRED_SIDE => Err(DataError::new(
+            name,
+            format!(
+                "a first image of at most {MAX_INFERRED_SIDE}x{MAX_INFERRED_SIDE} pixels to take \
+                 the folder's image size from, or a size to resize every image to \
+                 (`--image-size HxW`)"
+            ),
+            format!("{h}x{w}"),
+        )),
+        None => Ok([c, h, w]),
+    }
 }
 
 fn read_classes(
@@ -205,6 +241,19 @@ fn read_classes(
         files.extend(images.into_iter().map(|p| (p, label)));
     }
     let [c, h, w] = size;
+    let total = [files.len(), c, h, w]
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&n| n <= MAX_FOLDER_BYTES);
+    if total.is_none() {
+        return Err(DataError::new(
+            root.display().to_string(),
+            format!(
+                "at most {MAX_FOLDER_BYTES} bytes of pixels (16 GiB); use a smaller image size"
+            ),
+            format!("{} images of {c}x{h}x{w}", files.len()),
+        ));
+    }
     let decoded: Vec<Vec<u8>> = files
         .par_iter()
         .map(|(p, _)| load_image(p, c, h, w))

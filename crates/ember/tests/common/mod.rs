@@ -77,3 +77,63 @@ type = "flatten"
 type = "linear"
 out = 10
 "#;
+
+/// Runs the `ember` binary with `args`, in `dir` when given.
+pub fn ember_in(dir: Option<&Path>, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ember"));
+    cmd.args(args);
+    if let Some(d) = dir {
+        cmd.current_dir(d);
+    }
+    cmd.output().expect("running ember")
+}
+
+/// Stdout and stderr of a finished command, for assertion messages.
+pub fn show(out: &std::process::Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Asserts that a command failed cleanly (exit status 1, not a panic's 101 or a signal)
+/// with every one of `words` in its stderr.
+pub fn fails_with(out: &std::process::Output, words: &[&str]) {
+    assert_eq!(out.status.code(), Some(1), "{}", show(out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for w in words {
+        assert!(err.contains(w), "{w:?} not in the message:\n{}", show(out));
+    }
+}
+
+/// Writes a grayscale PNG of `w` x `h` pixels, creating its folder.
+pub fn write_gray_png(path: &Path, w: u32, h: u32, pixel: impl Fn(u32, u32) -> u8) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    image::GrayImage::from_fn(w, h, |x, y| image::Luma([pixel(x, y)]))
+        .save(path)
+        .unwrap();
+}
+
+/// Writes a flat image folder `root/<class>/*.png`: `per_class` 8x8 grayscale images in
+/// each of `classes` classes, class `k` drawn as in [`write_tiny_idx`] (learnable), at
+/// `scale` times the size.
+pub fn write_flat_folder(root: &Path, classes: usize, per_class: usize, scale: u32) {
+    let mut state = 99u64;
+    for k in 0..classes {
+        for i in 0..per_class {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let seed = (state >> 33) as u32;
+            let path = root.join(format!("class{k}")).join(format!("{i}.png"));
+            write_gray_png(&path, 8 * scale, 8 * scale, |x, y| {
+                let (x, y) = ((x / scale) as usize, (y / scale) as usize);
+                let on = y / 2 == k / 4 + (k % 2) && x / 2 == k % 4;
+                let noise = ((seed ^ (x as u32 * 31 + y as u32 * 17)) % 60) as u8;
+                if on { 200 + noise / 2 } else { noise }
+            });
+        }
+    }
+}

@@ -30,13 +30,13 @@
 
 use std::ops::Range;
 
-use ember_layers::conv::Conv2d;
-use ember_layers::pool::{AvgPool2d, GlobalAvgPool2d, MaxPool2d};
-use ember_layers::{
-    BatchNorm2d, Dropout, Flatten, Layer, LeakyReLU, Linear, ReLU, Residual, Scale, Sequential,
-};
+mod build;
+
+use ember_layers::Sequential;
 use ember_tensor::Shape;
 use serde::{Deserialize, Serialize};
+
+pub use build::{MAX_PARAMETERS, MAX_TENSOR_ELEMENTS, ModelSizes};
 
 /// A size given as one number (both sides) or `[height, width]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,15 +184,25 @@ pub enum LayerSpec {
 
 /// A network described as data: input shape and layers in order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     /// A name for summaries and checkpoints.
     #[serde(default)]
     pub name: Option<String>,
-    /// Input `[channels, height, width]`.
+    /// Input `[channels, height, width]`; [`NO_INPUT`] when a file leaves it out (training
+    /// then takes it from the dataset, see [`ModelSpec::with_input`]).
+    #[serde(default, skip_serializing_if = "is_no_input")]
     pub input: [usize; 3],
     /// The layers in order.
     #[serde(rename = "layer")]
     pub layers: Vec<LayerSpec>,
+}
+
+/// The `input` of a spec file that does not give one.
+pub const NO_INPUT: [usize; 3] = [0, 0, 0];
+
+fn is_no_input(input: &[usize; 3]) -> bool {
+    *input == NO_INPUT
 }
 
 /// A spec that cannot be parsed or built, with the line it concerns when known.
@@ -216,17 +226,37 @@ struct RawSpec {
 
 impl ModelSpec {
     /// Parses a spec from TOML text; `origin` (a file name) prefixes error messages.
-    /// Shape errors are found here too (the spec is built once to validate it).
+    /// Unknown keys are refused, and shape and size errors are found here too (the spec is
+    /// built once to validate it) unless the file leaves `input` out.
     pub fn from_toml(text: &str, origin: &str) -> Result<ModelSpec, SpecError> {
-        let spec: ModelSpec =
+        Self::from_toml_for(text, origin, None)
+    }
+
+    /// [`from_toml`](Self::from_toml), with `input` as the input shape when the file gives
+    /// none (training takes it from the dataset).
+    pub fn from_toml_for(
+        text: &str,
+        origin: &str,
+        input: Option<[usize; 3]>,
+    ) -> Result<ModelSpec, SpecError> {
+        let mut spec: ModelSpec =
             toml::from_str(text).map_err(|e| SpecError(format!("{origin}: {e}")))?;
+        let lines = layer_lines(text);
+        let at = |path: &[usize], message: &str| match path.first().and_then(|&i| lines.get(i)) {
+            Some(line) => SpecError(format!("{origin}:{line}: {message}")),
+            None => SpecError(format!("{origin}: {message}")),
+        };
+        if let Some((i, message)) = keys_of_plain_layers(text) {
+            return Err(at(&[i], &message));
+        }
+        if let (true, Some(input)) = (spec.input == NO_INPUT, input) {
+            spec.input = input;
+        }
+        if spec.input == NO_INPUT {
+            return Ok(spec);
+        }
         if let Err(e) = spec.build() {
-            let lines = layer_lines(text);
-            let msg = match e.layer_path.first().and_then(|&i| lines.get(i)) {
-                Some(line) => format!("{origin}:{line}: {}", e.message),
-                None => format!("{origin}: {}", e.message),
-            };
-            return Err(SpecError(msg));
+            return Err(at(&e.layer_path, &e.message));
         }
         Ok(spec)
     }
@@ -234,6 +264,29 @@ impl ModelSpec {
     /// The spec as TOML text (what `from_toml` reads).
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot serialise spec: {e}"))
+    }
+
+    /// The same layers for inputs of `input`.
+    pub fn with_input(&self, input: [usize; 3]) -> ModelSpec {
+        ModelSpec {
+            input,
+            ..self.clone()
+        }
+    }
+
+    /// The same network with `classes` outputs: the last top-level `linear` layer gets
+    /// `out = classes`. Returns the new spec and the old output count, or `None` when there
+    /// is no such layer.
+    pub fn with_classes(&self, classes: usize) -> Option<(ModelSpec, usize)> {
+        let mut spec = self.clone();
+        spec.layers
+            .iter_mut()
+            .rev()
+            .find_map(|l| match l {
+                LayerSpec::Linear { out, .. } => Some(std::mem::replace(out, classes)),
+                _ => None,
+            })
+            .map(|old| (spec, old))
     }
 
     /// Builds the network, checking that every layer fits the shape it receives, with each
@@ -247,26 +300,46 @@ impl ModelSpec {
 
     /// Builds the network layer for layer as written, every ReLU a layer of its own.
     pub fn build_unfused(&self) -> Result<Sequential, BuildError> {
-        let input = Shape::from([1, self.input[0], self.input[1], self.input[2]]);
-        if self.input.contains(&0) {
-            return Err(BuildError {
-                layer_path: vec![],
-                message: format!("input shape {:?} has a zero dimension", self.input),
-            });
-        }
-        if self.layers.is_empty() {
-            return Err(BuildError {
-                layer_path: vec![],
-                message: "the model has no layers".into(),
-            });
-        }
-        build_seq(&self.layers, input, &[]).map(|(seq, _)| seq)
+        self.build_sized().map(|(seq, _, _)| seq)
     }
 
     /// The output shape for a batch of one, e.g. `[1, 10]`.
     pub fn output_shape(&self) -> Result<Shape, BuildError> {
+        self.build_sized().map(|(_, shape, _)| shape)
+    }
+
+    /// The parameter count and the largest per-image tensor, for checking a batch size
+    /// before anything of that size is allocated.
+    pub fn sizes(&self) -> Result<ModelSizes, BuildError> {
+        self.build_sized().map(|(_, _, sizes)| sizes)
+    }
+
+    fn build_sized(&self) -> Result<(Sequential, Shape, ModelSizes), BuildError> {
+        let whole = |message: String| BuildError {
+            layer_path: vec![],
+            message,
+        };
+        if self.input == NO_INPUT {
+            return Err(whole(
+                "the model has no input shape: add `input = [channels, height, width]` \
+                 (training takes it from the dataset)"
+                    .into(),
+            ));
+        }
+        if self.input.contains(&0) {
+            return Err(whole(format!(
+                "input shape {:?} has a zero dimension",
+                self.input
+            )));
+        }
+        if self.layers.is_empty() {
+            return Err(whole("the model has no layers".into()));
+        }
         let input = Shape::from([1, self.input[0], self.input[1], self.input[2]]);
-        build_seq(&self.layers, input, &[]).map(|(_, s)| s)
+        let mut sizes = ModelSizes::default();
+        build::check_image(input, &mut sizes).map_err(|m| whole(format!("input {m}")))?;
+        let (seq, shape) = build::build_seq(&self.layers, input, &[], &mut sizes)?;
+        Ok((seq, shape, sizes))
     }
 }
 
@@ -287,169 +360,6 @@ impl std::fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
-fn path_name(path: &[usize]) -> String {
-    path.iter()
-        .map(|i| i.to_string())
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
-fn build_seq(
-    layers: &[LayerSpec],
-    mut shape: Shape,
-    parent: &[usize],
-) -> Result<(Sequential, Shape), BuildError> {
-    let mut seq = Sequential::new();
-    for (i, spec) in layers.iter().enumerate() {
-        let mut path = parent.to_vec();
-        path.push(i);
-        let err = |message: String| BuildError {
-            layer_path: path.clone(),
-            message: format!("layer {} ({}): {message}", path_name(&path), spec.kind()),
-        };
-        let layer = make_layer(spec, shape, &path).map_err(|e| match e {
-            Made::Nested(b) => b,
-            Made::Msg(m) => err(m),
-        })?;
-        shape = layer
-            .output_shape(shape)
-            .map_err(|e| err(format!("input {shape} does not fit: {e}")))?;
-        if shape.numel() == 0 {
-            return Err(err(format!("output shape {shape} is empty")));
-        }
-        seq.push(layer);
-    }
-    Ok((seq, shape))
-}
-
-enum Made {
-    Msg(String),
-    Nested(BuildError),
-}
-
-fn channels(shape: Shape, what: &str) -> Result<usize, Made> {
-    shape.nchw().map(|(_, c, _, _)| c).map_err(|_| {
-        Made::Msg(format!(
-            "{what} needs an image input [N, C, H, W], got {shape}"
-        ))
-    })
-}
-
-fn make_layer(spec: &LayerSpec, shape: Shape, path: &[usize]) -> Result<Box<dyn Layer>, Made> {
-    Ok(match *spec {
-        LayerSpec::Conv2d {
-            out,
-            kernel,
-            stride,
-            padding,
-            dilation,
-            groups,
-            bias,
-        } => {
-            let cin = channels(shape, "conv2d")?;
-            if out == 0 || groups == 0 || cin % groups != 0 || out % groups != 0 {
-                return Err(Made::Msg(format!(
-                    "groups = {groups} must divide input channels {cin} and output channels {out}"
-                )));
-            }
-            if kernel.pair().0 == 0
-                || kernel.pair().1 == 0
-                || stride.pair().0 == 0
-                || stride.pair().1 == 0
-            {
-                return Err(Made::Msg("kernel and stride must be positive".into()));
-            }
-            Box::new(
-                Conv2d::new(cin, out, kernel.pair())
-                    .stride(stride.pair())
-                    .padding(padding.pair())
-                    .dilation(dilation.pair())
-                    .groups(groups)
-                    .bias(bias),
-            )
-        }
-        LayerSpec::MaxPool2d {
-            kernel,
-            stride,
-            padding,
-        } => {
-            channels(shape, "max_pool2d")?;
-            Box::new(
-                MaxPool2d::new(kernel.pair())
-                    .stride(stride.unwrap_or(kernel).pair())
-                    .padding(padding.pair()),
-            )
-        }
-        LayerSpec::AvgPool2d {
-            kernel,
-            stride,
-            padding,
-            count_include_pad,
-        } => {
-            channels(shape, "avg_pool2d")?;
-            Box::new(
-                AvgPool2d::new(kernel.pair())
-                    .stride(stride.unwrap_or(kernel).pair())
-                    .padding(padding.pair())
-                    .count_include_pad(count_include_pad),
-            )
-        }
-        LayerSpec::GlobalAvgPool2d => {
-            channels(shape, "global_avg_pool2d")?;
-            Box::new(GlobalAvgPool2d::new())
-        }
-        LayerSpec::Linear { out, bias } => {
-            let features = match *shape.dims() {
-                [_, f] => f,
-                _ => {
-                    return Err(Made::Msg(format!(
-                        "linear needs a flat input [N, features], got {shape}: add a flatten layer before it"
-                    )));
-                }
-            };
-            if out == 0 {
-                return Err(Made::Msg("out must be positive".into()));
-            }
-            Box::new(Linear::new(features, out).bias(bias))
-        }
-        LayerSpec::Relu => Box::new(ReLU),
-        LayerSpec::LeakyRelu { slope } => Box::new(LeakyReLU::new(slope)),
-        LayerSpec::Flatten => Box::new(Flatten),
-        LayerSpec::Dropout { p, seed } => {
-            if !(0.0..1.0).contains(&p) {
-                return Err(Made::Msg(format!("p = {p} must be in [0, 1)")));
-            }
-            Box::new(Dropout::new(p).seed(seed))
-        }
-        LayerSpec::BatchNorm2d { eps, momentum } => {
-            let c = channels(shape, "batch_norm2d")?;
-            Box::new(BatchNorm2d::new(c).eps(eps).momentum(momentum))
-        }
-        LayerSpec::Scale { factor } => Box::new(Scale::new(factor)),
-        LayerSpec::Residual {
-            ref block,
-            ref shortcut,
-        } => {
-            let (b, bshape) = build_seq(block, shape, path).map_err(Made::Nested)?;
-            let mut r = Residual::new(b);
-            let sshape = match shortcut {
-                Some(s) => {
-                    let (s, sshape) = build_seq(s, shape, path).map_err(Made::Nested)?;
-                    r = r.shortcut(s);
-                    sshape
-                }
-                None => shape,
-            };
-            if bshape.dims()[1..] != sshape.dims()[1..] {
-                return Err(Made::Msg(format!(
-                    "block output {bshape} and shortcut output {sshape} differ; add a projection shortcut"
-                )));
-            }
-            Box::new(r)
-        }
-    })
-}
-
 impl LayerSpec {
     /// The `type` name as written in spec files.
     pub fn kind(&self) -> &'static str {
@@ -468,6 +378,41 @@ impl LayerSpec {
             LayerSpec::Residual { .. } => "residual",
         }
     }
+}
+
+/// The layer types that take no options: a key beside `type` in one of them (`slope` on a
+/// `relu`) is a mistake that serde would let through for such variants.
+const PLAIN_LAYERS: [&str; 3] = ["relu", "flatten", "global_avg_pool2d"];
+
+/// The first option given to a layer that takes none, as (top-level layer index, message),
+/// looking into residual blocks too.
+fn keys_of_plain_layers(text: &str) -> Option<(usize, String)> {
+    fn check(table: &toml::Value) -> Option<String> {
+        let t = table.as_table()?;
+        let kind = t.get("type").and_then(toml::Value::as_str).unwrap_or("");
+        if PLAIN_LAYERS.contains(&kind)
+            && let Some(key) = t.keys().find(|k| *k != "type")
+        {
+            return Some(format!(
+                "unknown option `{key}` for layer type `{kind}`, which takes none{}",
+                if kind == "relu" && key == "slope" {
+                    " (a ReLU with a slope is `leaky_relu`)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        ["block", "shortcut"]
+            .iter()
+            .filter_map(|k| t.get(*k).and_then(toml::Value::as_array))
+            .flatten()
+            .find_map(check)
+    }
+    let raw = toml::from_str::<RawSpec>(text).ok()?;
+    raw.layers
+        .iter()
+        .enumerate()
+        .find_map(|(i, l)| check(l.get_ref()).map(|m| (i, m)))
 }
 
 /// Line numbers (1-based) of each top-level `[[layer]]` table.

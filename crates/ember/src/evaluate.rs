@@ -1,0 +1,120 @@
+//! Scoring a model on a labelled set: accuracy, loss, per-class statistics and the
+//! confusion matrix; and a checkpoint on a dataset's test part, read as it was trained.
+
+use std::sync::Arc;
+
+use ember_data::{Dataset, Loader, LoaderConfig, Normalize, OpenOptions};
+use ember_layers::loss::softmax_cross_entropy;
+use ember_layers::{Layer, Mode, Sequential};
+use ember_tensor::{Tensor, simd};
+
+use crate::error::{Error, Result};
+use crate::metrics::Evaluation;
+use crate::predict::Classifier;
+
+/// Images per forward pass in evaluation, unless told otherwise.
+pub const EVAL_BATCH: usize = 256;
+
+/// Scores a model on a dataset in eval mode: accuracy, loss, per-class statistics and the
+/// confusion matrix.
+pub fn evaluate(
+    model: &mut Sequential,
+    data: &Arc<Dataset>,
+    normalize: &Normalize,
+    classes: &[String],
+) -> Result<Evaluation> {
+    evaluate_batched(model, data, normalize, classes, EVAL_BATCH)
+}
+
+/// [`evaluate`] with `batch` images per forward pass.
+pub fn evaluate_batched(
+    model: &mut Sequential,
+    data: &Arc<Dataset>,
+    normalize: &Normalize,
+    classes: &[String],
+    batch: usize,
+) -> Result<Evaluation> {
+    let k = classes.len();
+    let mut confusion = vec![vec![0u64; k]; k];
+    let mut loss_sum = 0.0f64;
+    let mut grad = Tensor::zeros([1]);
+    let mut pred = Vec::new();
+    let lc = LoaderConfig {
+        batch_size: batch,
+        shuffle: false,
+        normalize: normalize.clone(),
+        ..LoaderConfig::default()
+    };
+    for batch in Loader::new(data.clone(), lc)?.epoch(0) {
+        let logits = model.forward(&batch.images, Mode::Eval);
+        let n = batch.labels.len();
+        if logits.shape().item_numel() != k {
+            return Err(Error(format!(
+                "the model gives {} outputs for a dataset with {k} classes",
+                logits.shape().item_numel()
+            )));
+        }
+        loss_sum += softmax_cross_entropy(logits, &batch.labels, 0.0, &mut grad) as f64 * n as f64;
+        pred.resize(n, 0);
+        simd::argmax_rows(logits.data(), k, &mut pred);
+        for (&p, &t) in pred.iter().zip(&batch.labels) {
+            confusion[t][p] += 1;
+        }
+    }
+    Ok(Evaluation::from_confusion(confusion, loss_sum, classes))
+}
+
+/// Scores a checkpoint on the test part of a dataset (`sample`, a path, or a downloaded
+/// dataset's name), read as the run read it: image folders resized to the checkpoint's
+/// input, a flat folder's test part held out as training held it out, the checkpoint's
+/// own normalisation. The dataset must have the checkpoint's image shape and number of
+/// classes, and test images.
+pub fn evaluate_checkpoint(
+    clf: &mut Classifier,
+    dataset: &str,
+    batch: usize,
+) -> Result<Evaluation> {
+    let (model, meta) = clf.parts();
+    let options = OpenOptions {
+        image_size: Some(meta.input_shape),
+        ..OpenOptions::default()
+    };
+    let mut splits = crate::datasets::open_with(dataset, options)?;
+    if let Some(record) = &meta.data
+        && let Some(fraction) = record.test_split
+    {
+        splits.hold_out_test(fraction, record.seed);
+    }
+    if splits.test.is_empty() {
+        return Err(Error(format!(
+            "dataset {dataset} has no test images{}",
+            if splits.format == "image-folder" {
+                ": a flat image folder has none unless the run held some out (`ember train \
+                 --test-split`), or give a folder with train/ and test/ parts"
+            } else {
+                ""
+            }
+        )));
+    }
+    if splits.test.shape() != meta.input_shape {
+        return Err(Error(format!(
+            "dataset {dataset} has images {:?}, the checkpoint expects {:?}",
+            splits.test.shape(),
+            meta.input_shape
+        )));
+    }
+    if splits.test.classes().len() != meta.classes.len() {
+        return Err(Error(format!(
+            "dataset {dataset} has {} classes, the checkpoint {}",
+            splits.test.classes().len(),
+            meta.classes.len()
+        )));
+    }
+    meta.model
+        .sizes()?
+        .check_batch(batch.min(splits.test.len()), "--batch-size")
+        .map_err(Error)?;
+    let normalize = meta.normalize();
+    let classes = meta.classes.clone();
+    evaluate_batched(model, &Arc::new(splits.test), &normalize, &classes, batch)
+}
