@@ -146,12 +146,15 @@ pub fn detect(root: &Path) -> bool {
 /// The size images of an image folder are converted to: channels, height, width.
 pub type ImageSize = [usize; 3];
 
+/// Class names (sorted) with their image files (sorted).
+type Classes = Vec<(String, Vec<PathBuf>)>;
+
 /// The training and test parts of an image folder: `root/train/<class>/*` and
 /// `root/test/<class>/*`, or `root/<class>/*` alone.
 struct Listing {
     train_root: PathBuf,
-    train: Vec<(String, Vec<PathBuf>)>,
-    test: Option<(PathBuf, Vec<(String, Vec<PathBuf>)>)>,
+    train: Classes,
+    test: Option<(PathBuf, Classes)>,
 }
 
 impl Listing {
@@ -291,7 +294,7 @@ impl Progress<'_> {
     fn one_more(&self) {
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(report) = self.report
-            && (done % 512 == 0 || done == self.total)
+            && (done.is_multiple_of(512) || done == self.total)
         {
             report(done, self.total);
         }
