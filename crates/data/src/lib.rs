@@ -20,7 +20,7 @@
 //!     batch_size: 256,
 //!     seed: 42,
 //!     normalize: Normalize::from_dataset(&train),
-//!     augment: Augment { crop_padding: 2, hflip: false, cutout: 0 },
+//!     augment: Augment { crop_padding: 2, ..Augment::none() },
 //!     ..Default::default()
 //! };
 //! let loader = Loader::new(Arc::new(train), config)?;

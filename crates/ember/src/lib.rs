@@ -28,13 +28,15 @@ pub mod plot;
 pub mod predict;
 pub mod spec;
 pub mod trainer;
+pub mod tta;
+pub mod whiten;
 pub mod zoo;
 
 use std::path::Path;
 
 pub use config::TrainConfig;
 pub use error::{Error, Result};
-pub use evaluate::{EVAL_BATCH, evaluate, evaluate_batched, evaluate_checkpoint};
+pub use evaluate::{EVAL_BATCH, evaluate, evaluate_batched, evaluate_checkpoint, evaluate_with};
 pub use metrics::Evaluation;
 pub use predict::{Classifier, Prediction};
 pub use spec::ModelSpec;
