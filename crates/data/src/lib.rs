@@ -165,3 +165,7 @@ pub fn open_with(path: &Path, options: OpenOptions) -> Result<Splits, DataError>
         "none of them",
     ))
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

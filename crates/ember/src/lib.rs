@@ -66,3 +66,7 @@ pub fn resolve_model_for(
         zoo::NAMES
     )))
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

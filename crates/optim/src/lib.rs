@@ -99,3 +99,7 @@ pub trait Optimizer: Send {
     /// inconsistent length; the current state is kept on error.
     fn load_state(&mut self, state: OptimizerState) -> Result<(), OptimError>;
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
