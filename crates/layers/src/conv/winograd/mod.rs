@@ -6,6 +6,8 @@
 //! in L2. The weight gradient is summed in the transformed domain over a chunk's passes and
 //! transformed back once per step ([`finish_weight_grad`]).
 
+#[cfg(test)]
+mod tests;
 mod transforms;
 
 pub use transforms::{
