@@ -310,7 +310,11 @@ fn tile<S: Simd, const M: usize, const NV: usize>(
         // SAFETY: the assert above bounds every read: `rows[r][kk * a_step]` with
         // `kk <= k - 1`, and `bcols[v][kk*ldb .. kk*ldb + LANES]`.
         unsafe {
-            let bv = bp.map(|b| s.load_ptr(b.add(kk * ldb)));
+            // Plain loops, not `map`: a closure call may stay out of line in here.
+            let mut bv = [s.zero(); NV];
+            for (v, &b) in bv.iter_mut().zip(&bp) {
+                *v = s.load_ptr(b.add(kk * ldb));
+            }
             for (row, a) in acc.iter_mut().zip(ap) {
                 let av = s.splat(*a.add(kk * a_step));
                 for (c, b) in row.iter_mut().zip(bv) {
