@@ -2,8 +2,9 @@
 //!
 //! Image datasets on disk and in memory for Ember: CIFAR-10/100 (binary and python
 //! pickles, folder or `.tar.gz`), IDX (MNIST, Fashion-MNIST, gzip'd or raw), image folders,
-//! and an embedded Fashion-MNIST sample; per-channel normalisation and seeded augmentation;
-//! a parallel, shuffled loader that prepares the next batch in the background.
+//! Spark image DataFrames saved as Parquet, and an embedded Fashion-MNIST sample;
+//! per-channel normalisation and seeded augmentation; a parallel, shuffled loader that
+//! prepares the next batch in the background.
 //!
 //! Data flows `bytes on disk -> formats -> Dataset (u8 pixels) -> Loader -> NCHW f32 Tensor`.
 //! Every reader validates sizes against the bytes it has before allocating, and reports bad
@@ -45,13 +46,15 @@ pub use loader::{Batch, Epoch, Loader, LoaderConfig};
 pub use sample::{SAMPLE_BYTES, SAMPLE_TEST_PER_CLASS, SAMPLE_TRAIN_PER_CLASS, sample};
 pub use transform::{Augment, Normalize};
 
-use formats::{cifar, folder, idx, read_file};
+pub use formats::parquet::ParquetOptions;
+
+use formats::{cifar, folder, idx, parquet, read_file};
 
 /// A dataset's training and test parts, and the format they were read from.
 #[derive(Clone, Debug)]
 pub struct Splits {
     /// "idx", "cifar10-binary", "cifar100-binary", "cifar10-python", "cifar100-python",
-    /// "image-folder" or "sample".
+    /// "image-folder", "spark-parquet" or "sample".
     pub format: String,
     /// The training images.
     pub train: Dataset,
@@ -60,7 +63,7 @@ pub struct Splits {
 }
 
 /// Options for [`open_with`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OpenOptions {
     /// The (channels, height, width) image folders are converted to; by default the first
     /// training image's size (at most [`folder::MAX_INFERRED_SIDE`] a side), grayscale if
@@ -69,6 +72,9 @@ pub struct OpenOptions {
     /// The height and width image folders are resized to, their channels as the first
     /// image's; used when `image_size` is not given.
     pub resize: Option<[usize; 2]>,
+    /// The columns of a Spark image DataFrame in Parquet (label, split); `image_size` and
+    /// `resize` apply to its images as to an image folder's.
+    pub parquet: ParquetOptions,
 }
 
 impl Splits {
@@ -108,7 +114,8 @@ pub fn open(path: &Path) -> Result<Splits, DataError> {
 }
 
 /// Opens a dataset, recognising its format, in this order:
-/// - a file: a CIFAR-10/100 binary or python `.tar.gz` (or `.tar`) as distributed;
+/// - a file: a Parquet file (a Spark image DataFrame, see [`formats::parquet`]), or a
+///   CIFAR-10/100 binary or python `.tar.gz` (or `.tar`) as distributed;
 /// - a folder holding the IDX files `train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte[.gz]`,
 ///   `t10k-images-idx3-ubyte[.gz]`, `t10k-labels-idx1-ubyte[.gz]` (MNIST, Fashion-MNIST);
 /// - a folder holding CIFAR files: `data_batch_1.bin`… `test_batch.bin` (CIFAR-10 binary),
@@ -117,11 +124,16 @@ pub fn open(path: &Path) -> Result<Splits, DataError> {
 /// - a folder holding one of the CIFAR folders or archives under its official name
 ///   (`cifar-10-batches-bin`, `cifar-10-binary.tar.gz`, …);
 /// - an image folder: `root/train/<class>/*` and `root/test/<class>/*`, or `root/<class>/*`
-///   with an empty test part.
+///   with an empty test part;
+/// - a folder of Parquet files (a Spark image DataFrame as `.write.parquet` saves it, or
+///   `train/` and `test/` ones), see [`formats::parquet`].
 pub fn open_with(path: &Path, options: OpenOptions) -> Result<Splits, DataError> {
     let name = path.display().to_string();
     let meta = std::fs::metadata(path)
         .map_err(|e| DataError::io(path, "an existing file or folder", &e))?;
+    if meta.is_file() && parquet::is_parquet_file(path) {
+        return Ok(parquet::open(path, &options.parquet, options.image_size, options.resize)?.0);
+    }
     if meta.is_file() {
         let bytes = read_file(path)?;
         return cifar::open_archive(&name, &bytes);
@@ -140,9 +152,12 @@ pub fn open_with(path: &Path, options: OpenOptions) -> Result<Splits, DataError>
     if folder::detect(path) {
         return folder::open_dir(path, options.image_size, options.resize);
     }
+    if parquet::detect(path) {
+        return Ok(parquet::open(path, &options.parquet, options.image_size, options.resize)?.0);
+    }
     Err(DataError::new(
         name,
-        "IDX files, CIFAR files or archives, or class folders of images",
+        "IDX files, CIFAR files or archives, class folders of images, or Parquet files",
         "none of them",
     ))
 }
