@@ -46,7 +46,7 @@ pub use loader::{Batch, Epoch, Loader, LoaderConfig};
 pub use sample::{SAMPLE_BYTES, SAMPLE_TEST_PER_CLASS, SAMPLE_TRAIN_PER_CLASS, sample};
 pub use transform::{Augment, Normalize};
 
-pub use formats::parquet::ParquetOptions;
+pub use formats::parquet::{ParquetOptions, ParquetSummary};
 
 use formats::{cifar, folder, idx, parquet, read_file};
 
@@ -128,32 +128,47 @@ pub fn open(path: &Path) -> Result<Splits, DataError> {
 /// - a folder of Parquet files (a Spark image DataFrame as `.write.parquet` saves it, or
 ///   `train/` and `test/` ones), see [`formats::parquet`].
 pub fn open_with(path: &Path, options: OpenOptions) -> Result<Splits, DataError> {
+    open_described(path, options).map(|(s, _)| s)
+}
+
+/// [`open_with`], also returning what a Parquet dataset's files held (for a description).
+pub fn open_described(
+    path: &Path,
+    options: OpenOptions,
+) -> Result<(Splits, Option<ParquetSummary>), DataError> {
     let name = path.display().to_string();
     let meta = std::fs::metadata(path)
         .map_err(|e| DataError::io(path, "an existing file or folder", &e))?;
+    let read_parquet = |options: &OpenOptions| {
+        parquet::open(path, &options.parquet, options.image_size, options.resize)
+            .map(|(s, summary)| (s, Some(summary)))
+    };
     if meta.is_file() && parquet::is_parquet_file(path) {
-        return Ok(parquet::open(path, &options.parquet, options.image_size, options.resize)?.0);
+        return read_parquet(&options);
     }
     if meta.is_file() {
         let bytes = read_file(path)?;
-        return cifar::open_archive(&name, &bytes);
+        return Ok((cifar::open_archive(&name, &bytes)?, None));
     }
     if idx::detect(path) {
-        return idx::open_dir(path);
+        return Ok((idx::open_dir(path)?, None));
     }
     if cifar::detect_dir(path) {
-        return cifar::open_dir(path);
+        return Ok((cifar::open_dir(path)?, None));
     }
     for inner in CIFAR_NAMES.iter().map(|n| path.join(n)) {
         if inner.is_file() || (inner.is_dir() && cifar::detect_dir(&inner)) {
-            return open_with(&inner, options);
+            return open_described(&inner, options);
         }
     }
     if folder::detect(path) {
-        return folder::open_dir(path, options.image_size, options.resize);
+        return Ok((
+            folder::open_dir(path, options.image_size, options.resize)?,
+            None,
+        ));
     }
     if parquet::detect(path) {
-        return Ok(parquet::open(path, &options.parquet, options.image_size, options.resize)?.0);
+        return read_parquet(&options);
     }
     Err(DataError::new(
         name,

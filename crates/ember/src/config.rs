@@ -84,6 +84,12 @@ pub struct TrainConfig {
     /// statistics, stay as they are.
     #[serde(default)]
     pub freeze: Vec<String>,
+    /// The label column of a Parquet dataset (a Spark image DataFrame); `None`: `label`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_column: Option<String>,
+    /// The column of a Parquet dataset whose values, `train` or `test`, split its rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_column: Option<String>,
     /// What to do when `out` already holds another run; not saved with the run.
     #[serde(skip)]
     pub existing_run: ExistingRun,
@@ -238,6 +244,8 @@ impl Default for TrainConfig {
             test_split: None,
             init_from: None,
             freeze: Vec::new(),
+            label_column: None,
+            split_column: None,
             existing_run: ExistingRun::Refuse,
         }
     }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ember_data::{Augment, OpenOptions, Splits};
+use ember_data::{Augment, OpenOptions, ParquetOptions, Splits};
 
 use crate::error::{Error, Result};
 
@@ -29,23 +29,45 @@ pub fn open(what: &str) -> Result<Splits> {
     open_with(what, OpenOptions::default())
 }
 
-/// [`open`] with options for image folders (the size images are resized to).
+/// [`open`] with options for image folders and Parquet files (the size images are resized
+/// to, the label and split columns).
 pub fn open_with(what: &str, options: OpenOptions) -> Result<Splits> {
+    match locate(what)? {
+        None => Ok(ember_data::sample()?),
+        Some(path) => Ok(ember_data::open_with(&path, options)?),
+    }
+}
+
+/// The columns `--label-column` and `--split-column` name (`label` and none by default).
+pub fn parquet_options(label: Option<&str>, split: Option<&str>) -> ParquetOptions {
+    let defaults = ParquetOptions::default();
+    ParquetOptions {
+        label_column: label.map_or(defaults.label_column.clone(), str::to_string),
+        split_column: split.map(str::to_string),
+        ..defaults
+    }
+}
+
+/// Where a dataset named on the command line is: None for `sample`, else the path as given
+/// or under the data folder.
+pub fn locate(what: &str) -> Result<Option<PathBuf>> {
     if what == "sample" {
-        return Ok(ember_data::sample()?);
+        return Ok(None);
     }
     let path = Path::new(what);
     if path.exists() {
-        return Ok(ember_data::open_with(path, options)?);
+        return Ok(Some(path.to_path_buf()));
     }
     let in_data_dir = data_dir().join(what);
     if in_data_dir.exists() {
-        return Ok(ember_data::open_with(&in_data_dir, options)?);
+        return Ok(Some(in_data_dir));
     }
     let hint = if DOWNLOADABLE.contains(&what) {
         format!("fetch it with `cargo xtask download {what}` (or import a copy with --from)")
     } else {
-        format!("give a dataset folder or archive, `sample`, or one of {DOWNLOADABLE:?}")
+        format!(
+            "give a dataset folder, archive or Parquet file, `sample`, or one of {DOWNLOADABLE:?}"
+        )
     };
     Err(Error(format!(
         "dataset {what:?}: no such file or folder (looked in . and {}); {hint}",

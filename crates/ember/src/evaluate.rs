@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ember_data::{Dataset, Loader, LoaderConfig, Normalize, OpenOptions};
+use ember_data::{Dataset, Loader, LoaderConfig, Normalize, OpenOptions, ParquetOptions};
 use ember_layers::loss::softmax_cross_entropy;
 use ember_layers::{Layer, Mode, Sequential};
 use ember_tensor::{Tensor, simd};
@@ -66,17 +66,36 @@ pub fn evaluate_batched(
 
 /// Scores a checkpoint on the test part of a dataset (`sample`, a path, or a downloaded
 /// dataset's name), read as the run read it: image folders resized to the checkpoint's
-/// input, a flat folder's test part held out as training held it out, the checkpoint's
-/// own normalisation. The dataset must have the checkpoint's image shape and number of
+/// input, a flat folder's test part held out as training held it out, a Parquet dataset's
+/// label and split columns as the run named them, the checkpoint's own normalisation. The dataset must have the checkpoint's image shape and number of
 /// classes, and test images.
 pub fn evaluate_checkpoint(
     clf: &mut Classifier,
     dataset: &str,
     batch: usize,
 ) -> Result<Evaluation> {
+    evaluate_checkpoint_with(clf, dataset, batch, None)
+}
+
+/// [`evaluate_checkpoint`] with the label and split columns of a Parquet dataset given
+/// (`columns`), rather than taken from the checkpoint's record of the run.
+pub fn evaluate_checkpoint_with(
+    clf: &mut Classifier,
+    dataset: &str,
+    batch: usize,
+    columns: Option<ParquetOptions>,
+) -> Result<Evaluation> {
     let (model, meta) = clf.parts();
+    let record = meta.data.clone().unwrap_or_default();
+    let parquet = columns.unwrap_or_else(|| {
+        crate::datasets::parquet_options(
+            record.label_column.as_deref(),
+            record.split_column.as_deref(),
+        )
+    });
     let options = OpenOptions {
         image_size: Some(meta.input_shape),
+        parquet,
         ..OpenOptions::default()
     };
     let mut splits = crate::datasets::open_with(dataset, options)?;
@@ -91,6 +110,10 @@ pub fn evaluate_checkpoint(
             if splits.format == "image-folder" {
                 ": a flat image folder has none unless the run held some out (`ember train \
                  --test-split`), or give a folder with train/ and test/ parts"
+            } else if splits.format == ember_data::formats::parquet::FORMAT {
+                ": Parquet files have none unless the run held some out (`ember train \
+                 --test-split`), a split column names them (`--split-column`), or a folder \
+                 has train/ and test/ parts"
             } else {
                 ""
             }

@@ -100,15 +100,29 @@ pub struct DatasetInfo {
     pub train: SplitInfo,
     /// The test split.
     pub test: SplitInfo,
+    /// What a Parquet dataset's files hold: files, rows, stored image sizes and modes, the
+    /// label column and where the test part came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
-/// Opens a dataset (image folders resized to `resize` if given) and describes it.
-pub fn dataset_info(what: &str, resize: Option<[usize; 2]>) -> Result<DatasetInfo> {
+/// Opens a dataset (image folders and Parquet images resized to `resize` if given, the
+/// Parquet columns as `columns` names them) and describes it.
+pub fn dataset_info(
+    what: &str,
+    resize: Option<[usize; 2]>,
+    columns: ember_data::ParquetOptions,
+) -> Result<DatasetInfo> {
     let options = ember_data::OpenOptions {
         resize,
+        parquet: columns,
         ..Default::default()
     };
-    let s = crate::datasets::open_with(what, options)?;
+    let (s, summary) = match crate::datasets::locate(what)? {
+        Some(path) => ember_data::open_described(&path, options)?,
+        None => (ember_data::sample()?, None),
+    };
+    let source = summary.map(|s| s.to_string());
     let split = |d: &ember_data::Dataset| SplitInfo {
         count: d.len(),
         class_counts: d.class_counts(),
@@ -119,13 +133,18 @@ pub fn dataset_info(what: &str, resize: Option<[usize; 2]>) -> Result<DatasetInf
         classes: s.train.classes().to_vec(),
         train: split(&s.train),
         test: split(&s.test),
+        source,
     })
 }
 
 /// The dataset description as a text table.
 pub fn dataset_info_text(info: &DatasetInfo) -> String {
+    let source = info
+        .source
+        .as_ref()
+        .map_or(String::new(), |s| format!("{s}\n"));
     let mut s = format!(
-        "format {}\nimage shape {:?} (channels, height, width)\ntrain {} images, test {} images{}\n\n{:<4} {:<24} {:>8} {:>8}\n",
+        "format {}\n{source}image shape {:?} (channels, height, width)\ntrain {} images, test {} images{}\n\n{:<4} {:<24} {:>8} {:>8}\n",
         info.format,
         info.shape,
         info.train.count,

@@ -72,6 +72,8 @@ impl Run {
                 image_size: cfg.image_size,
                 test_split: splits.held_out,
                 seed: cfg.seed,
+                label_column: cfg.label_column.clone(),
+                split_column: cfg.split_column.clone(),
             }),
         };
         let train = Arc::new(train);
@@ -199,6 +201,10 @@ struct RunSplits {
 fn open_data(cfg: &TrainConfig) -> Result<(RunSplits, Dataset, Option<Dataset>)> {
     let options = OpenOptions {
         resize: cfg.image_size,
+        parquet: datasets::parquet_options(
+            cfg.label_column.as_deref(),
+            cfg.split_column.as_deref(),
+        ),
         ..OpenOptions::default()
     };
     let mut splits = datasets::open_with(&cfg.dataset, options)?;
@@ -255,7 +261,7 @@ fn fit_model(
     let shape = train.shape();
     let (spec, zoo) = resolve_model_for(&cfg.model, Some(shape))?;
     if spec.input != shape {
-        let hint = if format == "image-folder" {
+        let hint = if format == "image-folder" || format == ember_data::formats::parquet::FORMAT {
             format!(
                 "; --image-size {}x{} resizes the folder's images",
                 spec.input[1], spec.input[2]

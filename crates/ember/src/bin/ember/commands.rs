@@ -96,6 +96,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
         test_split: a.test_split,
         init_from: a.init_from,
         freeze: a.freeze,
+        label_column: a.columns.label_column,
+        split_column: a.columns.split_column,
         existing_run,
     };
     let output = if a.json { Output::Json } else { Output::Human };
@@ -111,7 +113,14 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         return Err(Error::msg("--batch-size must be at least 1"));
     }
     let mut clf = Classifier::load(&a.checkpoint)?;
-    let eval = ember::evaluate_checkpoint(&mut clf, &a.dataset, a.batch_size)?;
+    let columns =
+        (a.columns.label_column.is_some() || a.columns.split_column.is_some()).then(|| {
+            ember::datasets::parquet_options(
+                a.columns.label_column.as_deref(),
+                a.columns.split_column.as_deref(),
+            )
+        });
+    let eval = ember::evaluate_checkpoint_with(&mut clf, &a.dataset, a.batch_size, columns)?;
     if let Some(path) = &a.heatmap {
         ember::plot::plot_confusion(path, &eval)?;
     }
@@ -228,7 +237,11 @@ pub fn info(a: InfoArgs) -> Result<()> {
 
 pub fn dataset_info(a: DatasetInfoArgs) -> Result<()> {
     use_threads(a.threads)?;
-    let info = ember::info::dataset_info(&a.path, a.image_size)?;
+    let columns = ember::datasets::parquet_options(
+        a.columns.label_column.as_deref(),
+        a.columns.split_column.as_deref(),
+    );
+    let info = ember::info::dataset_info(&a.path, a.image_size, columns)?;
     if a.json {
         println!("{}", serde_json::to_string(&info).unwrap_or_default());
     } else {
