@@ -142,4 +142,11 @@ fn write_fuzz_corpus() {
     };
     pq("rgb-ints-split.parquet", &rgb, split);
     pq("rgb-names.parquet", &rgb, Default::default());
+    let spark = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/parquet/spark-3-images-4x3.parquet");
+    put(
+        "parquet",
+        "spark-written.parquet",
+        &std::fs::read(spark).unwrap(),
+    );
 }

@@ -542,3 +542,41 @@ fn truncated_and_damaged_files_are_errors_never_panics() {
         let _ = pq::parse("flip", b, &ParquetOptions::default());
     }
 }
+
+/// `tests/fixtures/parquet/make_pngs.py`'s pixel values.
+fn fixture_value(k: usize, x: usize, y: usize, c: usize) -> u8 {
+    ((k * 61 + x * 29 + y * 13 + c * 71) % 256) as u8
+}
+
+#[test]
+fn a_file_written_by_pyspark_reads_as_its_png_files() {
+    let f = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/parquet/spark-3-images-4x3.parquet");
+    // Its split column puts the RGBA image, the only one of its class, in the test part.
+    let by_split = ParquetOptions {
+        split_column: Some("split".into()),
+        ..Default::default()
+    };
+    let e = pq::open(&f, &by_split, None, None).unwrap_err().to_string();
+    assert!(
+        e.contains("origin file:///tmp/spseed/png/test/rgba/c.png")
+            && e.contains("the unknown class \"rgba\""),
+        "{e}"
+    );
+    let (s, summary) = pq::open(&f, &ParquetOptions::default(), Some([3, 3, 4]), None).unwrap();
+    assert_eq!(summary.rows, 3);
+    assert_eq!(s.train.classes(), &["gray", "rgb", "rgba"]);
+    // Image k: gray (replicated to RGB), RGB, RGBA (alpha dropped); RGB planes out.
+    for k in 0..3 {
+        let i = s.train.labels().iter().position(|&l| l == k).unwrap();
+        let mut want = Vec::new();
+        for c in 0..3 {
+            for y in 0..3 {
+                for x in 0..4 {
+                    want.push(fixture_value(k, x, y, if k == 0 { 0 } else { c }));
+                }
+            }
+        }
+        assert_eq!(s.train.image(i), want.as_slice(), "image {k}");
+    }
+}
