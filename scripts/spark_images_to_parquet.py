@@ -32,7 +32,7 @@ def main(argv):
     builder = SparkSession.builder.appName("ember-images-to-parquet")
     if args.master:
         builder = builder.master(args.master)
-    spark = builder.getOrCreate()
+    spark = builder.config("spark.ui.showConsoleProgress", "false").getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     images = (spark.read.format("image")
               .option("dropInvalid", True)

@@ -154,8 +154,9 @@ def main(argv):
     builder = SparkSession.builder.appName("ember-train")
     if args.master:
         builder = builder.master(args.master)
-    spark = builder.getOrCreate()
+    spark = builder.config("spark.ui.showConsoleProgress", "false").getOrCreate()
     sc = spark.sparkContext
+    sc.setLogLevel("ERROR")
     ranks = args.ranks or default_ranks(sc)
     try:
         rdd = sc.parallelize(range(ranks), ranks).barrier().mapPartitions(barrier_task(args))
