@@ -48,6 +48,28 @@ pub fn parquet_options(label: Option<&str>, split: Option<&str>) -> ParquetOptio
     }
 }
 
+/// Checks that `--label-column` and `--split-column` were given only for a Parquet dataset
+/// (`format`, as [`Splits::format`] names it), where they mean something.
+pub fn check_columns_apply(
+    format: &str,
+    dataset: &str,
+    label: Option<&str>,
+    split: Option<&str>,
+) -> Result<()> {
+    let given: Vec<&str> = [("--label-column", label), ("--split-column", split)]
+        .iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(flag, _)| *flag)
+        .collect();
+    if given.is_empty() || format == ember_data::formats::parquet::FORMAT {
+        return Ok(());
+    }
+    Err(Error(format!(
+        "{}: dataset {dataset} is {format}, not Parquet files, and has no columns",
+        given.join(" and ")
+    )))
+}
+
 /// Where a dataset named on the command line is: None for `sample`, else the path as given
 /// or under the data folder.
 pub fn locate(what: &str) -> Result<Option<PathBuf>> {

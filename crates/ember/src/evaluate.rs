@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ember_data::{Dataset, Loader, LoaderConfig, Normalize, OpenOptions, ParquetOptions};
+use ember_data::{Dataset, Loader, LoaderConfig, Normalize, OpenOptions};
 use ember_layers::loss::softmax_cross_entropy;
 use ember_layers::{Layer, Mode, Sequential};
 use ember_tensor::{Tensor, simd};
@@ -74,31 +74,31 @@ pub fn evaluate_checkpoint(
     dataset: &str,
     batch: usize,
 ) -> Result<Evaluation> {
-    evaluate_checkpoint_with(clf, dataset, batch, None)
+    evaluate_checkpoint_with(clf, dataset, batch, None, None)
 }
 
-/// [`evaluate_checkpoint`] with the label and split columns of a Parquet dataset given
-/// (`columns`), rather than taken from the checkpoint's record of the run.
+/// [`evaluate_checkpoint`] with the label and split columns of a Parquet dataset, where
+/// given, instead of those the checkpoint records for the run.
 pub fn evaluate_checkpoint_with(
     clf: &mut Classifier,
     dataset: &str,
     batch: usize,
-    columns: Option<ParquetOptions>,
+    label_column: Option<&str>,
+    split_column: Option<&str>,
 ) -> Result<Evaluation> {
     let (model, meta) = clf.parts();
     let record = meta.data.clone().unwrap_or_default();
-    let parquet = columns.unwrap_or_else(|| {
-        crate::datasets::parquet_options(
-            record.label_column.as_deref(),
-            record.split_column.as_deref(),
-        )
-    });
+    let parquet = crate::datasets::parquet_options(
+        label_column.or(record.label_column.as_deref()),
+        split_column.or(record.split_column.as_deref()),
+    );
     let options = OpenOptions {
         image_size: Some(meta.input_shape),
         parquet,
         ..OpenOptions::default()
     };
     let mut splits = crate::datasets::open_with(dataset, options)?;
+    crate::datasets::check_columns_apply(&splits.format, dataset, label_column, split_column)?;
     if let Some(record) = &meta.data
         && let Some(fraction) = record.test_split
     {

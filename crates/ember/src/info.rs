@@ -107,21 +107,23 @@ pub struct DatasetInfo {
 }
 
 /// Opens a dataset (image folders and Parquet images resized to `resize` if given, the
-/// Parquet columns as `columns` names them) and describes it.
+/// Parquet label and split columns as `label` and `split` name them) and describes it.
 pub fn dataset_info(
     what: &str,
     resize: Option<[usize; 2]>,
-    columns: ember_data::ParquetOptions,
+    label: Option<&str>,
+    split: Option<&str>,
 ) -> Result<DatasetInfo> {
     let options = ember_data::OpenOptions {
         resize,
-        parquet: columns,
+        parquet: crate::datasets::parquet_options(label, split),
         ..Default::default()
     };
     let (s, summary) = match crate::datasets::locate(what)? {
         Some(path) => ember_data::open_described(&path, options)?,
         None => (ember_data::sample()?, None),
     };
+    crate::datasets::check_columns_apply(&s.format, what, label, split)?;
     let source = summary.map(|s| s.to_string());
     let split = |d: &ember_data::Dataset| SplitInfo {
         count: d.len(),

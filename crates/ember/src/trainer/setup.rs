@@ -208,6 +208,12 @@ fn open_data(cfg: &TrainConfig) -> Result<(RunSplits, Dataset, Option<Dataset>)>
         ..OpenOptions::default()
     };
     let mut splits = datasets::open_with(&cfg.dataset, options)?;
+    datasets::check_columns_apply(
+        &splits.format,
+        &cfg.dataset,
+        cfg.label_column.as_deref(),
+        cfg.split_column.as_deref(),
+    )?;
     let held_out = if splits.test.is_empty() {
         let fraction = cfg.test_split.unwrap_or(DEFAULT_TEST_SPLIT);
         splits.hold_out_test(fraction, cfg.seed);

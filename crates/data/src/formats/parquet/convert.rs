@@ -96,6 +96,25 @@ pub fn target_size(
     resize: Option<[usize; 2]>,
 ) -> Result<ImageSize, DataError> {
     let c = if first[0] == 1 { 1 } else { 3 };
+    let side = |v: usize| (1..=MAX_SIDE as usize).contains(&v);
+    if let Some([c, h, w]) = size
+        && !((c == 1 || c == 3) && side(h) && side(w))
+    {
+        return Err(DataError::new(
+            file,
+            format!("a size to convert to of 1 or 3 channels, sides from 1 to {MAX_SIDE}"),
+            format!("{c}x{h}x{w}"),
+        ));
+    }
+    if let Some([h, w]) = resize
+        && !(side(h) && side(w))
+    {
+        return Err(DataError::new(
+            file,
+            format!("a size to resize to with sides from 1 to {MAX_SIDE}"),
+            format!("{h}x{w}"),
+        ));
+    }
     match (size, resize) {
         (Some(s), _) => Ok(s),
         (None, Some([h, w])) => Ok([c, h, w]),

@@ -113,14 +113,13 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         return Err(Error::msg("--batch-size must be at least 1"));
     }
     let mut clf = Classifier::load(&a.checkpoint)?;
-    let columns =
-        (a.columns.label_column.is_some() || a.columns.split_column.is_some()).then(|| {
-            ember::datasets::parquet_options(
-                a.columns.label_column.as_deref(),
-                a.columns.split_column.as_deref(),
-            )
-        });
-    let eval = ember::evaluate_checkpoint_with(&mut clf, &a.dataset, a.batch_size, columns)?;
+    let eval = ember::evaluate_checkpoint_with(
+        &mut clf,
+        &a.dataset,
+        a.batch_size,
+        a.columns.label_column.as_deref(),
+        a.columns.split_column.as_deref(),
+    )?;
     if let Some(path) = &a.heatmap {
         ember::plot::plot_confusion(path, &eval)?;
     }
@@ -237,11 +236,12 @@ pub fn info(a: InfoArgs) -> Result<()> {
 
 pub fn dataset_info(a: DatasetInfoArgs) -> Result<()> {
     use_threads(a.threads)?;
-    let columns = ember::datasets::parquet_options(
+    let info = ember::info::dataset_info(
+        &a.path,
+        a.image_size,
         a.columns.label_column.as_deref(),
         a.columns.split_column.as_deref(),
-    );
-    let info = ember::info::dataset_info(&a.path, a.image_size, columns)?;
+    )?;
     if a.json {
         println!("{}", serde_json::to_string(&info).unwrap_or_default());
     } else {
