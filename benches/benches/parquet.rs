@@ -17,19 +17,21 @@ fn cifar_shaped() -> Dataset {
     let mut pixels = Vec::with_capacity(IMAGES * 3072);
     for i in 0..IMAGES {
         let img = sample.image(i % sample.len());
-        let padded = |f: &dyn Fn(u8) -> u8| {
-            (0..32 * 32).map(move |k| {
-                let (y, x) = (k / 32, k % 32);
-                if (2..30).contains(&y) && (2..30).contains(&x) {
-                    f(img[(y - 2) * 28 + x - 2])
-                } else {
-                    0
-                }
-            })
+        let padded = |f: fn(u8) -> u8| -> Vec<u8> {
+            (0..32 * 32)
+                .map(|k| {
+                    let (y, x) = (k / 32, k % 32);
+                    if (2..30).contains(&y) && (2..30).contains(&x) {
+                        f(img[(y - 2) * 28 + x - 2])
+                    } else {
+                        0
+                    }
+                })
+                .collect()
         };
-        pixels.extend(padded(&|v| v));
-        pixels.extend(padded(&|v| v / 2));
-        pixels.extend(padded(&|v| 255 - v));
+        pixels.extend(padded(|v| v));
+        pixels.extend(padded(|v| v / 2));
+        pixels.extend(padded(|v| 255 - v));
     }
     let labels = (0..IMAGES)
         .map(|i| sample.label(i % sample.len()))

@@ -129,7 +129,7 @@ fn write_fuzz_corpus() {
     let gray = Dataset::new([1, 4, 4], px, vec![0, 1], vec!["a".into(), "b".into()]).unwrap();
     let rgb: Vec<u8> = (0..2 * 3 * 2 * 2).map(|i| (i * 11) as u8).collect();
     let rgb = Dataset::new([3, 2, 2], rgb, vec![1, 0], vec!["x".into(), "y".into()]).unwrap();
-    let mut pq = |name: &str, ds: &Dataset, opts: parquet::WriteOptions| {
+    let pq = |name: &str, ds: &Dataset, opts: parquet::WriteOptions| {
         let mut buf = Vec::new();
         parquet::write_spark_images(&mut buf, ds, &opts).unwrap();
         put("parquet", name, &buf);

@@ -310,8 +310,10 @@ fn written_datasets_read_back_exactly_in_every_layout() {
 
     // Partition folders: .partitionBy("split", "label") leaves both columns out of the files.
     let parts = t.path().join("parts");
-    let mut plain = WriteOptions::default();
-    plain.label_column = "unused".into();
+    let plain = WriteOptions {
+        label_column: "unused".into(),
+        ..Default::default()
+    };
     let cat = train.subset(&[0, 1, 2]);
     write(
         &parts.join("split=train/label=cat%20s/p.parquet"),

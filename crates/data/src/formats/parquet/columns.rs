@@ -103,19 +103,12 @@ pub fn read_rows(
     let mode = file.read_i32(find("mode")?)?;
     let data = file.read::<parquet::data_type::ByteArrayType>(find("data")?, "data")?;
     let mut images = Vec::with_capacity(rows);
-    for (row, (o, (h, (w, (c, (m, d)))))) in origin
-        .into_iter()
-        .zip(
-            height.into_iter().zip(
-                width.into_iter().zip(
-                    n_channels
-                        .into_iter()
-                        .zip(mode.into_iter().zip(data.into_iter())),
-                ),
-            ),
-        )
-        .enumerate()
-    {
+    let (mut origins, mut data) = (origin.into_iter(), data.into_iter());
+    let mut ints = [height, width, n_channels, mode].map(|c| c.into_iter());
+    for row in 0..rows {
+        let o = origins.next().flatten();
+        let [h, w, c, m] = ints.each_mut().map(|c| c.next().flatten());
+        let d = data.next().flatten();
         let origin = o.map(|o| String::from_utf8_lossy(o.data()).into_owned());
         let at = || row_name(name, row, origin.as_deref());
         let (Some(h), Some(w), Some(c), Some(m), Some(d)) = (h, w, c, m, d) else {

@@ -174,6 +174,17 @@ pub fn to_chw(img: &SparkImage, shape: [usize; 3], target: ImageSize, out: &mut 
 /// its caller to name in an error.
 pub type RowAt<'a> = &'a dyn Fn(bool, usize) -> String;
 
+/// The class names and the class index of every training and test row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Classes {
+    /// Class `k`'s name.
+    pub names: Vec<String>,
+    /// The training rows' class indices.
+    pub train: Vec<usize>,
+    /// The test rows' class indices.
+    pub test: Vec<usize>,
+}
+
 /// The class names and each label's class index, for the training and the test part.
 /// Integer labels are class indices: the classes are `0` to the largest label (over both
 /// parts). String labels: the sorted names of the training part; a test name missing from
@@ -183,7 +194,7 @@ pub fn classes(
     test: &[Label],
     label_column: &str,
     at: RowAt,
-) -> Result<(Vec<String>, Vec<usize>, Vec<usize>), DataError> {
+) -> Result<Classes, DataError> {
     let all = || {
         let train = train.iter().enumerate().map(|(i, l)| (false, i, l));
         train.chain(test.iter().enumerate().map(|(i, l)| (true, i, l)))
@@ -227,11 +238,11 @@ pub fn classes(
                 })
                 .collect()
         };
-        return Ok((
-            (0..n).map(|i| i.to_string()).collect(),
-            index(train),
-            index(test),
-        ));
+        return Ok(Classes {
+            names: (0..n).map(|i| i.to_string()).collect(),
+            train: index(train),
+            test: index(test),
+        });
     }
     let names: Vec<String> = train
         .iter()
@@ -264,6 +275,6 @@ pub fn classes(
             })
             .collect::<Result<Vec<usize>, DataError>>()
     };
-    let (tr, te) = (index(train, false)?, index(test, true)?);
-    Ok((names, tr, te))
+    let (train, test) = (index(train, false)?, index(test, true)?);
+    Ok(Classes { names, train, test })
 }

@@ -417,7 +417,11 @@ fn assemble(
             .map(|&(f, r)| read[f].rows.labels[r].clone())
             .collect()
     };
-    let (classes, train_labels, test_labels) = convert::classes(
+    let convert::Classes {
+        names: classes,
+        train: train_labels,
+        test: test_labels,
+    } = convert::classes(
         &label(&train),
         &label(&test),
         &options.label_column,
