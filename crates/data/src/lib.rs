@@ -62,8 +62,11 @@ pub struct Splits {
     pub test: Dataset,
 }
 
+/// Told `(images decoded, images in all)` while an image folder is decoded.
+pub type ProgressFn = std::sync::Arc<dyn Fn(usize, usize) + Send + Sync>;
+
 /// Options for [`open_with`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct OpenOptions {
     /// The (channels, height, width) image folders are converted to; by default the first
     /// training image's size (at most [`folder::MAX_INFERRED_SIDE`] a side), grayscale if
@@ -75,6 +78,23 @@ pub struct OpenOptions {
     /// The columns of a Spark image DataFrame in Parquet (label, split); `image_size` and
     /// `resize` apply to its images as to an image folder's.
     pub parquet: ParquetOptions,
+    /// A folder where decoded image folders are cached ([`formats::folder_cache`]); none by
+    /// default.
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// Progress of decoding an image folder (not called when it comes from the cache).
+    pub progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for OpenOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenOptions")
+            .field("image_size", &self.image_size)
+            .field("resize", &self.resize)
+            .field("parquet", &self.parquet)
+            .field("cache_dir", &self.cache_dir)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
 }
 
 impl Splits {
@@ -162,10 +182,7 @@ pub fn open_described(
         }
     }
     if folder::detect(path) {
-        return Ok((
-            folder::open_dir(path, options.image_size, options.resize)?,
-            None,
-        ));
+        return Ok((folder::open_dir(path, &options)?, None));
     }
     if parquet::detect(path) {
         return read_parquet(&options);

@@ -1,9 +1,13 @@
 //! Finding a dataset from what the user typed: `sample`, a path, or the name of a dataset
 //! fetched by `cargo xtask download` into the data folder.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use ember_data::{Augment, OpenOptions, ParquetOptions, Splits};
+use ember_data::formats::folder_cache::CacheState;
+use ember_data::{Augment, OpenOptions, ParquetOptions, ParquetSummary, Splits};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::{Error, Result};
 
@@ -24,17 +28,76 @@ pub fn data_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("data"))
 }
 
+/// The folder where decoded image folders are cached ([`ember_data::formats::folder_cache`]):
+/// `$EMBER_CACHE` if set (`off` for no cache), else `$XDG_CACHE_HOME/ember`, else
+/// `$HOME/.cache/ember`.
+pub fn cache_dir() -> Option<PathBuf> {
+    match std::env::var_os("EMBER_CACHE") {
+        Some(v) if v == "off" => None,
+        Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
+        _ => std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|c| c.join("ember")),
+    }
+}
+
 /// Opens `sample`, a dataset path, or a downloaded dataset by name.
 pub fn open(what: &str) -> Result<Splits> {
     open_with(what, OpenOptions::default())
 }
 
+/// Where `what` is: the embedded sample, or a path.
+enum Location {
+    Sample,
+    Path(PathBuf),
+}
+
+fn locate(what: &str) -> Result<Location> {
+    if what == "sample" {
+        return Ok(Location::Sample);
+    }
+    let path = Path::new(what);
+    if path.exists() {
+        return Ok(Location::Path(path.to_path_buf()));
+    }
+    let in_data_dir = data_dir().join(what);
+    if in_data_dir.exists() {
+        return Ok(Location::Path(in_data_dir));
+    }
+    let hint = if DOWNLOADABLE.contains(&what) {
+        format!("fetch it with `cargo xtask download {what}` (or import a copy with --from)")
+    } else {
+        format!(
+            "give a dataset folder, archive or Parquet file, `sample`, or one of {DOWNLOADABLE:?}"
+        )
+    };
+    Err(Error(format!(
+        "dataset {what:?}: no such file or folder (looked in . and {}); {hint}",
+        data_dir().display()
+    )))
+}
+
 /// [`open`] with options for image folders and Parquet files (the size images are resized
-/// to, the label and split columns).
+/// to, the label and split columns). Image folders
+/// are cached in [`cache_dir`] unless `options` name another folder, and their decoding
+/// shows a progress bar when standard error is a terminal.
 pub fn open_with(what: &str, options: OpenOptions) -> Result<Splits> {
     match locate(what)? {
-        None => Ok(ember_data::sample()?),
-        Some(path) => Ok(ember_data::open_with(&path, options)?),
+        Location::Sample => Ok(ember_data::sample()?),
+        Location::Path(path) => Ok(ember_data::open_with(&path, with_defaults(options))?),
+    }
+}
+
+/// [`open_with`], also returning what a Parquet dataset's files held (for a description).
+pub fn open_described(
+    what: &str,
+    options: OpenOptions,
+) -> Result<(Splits, Option<ParquetSummary>)> {
+    match locate(what)? {
+        Location::Sample => Ok((ember_data::sample()?, None)),
+        Location::Path(path) => Ok(ember_data::open_described(&path, with_defaults(options))?),
     }
 }
 
@@ -70,31 +133,43 @@ pub fn check_columns_apply(
     )))
 }
 
-/// Where a dataset named on the command line is: None for `sample`, else the path as given
-/// or under the data folder.
-pub fn locate(what: &str) -> Result<Option<PathBuf>> {
-    if what == "sample" {
-        return Ok(None);
+/// The cache of `what` (an image folder) for `options`; `None` for other datasets or without
+/// a cache folder.
+pub fn cache_state(what: &str, options: OpenOptions) -> Result<Option<CacheState>> {
+    match locate(what)? {
+        Location::Path(path) if ember_data::formats::folder::detect(&path) && path.is_dir() => {
+            let options = with_defaults(options);
+            Ok(ember_data::formats::folder::cache_state(&path, &options)?)
+        }
+        _ => Ok(None),
     }
-    let path = Path::new(what);
-    if path.exists() {
-        return Ok(Some(path.to_path_buf()));
+}
+
+fn with_defaults(mut options: OpenOptions) -> OpenOptions {
+    if options.cache_dir.is_none() {
+        options.cache_dir = cache_dir();
     }
-    let in_data_dir = data_dir().join(what);
-    if in_data_dir.exists() {
-        return Ok(Some(in_data_dir));
+    if options.progress.is_none() && std::io::stderr().is_terminal() {
+        // Made on the first report, so a folder read from the cache draws nothing.
+        let bar: Mutex<Option<ProgressBar>> = Mutex::new(None);
+        options.progress = Some(Arc::new(move |done, total| {
+            let Ok(mut bar) = bar.lock() else { return };
+            let pb = bar.get_or_insert_with(|| {
+                let pb = ProgressBar::new(total as u64);
+                if let Ok(style) =
+                    ProgressStyle::with_template("decoding images {bar:30} {pos}/{len} {eta}")
+                {
+                    pb.set_style(style);
+                }
+                pb
+            });
+            pb.set_position(done as u64);
+            if done >= total {
+                pb.finish_and_clear();
+            }
+        }));
     }
-    let hint = if DOWNLOADABLE.contains(&what) {
-        format!("fetch it with `cargo xtask download {what}` (or import a copy with --from)")
-    } else {
-        format!(
-            "give a dataset folder, archive or Parquet file, `sample`, or one of {DOWNLOADABLE:?}"
-        )
-    };
-    Err(Error(format!(
-        "dataset {what:?}: no such file or folder (looked in . and {}); {hint}",
-        data_dir().display()
-    )))
+    options
 }
 
 /// Parses `--augment`: comma-separated `crop`, `flip`, `cutout` (empty or `none`: none).

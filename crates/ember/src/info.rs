@@ -104,6 +104,19 @@ pub struct DatasetInfo {
     /// label column and where the test part came from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// For an image folder: its decoded copy in the cache folder.
+    pub cache: Option<CacheInfo>,
+}
+
+/// The state of an image folder's cache, as `ember dataset info` reports it.
+#[derive(Clone, Debug, Serialize)]
+pub struct CacheInfo {
+    /// The cache file.
+    pub path: String,
+    /// Whether it matches the folder's files (and is used instead of decoding them).
+    pub valid: bool,
+    /// Its size in bytes.
+    pub bytes: u64,
 }
 
 /// Opens a dataset (image folders and Parquet images resized to `resize` if given, the
@@ -119,12 +132,15 @@ pub fn dataset_info(
         parquet: crate::datasets::parquet_options(label, split),
         ..Default::default()
     };
-    let (s, summary) = match crate::datasets::locate(what)? {
-        Some(path) => ember_data::open_described(&path, options)?,
-        None => (ember_data::sample()?, None),
-    };
+    let (s, summary) = crate::datasets::open_described(what, options.clone())?;
     crate::datasets::check_columns_apply(&s.format, what, label, split)?;
     let source = summary.map(|s| s.to_string());
+    // After opening, which wrote the cache if it could.
+    let cache = crate::datasets::cache_state(what, options)?.map(|c| CacheInfo {
+        path: c.path.display().to_string(),
+        valid: c.valid,
+        bytes: c.bytes,
+    });
     let split = |d: &ember_data::Dataset| SplitInfo {
         count: d.len(),
         class_counts: d.class_counts(),
@@ -136,6 +152,7 @@ pub fn dataset_info(
         train: split(&s.train),
         test: split(&s.test),
         source,
+        cache,
     })
 }
 
@@ -167,6 +184,18 @@ pub fn dataset_info_text(info: &DatasetInfo) -> String {
             "{i:<4} {name:<24} {:>8} {:>8}\n",
             get(&info.train.class_counts),
             get(&info.test.class_counts)
+        );
+    }
+    if let Some(c) = &info.cache {
+        let state = if c.valid {
+            "up to date"
+        } else {
+            "not written (the cache folder is not writable?)"
+        };
+        s += &format!(
+            "\ndecoded copy: {} ({:.1} MB, {state}); EMBER_CACHE=DIR moves it, EMBER_CACHE=off turns it off\n",
+            c.path,
+            c.bytes as f64 / 1e6
         );
     }
     s

@@ -39,7 +39,7 @@ impl Run {
             persist::refuse_other_run(&dir)?;
         }
         let mut reporter = reporter_for(output, cfg.log_every);
-        let (splits, train, val) = open_data(&cfg)?;
+        let (splits, train, val) = open_data(&cfg, reporter.as_mut())?;
         let (spec, zoo) = fit_model(&cfg, &train, &splits.format, reporter.as_mut())?;
         let sizes = spec.sizes()?;
         sizes
@@ -196,9 +196,15 @@ struct RunSplits {
     held_out: Option<f64>,
 }
 
+/// Mixed into the seed of the `--limit` sample, so that it is not the validation split's draw.
+const LIMIT_STREAM: u64 = 0x11a1_75a3_11a1_75a3;
+
 /// Opens the dataset (image folders resized as asked), holds out a test part when it has
 /// none, and splits the training part into training and validation images.
-fn open_data(cfg: &TrainConfig) -> Result<(RunSplits, Dataset, Option<Dataset>)> {
+fn open_data(
+    cfg: &TrainConfig,
+    reporter: &mut dyn Reporter,
+) -> Result<(RunSplits, Dataset, Option<Dataset>)> {
     let options = OpenOptions {
         resize: cfg.image_size,
         parquet: datasets::parquet_options(
@@ -233,8 +239,16 @@ fn open_data(cfg: &TrainConfig) -> Result<(RunSplits, Dataset, Option<Dataset>)>
         test,
     } = splits;
     if cfg.limit > 0 && cfg.limit < train.len() {
-        let idx: Vec<usize> = (0..cfg.limit).collect();
-        train = train.subset(&idx);
+        // Not the first images: a folder lists them class by class.
+        let all = train.len();
+        train = train.stratified_sample(cfg.limit, cfg.seed ^ LIMIT_STREAM);
+        reporter.note(&format!(
+            "--limit {}: training on a random sample of {} of the {all} training images, \
+             each class in its proportion (seed {})",
+            cfg.limit,
+            train.len(),
+            cfg.seed
+        ));
     }
     let (train, val) = if cfg.val_split > 0.0 {
         let (t, v) = train.split(cfg.val_split, cfg.seed, true);
@@ -376,5 +390,56 @@ pub(super) fn loader_config(cfg: &TrainConfig, normalize: &Normalize, rank: usiz
         normalize: normalize.clone(),
         augment: datasets::augment_from(&cfg.augment),
         ..LoaderConfig::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Notes collected instead of printed.
+    #[derive(Default)]
+    struct Notes(Vec<String>);
+
+    impl Reporter for Notes {
+        fn note(&mut self, line: &str) {
+            self.0.push(line.to_string());
+        }
+    }
+
+    /// `--limit` on a folder listed class by class takes every class, in proportion, and
+    /// says so; the same seed takes the same images.
+    #[test]
+    fn limit_takes_a_seeded_stratified_sample() {
+        let root = std::env::temp_dir().join(format!("ember-limit-{}", std::process::id()));
+        for (k, class) in ["a", "b", "c", "d"].iter().enumerate() {
+            std::fs::create_dir_all(root.join(class)).unwrap();
+            for i in 0..25u8 {
+                let img = image::GrayImage::from_pixel(4, 4, image::Luma([k as u8 * 40 + i]));
+                img.save(root.join(class).join(format!("{i}.png"))).unwrap();
+            }
+        }
+        let cfg = TrainConfig {
+            dataset: root.display().to_string(),
+            limit: 40,
+            test_split: Some(0.2),
+            val_split: 0.0,
+            seed: 5,
+            ..TrainConfig::default()
+        };
+        let mut notes = Notes::default();
+        let (_, train, _) = open_data(&cfg, &mut notes).unwrap();
+        assert_eq!(train.class_counts(), vec![10, 10, 10, 10]);
+        assert!(
+            notes
+                .0
+                .iter()
+                .any(|n| n.contains("random sample of 40 of the 80")),
+            "{:?}",
+            notes.0
+        );
+        let (_, again, _) = open_data(&cfg, &mut Notes::default()).unwrap();
+        assert_eq!(again, train);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -84,6 +84,10 @@ out = 10
 pub fn ember_in(dir: Option<&Path>, args: &[&str]) -> std::process::Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ember"));
     cmd.args(args);
+    // Decoded image folders are cached away from the user's own cache.
+    if std::env::var_os("EMBER_CACHE").is_none() {
+        cmd.env("EMBER_CACHE", std::env::temp_dir().join("ember-test-cache"));
+    }
     if let Some(d) = dir {
         cmd.current_dir(d);
     }

@@ -201,7 +201,7 @@ pub struct TrainArgs {
     /// statistics) fixed, e.g. `0,3` or `7.block`.
     #[arg(long, value_delimiter = ',', value_name = "PREFIX")]
     pub freeze: Vec<String>,
-    /// Train on at most N images (0: all).
+    /// Train on a seeded random sample of N training images, each class in its proportion (0: all).
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
     /// Stop after this many optimizer steps in all, with a checkpoint (0: never).
