@@ -582,3 +582,34 @@ fn a_file_written_by_pyspark_reads_as_its_png_files() {
         assert_eq!(s.train.image(i), want.as_slice(), "image {k}");
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+
+    /// Random byte edits of a written file and of the pyspark-written fixture, cut or
+    /// whole: an error or a dataset, never a panic.
+    #[test]
+    fn mutated_files_never_panic(
+        spark in proptest::prelude::any::<bool>(),
+        edits in proptest::collection::vec(
+            (proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 1..6),
+        cut in proptest::prelude::any::<usize>(),
+    ) {
+        let mut bytes = if spark {
+            std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/parquet/spark-3-images-4x3.parquet")).unwrap()
+        } else {
+            let mut b = Vec::new();
+            pq::write_spark_images(&mut b, &colour(2), &WriteOptions::default()).unwrap();
+            b
+        };
+        for (pos, val) in edits {
+            let n = bytes.len();
+            bytes[pos % n] = val;
+        }
+        let keep = if cut % 3 == 0 { cut % (bytes.len() + 1) } else { bytes.len() };
+        let split = ParquetOptions { split_column: Some("split".into()), ..Default::default() };
+        let _ = pq::parse("m", bytes[..keep].to_vec(), &ParquetOptions::default());
+        let _ = pq::parse("m", bytes[..keep].to_vec(), &split);
+    }
+}
