@@ -613,3 +613,20 @@ proptest::proptest! {
         let _ = pq::parse("m", bytes[..keep].to_vec(), &split);
     }
 }
+
+#[test]
+fn files_the_parquet_crate_panics_on_are_errors() {
+    // Found by fuzzing: a column chunk of negative length (the crate asserts), and a
+    // dictionary-encoded page without its dictionary page (the crate panics while decoding).
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/parquet");
+    for (file, want) in [
+        ("crash-negative-chunk-length", "-31 bytes at offset 51"),
+        ("crash-dictionary-page-missing", "the Parquet reader failed"),
+    ] {
+        let bytes = std::fs::read(corpus.join(file)).unwrap();
+        let e = pq::parse(file, bytes, &ParquetOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with(file) && e.contains(want), "{e}");
+    }
+}

@@ -6,10 +6,14 @@ use bytes::Bytes;
 use parquet::basic::Type as PhysicalType;
 use parquet::column::reader::ColumnReaderImpl;
 use parquet::data_type::{ByteArray, DataType};
-use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::reader::{FileReader, RowGroupReader, SerializedFileReader};
 use parquet::schema::types::SchemaDescriptor;
 
 use crate::DataError;
+
+/// The most rows read (and space reserved for) at once: a footer's row count is not
+/// trusted for allocations.
+const BATCH: usize = 1 << 16;
 
 /// The fields of Spark's image struct (`ImageSchema.columnSchema`), in Spark's order.
 pub const IMAGE_FIELDS: [&str; 6] = ["origin", "height", "width", "nChannels", "mode", "data"];
@@ -83,17 +87,31 @@ pub fn read_rows(
     split: Option<&str>,
     partition: PartitionValues,
 ) -> Result<FileRows, DataError> {
-    let reader = SerializedFileReader::new(bytes)
-        .map_err(|e| DataError::new(name, "a Parquet file", format!("{e}")))?;
+    let file_len = bytes.len() as u64;
+    let reader = guarded(name, "a Parquet file", || {
+        SerializedFileReader::new(bytes)
+            .map_err(|e| DataError::new(name, "a Parquet file", format!("{e}")))
+    })?;
     let meta = reader.metadata();
     let schema = meta.file_metadata().schema_descr();
     let rows = usize::try_from(meta.file_metadata().num_rows())
-        .map_err(|_| DataError::new(name, "a row count of at least 0", "a negative one"))?;
+        .ok()
+        .filter(|&r| r as u64 <= file_len)
+        .ok_or_else(|| {
+            // Every image row holds at least a byte of data: more rows than bytes is a
+            // lying footer, which would otherwise have the reader decode nulls for long.
+            DataError::new(
+                name,
+                format!("a row count from 0 to the file's size ({file_len})"),
+                format!("{}", meta.file_metadata().num_rows()),
+            )
+        })?;
     let file = ColumnSource {
         name,
         reader: &reader,
         schema,
         rows,
+        file_len,
     };
     let find = |field: &str| file.leaf(&[image, field], image);
     let origin = file.read::<parquet::data_type::ByteArrayType>(find("origin")?, "origin")?;
@@ -102,7 +120,7 @@ pub fn read_rows(
     let n_channels = file.read_i32(find("nChannels")?)?;
     let mode = file.read_i32(find("mode")?)?;
     let data = file.read::<parquet::data_type::ByteArrayType>(find("data")?, "data")?;
-    let mut images = Vec::with_capacity(rows);
+    let mut images = Vec::with_capacity(rows.min(BATCH));
     let (mut origins, mut data) = (origin.into_iter(), data.into_iter());
     let mut ints = [height, width, n_channels, mode].map(|c| c.into_iter());
     for row in 0..rows {
@@ -192,12 +210,35 @@ fn schema_leaf(schema: &SchemaDescriptor, path: &[&str]) -> Option<usize> {
     })
 }
 
+/// Runs a call into the parquet crate, its panics made errors about `name`: it panics on
+/// some malformed files (fuzzing found a data page in dictionary encoding without its
+/// dictionary), and bad input must give an error, not end the program.
+fn guarded<T>(
+    name: &str,
+    expected: &str,
+    f: impl FnOnce() -> Result<T, DataError>,
+) -> Result<T, DataError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(DataError::new(
+            name,
+            expected,
+            format!("a malformed file (the Parquet reader failed: {why})"),
+        ))
+    })
+}
+
 /// One open file and what error messages say about it.
 struct ColumnSource<'a> {
     name: &'a str,
     reader: &'a SerializedFileReader<Bytes>,
     schema: &'a SchemaDescriptor,
     rows: usize,
+    file_len: u64,
 }
 
 impl ColumnSource<'_> {
@@ -263,7 +304,7 @@ impl ColumnSource<'_> {
             ));
         }
         let max_def = descr.max_def_level();
-        let mut out = Vec::with_capacity(self.rows);
+        let mut out = Vec::with_capacity(self.rows.min(BATCH));
         let bad = |e: parquet::errors::ParquetError| {
             DataError::new(
                 self.name,
@@ -273,25 +314,48 @@ impl ColumnSource<'_> {
         };
         for g in 0..self.reader.num_row_groups() {
             let group = self.reader.get_row_group(g).map_err(bad)?;
-            let rows = usize::try_from(group.metadata().num_rows()).unwrap_or(0);
-            let mut typed: ColumnReaderImpl<T> =
-                match T::get_column_reader(group.get_column_reader(col).map_err(bad)?) {
-                    Some(r) => r,
-                    None => {
-                        return Err(DataError::new(self.name, format!("{want}"), "another type"));
-                    }
-                };
-            let (mut defs, mut values) = (Vec::new(), Vec::new());
-            let mut done = 0;
-            while done < rows {
-                let (records, _, _) = typed
-                    .read_records(rows - done, Some(&mut defs), None, &mut values)
-                    .map_err(bad)?;
-                if records == 0 {
-                    break;
-                }
-                done += records;
+            let rows = usize::try_from(group.metadata().num_rows())
+                .ok()
+                .filter(|&r| r <= self.rows)
+                .ok_or_else(|| {
+                    DataError::new(
+                        self.name,
+                        format!("row group {g} of at most the file's {} rows", self.rows),
+                        format!("{} rows", group.metadata().num_rows()),
+                    )
+                })?;
+            // The parquet crate panics on a chunk that starts or ends outside the file.
+            if col >= group.metadata().num_columns() {
+                return Err(DataError::new(
+                    self.name,
+                    format!("column `{path}` in row group {g}"),
+                    format!("{} columns", group.metadata().num_columns()),
+                ));
             }
+            let chunk = group.metadata().column(col);
+            let start = chunk
+                .dictionary_page_offset()
+                .unwrap_or(chunk.data_page_offset());
+            let len = chunk.compressed_size();
+            let end = u64::try_from(start)
+                .ok()
+                .zip(u64::try_from(len).ok())
+                .and_then(|(s, l)| s.checked_add(l));
+            if end.is_none_or(|e| e > self.file_len) {
+                return Err(DataError::new(
+                    self.name,
+                    format!(
+                        "column `{path}` of row group {g} within the file's {} bytes",
+                        self.file_len
+                    ),
+                    format!("{len} bytes at offset {start}"),
+                ));
+            }
+            let (defs, values, done) = guarded(
+                self.name,
+                &format!("readable data in column `{path}`"),
+                || self.decode_group::<T>(group.as_ref(), col, rows),
+            )?;
             let short = || {
                 DataError::new(
                     self.name,
@@ -327,6 +391,44 @@ impl ColumnSource<'_> {
             ));
         }
         Ok(out)
+    }
+
+    /// Up to `rows` definition levels and values of leaf column `col` in one row group, and
+    /// the number of rows read.
+    fn decode_group<T: DataType>(
+        &self,
+        group: &dyn RowGroupReader,
+        col: usize,
+        rows: usize,
+    ) -> Result<(Vec<i16>, Vec<T::T>, usize), DataError> {
+        let path = self.schema.column(col).path().string();
+        let bad = |e: parquet::errors::ParquetError| {
+            DataError::new(
+                self.name,
+                format!("readable data in column `{path}`"),
+                format!("{e}"),
+            )
+        };
+        let reader = group.get_column_reader(col).map_err(bad)?;
+        let Some(mut typed): Option<ColumnReaderImpl<T>> = T::get_column_reader(reader) else {
+            return Err(DataError::new(
+                self.name,
+                format!("column `{path}` of Parquet type {}", T::get_physical_type()),
+                "another type",
+            ));
+        };
+        let (mut defs, mut values) = (Vec::new(), Vec::new());
+        let mut done = 0;
+        while done < rows {
+            let (records, _, _) = typed
+                .read_records((rows - done).min(BATCH), Some(&mut defs), None, &mut values)
+                .map_err(bad)?;
+            if records == 0 {
+                break;
+            }
+            done += records;
+        }
+        Ok((defs, values, done))
     }
 
     /// The label column: integers, whole floating-point numbers or strings.
