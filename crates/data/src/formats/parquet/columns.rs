@@ -15,6 +15,11 @@ use crate::DataError;
 /// trusted for allocations.
 const BATCH: usize = 1 << 16;
 
+/// More rows per byte of file than any codec can pack (an image row holds at least 5 bytes
+/// of `data`, deflate packs at most ~1032 to 1): a footer claiming more lies, and would
+/// have the reader decode nulls for a long time.
+const MAX_ROWS_PER_BYTE: u64 = 1024;
+
 /// The fields of Spark's image struct (`ImageSchema.columnSchema`), in Spark's order.
 pub const IMAGE_FIELDS: [&str; 6] = ["origin", "height", "width", "nChannels", "mode", "data"];
 
@@ -96,13 +101,14 @@ pub fn read_rows(
     let schema = meta.file_metadata().schema_descr();
     let rows = usize::try_from(meta.file_metadata().num_rows())
         .ok()
-        .filter(|&r| r as u64 <= file_len)
+        .filter(|&r| r as u64 <= MAX_ROWS_PER_BYTE.saturating_mul(file_len))
         .ok_or_else(|| {
-            // Every image row holds at least a byte of data: more rows than bytes is a
-            // lying footer, which would otherwise have the reader decode nulls for long.
             DataError::new(
                 name,
-                format!("a row count from 0 to the file's size ({file_len})"),
+                format!(
+                    "a row count of at most {MAX_ROWS_PER_BYTE} per byte of the file \
+                     ({file_len} bytes)"
+                ),
                 format!("{}", meta.file_metadata().num_rows()),
             )
         })?;
