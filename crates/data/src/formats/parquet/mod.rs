@@ -278,7 +278,9 @@ pub fn open(
             "none",
         ));
     }
-    let read: Vec<Read> = files
+    // Every file is read before the first error (in file order) is reported, so that the
+    // error does not depend on which thread finished first.
+    let read: Vec<Result<Read, DataError>> = files
         .par_iter()
         .map(|(root, file, part)| {
             let bytes = read_file(file)?;
@@ -290,7 +292,8 @@ pub fn open(
                 *part,
             )
         })
-        .collect::<Result<_, _>>()?;
+        .collect();
+    let read: Vec<Read> = read.into_iter().collect::<Result<_, _>>()?;
     let summary = ParquetSummary {
         files: read.len(),
         rows: read.iter().map(|r| r.rows.images.len()).sum(),
