@@ -21,7 +21,7 @@
 //!     batch_size: 256,
 //!     seed: 42,
 //!     normalize: Normalize::from_dataset(&train),
-//!     augment: Augment { crop_padding: 2, hflip: false, cutout: 0 },
+//!     augment: Augment { crop_padding: 2, ..Augment::none() },
 //!     ..Default::default()
 //! };
 //! let loader = Loader::new(Arc::new(train), config)?;
@@ -193,3 +193,7 @@ pub fn open_described(
         "none of them",
     ))
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

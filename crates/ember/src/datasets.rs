@@ -172,6 +172,9 @@ fn with_defaults(mut options: OpenOptions) -> OpenOptions {
     options
 }
 
+/// The names `--augment` takes.
+pub const AUGMENTATIONS: [&str; 6] = ["crop", "flip", "alt-flip", "translate", "cutout", "none"];
+
 /// Parses `--augment`: comma-separated `crop`, `flip`, `cutout` (empty or `none`: none).
 pub fn augment_from(list: &str) -> Augment {
     let mut a = Augment::default();
@@ -179,6 +182,8 @@ pub fn augment_from(list: &str) -> Augment {
         match item {
             "crop" => a.crop_padding = 4,
             "flip" => a.hflip = true,
+            "alt-flip" => (a.hflip, a.alternate_flip) = (true, true),
+            "translate" => a.translate = 2,
             "cutout" => a.cutout = 8,
             _ => {}
         }
@@ -189,9 +194,10 @@ pub fn augment_from(list: &str) -> Augment {
 /// Checks an `--augment` list, naming the first unknown item.
 pub fn check_augment(list: &str) -> Result<()> {
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        if !["crop", "flip", "cutout", "none"].contains(&item) {
+        if !AUGMENTATIONS.contains(&item) {
             return Err(Error(format!(
-                "--augment: unknown augmentation {item:?} (use crop, flip, cutout)"
+                "--augment: unknown augmentation {item:?} (use {})",
+                AUGMENTATIONS.join(", ")
             )));
         }
     }

@@ -8,9 +8,11 @@ use ember_layers::loss::softmax_cross_entropy;
 use ember_layers::{Layer, Mode, Sequential};
 use ember_tensor::{Tensor, simd};
 
+use crate::config::Tta;
 use crate::error::{Error, Result};
 use crate::metrics::Evaluation;
 use crate::predict::Classifier;
+use crate::tta;
 
 /// Images per forward pass in evaluation, unless told otherwise.
 pub const EVAL_BATCH: usize = 256;
@@ -34,6 +36,18 @@ pub fn evaluate_batched(
     classes: &[String],
     batch: usize,
 ) -> Result<Evaluation> {
+    evaluate_with(model, data, normalize, classes, batch, Tta::None)
+}
+
+/// [`evaluate_batched`] scoring each image by its test-time augmented logits.
+pub fn evaluate_with(
+    model: &mut Sequential,
+    data: &Arc<Dataset>,
+    normalize: &Normalize,
+    classes: &[String],
+    batch: usize,
+    tta: Tta,
+) -> Result<Evaluation> {
     let k = classes.len();
     let mut confusion = vec![vec![0u64; k]; k];
     let mut loss_sum = 0.0f64;
@@ -46,7 +60,13 @@ pub fn evaluate_batched(
         ..LoaderConfig::default()
     };
     for batch in Loader::new(data.clone(), lc)?.epoch(0) {
-        let logits = model.forward(&batch.images, Mode::Eval);
+        let augmented;
+        let logits = if tta == Tta::None {
+            model.forward(&batch.images, Mode::Eval)
+        } else {
+            augmented = tta::logits(model, &batch.images, tta);
+            &augmented
+        };
         let n = batch.labels.len();
         if logits.shape().item_numel() != k {
             return Err(Error(format!(
@@ -67,14 +87,16 @@ pub fn evaluate_batched(
 /// Scores a checkpoint on the test part of a dataset (`sample`, a path, or a downloaded
 /// dataset's name), read as the run read it: image folders resized to the checkpoint's
 /// input, a flat folder's test part held out as training held it out, a Parquet dataset's
-/// label and split columns as the run named them, the checkpoint's own normalisation. The dataset must have the checkpoint's image shape and number of
-/// classes, and test images.
+/// label and split columns as the run named them, the checkpoint's own normalisation. The
+/// dataset must have the checkpoint's image shape and number of classes, and test images.
+/// With `tta`, each image is scored by its test-time augmented logits.
 pub fn evaluate_checkpoint(
     clf: &mut Classifier,
     dataset: &str,
     batch: usize,
+    tta: Tta,
 ) -> Result<Evaluation> {
-    evaluate_checkpoint_with(clf, dataset, batch, None, None)
+    evaluate_checkpoint_with(clf, dataset, batch, tta, None, None)
 }
 
 /// [`evaluate_checkpoint`] with the label and split columns of a Parquet dataset, where
@@ -83,6 +105,7 @@ pub fn evaluate_checkpoint_with(
     clf: &mut Classifier,
     dataset: &str,
     batch: usize,
+    tta: Tta,
     label_column: Option<&str>,
     split_column: Option<&str>,
 ) -> Result<Evaluation> {
@@ -139,5 +162,12 @@ pub fn evaluate_checkpoint_with(
         .map_err(Error)?;
     let normalize = meta.normalize();
     let classes = meta.classes.clone();
-    evaluate_batched(model, &Arc::new(splits.test), &normalize, &classes, batch)
+    evaluate_with(
+        model,
+        &Arc::new(splits.test),
+        &normalize,
+        &classes,
+        batch,
+        tta,
+    )
 }

@@ -28,6 +28,8 @@ pub mod plot;
 pub mod predict;
 pub mod spec;
 pub mod trainer;
+pub mod tta;
+pub mod whiten;
 pub mod zoo;
 
 use std::path::Path;
@@ -36,6 +38,7 @@ pub use config::TrainConfig;
 pub use error::{Error, Result};
 pub use evaluate::{
     EVAL_BATCH, evaluate, evaluate_batched, evaluate_checkpoint, evaluate_checkpoint_with,
+    evaluate_with,
 };
 pub use metrics::Evaluation;
 pub use predict::{Classifier, Prediction};
@@ -66,3 +69,7 @@ pub fn resolve_model_for(
         zoo::NAMES
     )))
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -66,3 +66,7 @@ pub use pool::{AvgPool2d, GlobalAvgPool2d, MaxPool2d};
 pub use residual::Residual;
 pub use sequential::Sequential;
 pub use summary::{Summary, SummaryRow};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,8 +1,9 @@
 //! A quick, noise-robust timing of each conv algorithm on the five benchmark shapes (best
 //! of several runs, GFLOP/s). Ignored by default: `cargo test -p ember-layers --release
 //! --test conv_speed -- --ignored --nocapture`; `EMBER_ALGOS=direct,winograd` picks
-//! algorithms, `EMBER_THREADS=1 EMBER_CPU_TIME=1` times CPU time on one thread. The
-//! criterion bench is the real measure.
+//! algorithms, `EMBER_THREADS=1 EMBER_CPU_TIME=1` times CPU time on one thread,
+//! `EMBER_SHAPES="n,cin,h,w,cout;..."` other 3x3 padding-1 shapes. The criterion bench is
+//! the real measure.
 
 use std::time::Instant;
 
@@ -62,13 +63,26 @@ fn conv_algorithms_gflops() {
         .num_threads(threads)
         .build()
         .unwrap();
-    for (n, cin, h, w, cout) in [
+    let mut shapes = vec![
         (64, 3, 32, 32, 32),
         (64, 32, 16, 16, 64),
         (64, 64, 8, 8, 128),
         (64, 128, 16, 16, 128),
         (64, 256, 8, 8, 256),
-    ] {
+    ];
+    if let Ok(list) = std::env::var("EMBER_SHAPES") {
+        shapes = list
+            .split(';')
+            .map(|s| {
+                let v: Vec<usize> = s
+                    .split(',')
+                    .map(|d| d.trim().parse().expect("a size"))
+                    .collect();
+                (v[0], v[1], v[2], v[3], v[4])
+            })
+            .collect();
+    }
+    for (n, cin, h, w, cout) in shapes {
         let mut rng = Rng::new(0);
         let x = Tensor::normal([n, cin, h, w], 0.0, 1.0, &mut rng);
         let gy = Tensor::normal([n, cout, h, w], 0.0, 1.0, &mut rng);

@@ -48,6 +48,7 @@ mod core;
 mod error;
 mod group;
 mod kernels;
+mod lookahead;
 pub mod schedule;
 mod sgd;
 mod state;
@@ -55,6 +56,7 @@ mod state;
 pub use adam::{Adam, AdamCore, AdamW};
 pub use error::OptimError;
 pub use group::ParamGroup;
+pub use lookahead::Lookahead;
 pub use schedule::{Schedule, ScheduleError, ScheduleKind};
 pub use sgd::Sgd;
 pub use state::OptimizerState;
@@ -97,3 +99,7 @@ pub trait Optimizer: Send {
     /// inconsistent length; the current state is kept on error.
     fn load_state(&mut self, state: OptimizerState) -> Result<(), OptimError>;
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -42,3 +42,7 @@ pub use rng::Rng;
 pub use shape::{Shape, checked_product};
 pub use storage::AlignedVec;
 pub use tensor::Tensor;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

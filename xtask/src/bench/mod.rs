@@ -64,8 +64,7 @@ pub struct Args {
     /// The Python interpreter with torch.
     #[arg(long, value_name = "PY")]
     pub python: Option<PathBuf>,
-    /// The PyTorch reference script [default: ../shared/anchors/torch_bench.py beside the
-    /// workspace].
+    /// The PyTorch reference script [default: benches/torch/reference.py].
     #[arg(long, value_name = "PATH")]
     pub torch_script: Option<PathBuf>,
     /// Fashion-MNIST folder for time-to-accuracy (full mode only).
@@ -88,7 +87,7 @@ impl Args {
             python: self.python,
             torch_script: self
                 .torch_script
-                .unwrap_or_else(|| root.join("../shared/anchors/torch_bench.py")),
+                .unwrap_or_else(|| root.join("benches/torch/reference.py")),
             fmnist: self.fmnist,
         }
     }

@@ -51,7 +51,7 @@ impl Torch {
 
     /// Whether the reference script defines `net`.
     pub fn knows(&self, net: &str) -> bool {
-        matches!(net, "fmnist-cnn" | "cifar-cnn")
+        matches!(net, "fmnist-cnn" | "cifar-cnn" | "resnet9" | "cifar-fast")
     }
 
     /// `{train, infer}` images/s of `net` in PyTorch.
@@ -80,7 +80,7 @@ impl Torch {
             .map_err(|e| format!("{}: {e}", self.python.display()))?;
         if !out.status.success() {
             return Err(format!(
-                "torch_bench.py throughput {net}: {}",
+                "reference.py throughput {net}: {}",
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
@@ -89,7 +89,7 @@ impl Torch {
             .lines()
             .rev()
             .find_map(|l| serde_json::from_str(l).ok())
-            .ok_or_else(|| format!("torch_bench.py throughput {net}: no JSON output"))?;
+            .ok_or_else(|| format!("reference.py throughput {net}: no JSON output"))?;
         Ok(json!({"train": v["train"]["images_per_s"], "infer": v["infer"]["images_per_s"]}))
     }
 }

@@ -6,11 +6,12 @@
 use ember_layers::conv::{Conv2d, out_len};
 use ember_layers::pool::{AvgPool2d, GlobalAvgPool2d, MaxPool2d};
 use ember_layers::{
-    BatchNorm2d, Dropout, Flatten, Layer, LeakyReLU, Linear, ReLU, Residual, Scale, Sequential,
+    BatchNorm2d, Dropout, Flatten, GELU, Layer, LeakyReLU, Linear, ReLU, Residual, Scale,
+    Sequential,
 };
 use ember_tensor::{Shape, checked_product};
 
-use super::{BuildError, LayerSpec};
+use super::{BuildError, ConvInit, LayerSpec};
 
 /// The most elements one tensor may hold (2^31): a parameter, one image's activation or
 /// unfolded convolution input, or a whole batch of one of those.
@@ -155,6 +156,7 @@ fn make_layer(
             dilation,
             groups,
             bias,
+            init,
         } => {
             let cin = channels(shape, "conv2d")?;
             if out == 0 || groups == 0 || cin % groups != 0 || out % groups != 0 {
@@ -184,7 +186,8 @@ fn make_layer(
                     .padding(padding.pair())
                     .dilation(dilation.pair())
                     .groups(groups)
-                    .bias(bias),
+                    .bias(bias)
+                    .dirac(init == ConvInit::Dirac),
             )
         }
         LayerSpec::MaxPool2d {
@@ -236,6 +239,7 @@ fn make_layer(
             Box::new(Linear::new(features, out).bias(bias))
         }
         LayerSpec::Relu => Box::new(ReLU),
+        LayerSpec::Gelu => Box::new(GELU),
         LayerSpec::LeakyRelu { slope } => {
             finite("slope", slope)?;
             Box::new(LeakyReLU::new(slope))

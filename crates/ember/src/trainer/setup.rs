@@ -17,8 +17,9 @@ use crate::config::{DEFAULT_TEST_SPLIT, ExistingRun, TrainConfig};
 use crate::distributed::{self, Group};
 use crate::error::{Error, Result, io_error};
 use crate::metrics::MetricsLog;
-use crate::optimizer::{TrainOptimizer, under_prefix};
-use crate::spec::{MAX_TENSOR_ELEMENTS, ModelSpec};
+use crate::optimizer::{ModelParams, TrainOptimizer, under_prefix};
+use crate::spec::{ConvInit, LayerSpec, MAX_TENSOR_ELEMENTS, ModelSpec, Size};
+use crate::whiten;
 use crate::{EVAL_BATCH, datasets, resolve_model_for};
 
 impl Run {
@@ -48,11 +49,14 @@ impl Run {
         let eval_batch = EVAL_BATCH.min(MAX_TENSOR_ELEMENTS / sizes.largest_per_image.max(1));
         let mut model = spec.build()?;
         model.reset_parameters(&mut Rng::new(cfg.seed));
+        let normalize = Normalize::from_dataset(&train);
+        if resume.is_none() {
+            whiten_convs(&spec, &mut model, &train, &normalize, cfg.seed)?;
+        }
         if let (Some(from), None) = (&cfg.init_from, resume) {
             init_from(&mut model, from, reporter.as_mut())?;
         }
         check_freeze(&cfg.freeze, &mut model)?;
-        let normalize = Normalize::from_dataset(&train);
         let meta = CheckpointMeta {
             format: checkpoint::FORMAT.into(),
             ember_version: env!("CARGO_PKG_VERSION").into(),
@@ -79,7 +83,11 @@ impl Run {
         let train = Arc::new(train);
         let steps_per_epoch =
             Loader::new(train.clone(), loader_config(&cfg, &normalize, rank))?.num_batches() as u64;
-        let opt = TrainOptimizer::new(&cfg, &mut model, steps_per_epoch * cfg.epochs)?;
+        let params = ModelParams {
+            fixed: spec.fixed.clone(),
+            norm: spec.norm_param_names(),
+        };
+        let opt = TrainOptimizer::new(&cfg, &mut model, steps_per_epoch * cfg.epochs, &params)?;
         if lead {
             if resume.is_none() {
                 persist::prepare_run_dir(&dir, cfg.existing_run, reporter.as_mut())?;
@@ -347,6 +355,46 @@ fn init_from(model: &mut Sequential, from: &Path, reporter: &mut dyn Reporter) -
             format!("; not used from the file: {}", done.unused.join(", "))
         }
     ));
+    Ok(())
+}
+
+/// Sets the weights of the top-level convolutions whose spec says `init = "whiten"` from the
+/// training images.
+fn whiten_convs(
+    spec: &ModelSpec,
+    model: &mut Sequential,
+    train: &Dataset,
+    normalize: &Normalize,
+    seed: u64,
+) -> Result<()> {
+    for (i, layer) in spec.layers.iter().enumerate() {
+        let LayerSpec::Conv2d {
+            out,
+            kernel,
+            stride,
+            init: ConvInit::Whiten,
+            ..
+        } = layer
+        else {
+            continue;
+        };
+        if i != 0 || *stride != Size::One(1) {
+            return Err(Error(format!(
+                "layer {i}: init = \"whiten\" needs the model's first layer, with stride 1"
+            )));
+        }
+        let k = match *kernel {
+            Size::One(k) => (k, k),
+            Size::Two([kh, kw]) => (kh, kw),
+        };
+        let weight = whiten::whitening_weights(train, normalize, k, *out, seed)?;
+        let name = format!("{i}.weight");
+        model.visit_params("", &mut |n, p| {
+            if n == name {
+                p.value.data_mut().copy_from_slice(&weight);
+            }
+        });
+    }
     Ok(())
 }
 

@@ -35,6 +35,7 @@
 
 mod algorithm;
 mod chunk;
+mod copy;
 mod direct;
 mod epilogue;
 mod geometry;

@@ -238,6 +238,14 @@ fn guarded<T>(
     })
 }
 
+/// One row group's worth of a leaf column: definition levels, the values present, and the
+/// rows they make.
+struct Decoded<V> {
+    defs: Vec<i16>,
+    values: Vec<V>,
+    rows: usize,
+}
+
 /// One open file and what error messages say about it.
 struct ColumnSource<'a> {
     name: &'a str,
@@ -357,7 +365,11 @@ impl ColumnSource<'_> {
                     format!("{len} bytes at offset {start}"),
                 ));
             }
-            let (defs, values, done) = guarded(
+            let Decoded {
+                defs,
+                values,
+                rows: done,
+            } = guarded(
                 self.name,
                 &format!("readable data in column `{path}`"),
                 || self.decode_group::<T>(group.as_ref(), col, rows),
@@ -406,7 +418,7 @@ impl ColumnSource<'_> {
         group: &dyn RowGroupReader,
         col: usize,
         rows: usize,
-    ) -> Result<(Vec<i16>, Vec<T::T>, usize), DataError> {
+    ) -> Result<Decoded<T::T>, DataError> {
         let path = self.schema.column(col).path().string();
         let bad = |e: parquet::errors::ParquetError| {
             DataError::new(
@@ -434,7 +446,11 @@ impl ColumnSource<'_> {
             }
             done += records;
         }
-        Ok((defs, values, done))
+        Ok(Decoded {
+            defs,
+            values,
+            rows: done,
+        })
     }
 
     /// The label column: integers, whole floating-point numbers or strings.

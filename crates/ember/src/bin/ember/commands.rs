@@ -98,6 +98,10 @@ pub fn train(a: TrainArgs) -> Result<()> {
         freeze: a.freeze,
         label_column: a.columns.label_column,
         split_column: a.columns.split_column,
+        lookahead: a.lookahead,
+        lookahead_alpha: a.lookahead_alpha,
+        norm_lr_scale: a.norm_lr_scale,
+        tta: a.tta.tta(),
         existing_run,
     };
     let output = if a.json { Output::Json } else { Output::Human };
@@ -117,6 +121,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         &mut clf,
         &a.dataset,
         a.batch_size,
+        a.tta.tta(),
         a.columns.label_column.as_deref(),
         a.columns.split_column.as_deref(),
     )?;

@@ -6,6 +6,8 @@
 //! in L2. The weight gradient is summed in the transformed domain over a chunk's passes and
 //! transformed back once per step ([`finish_weight_grad`]).
 
+#[cfg(test)]
+mod tests;
 mod transforms;
 
 pub use transforms::{
@@ -28,9 +30,16 @@ const TILES_PER_PASS: usize = 32;
 
 /// Largest `cout * cin` for which the weight gradient uses the panel kernel; above it each
 /// pass's read-modify-write of the 16 `cout x cin` sums costs more than a general GEMM's
-/// packing. Measured (1 thread, CPU time, weight gradient alone): panel 107-148 GFLOP/s
-/// against 74-134 up to 128 x 128 channels, 121 against 132-139 at 256 x 256.
-const WGRAD_PANEL_MAX: usize = 128 * 128;
+/// packing. Measured with AVX2 (1 thread, CPU time, weight gradient alone): panel 107-148
+/// GFLOP/s against 74-134 up to 128 x 128 channels, 121 against 132-139 at 256 x 256
+/// (and 81 against 134 at 256 x 256 on 8x8 images). AVX-512's panel tile (12 x 32) keeps
+/// ahead at 256 x 256: 106 against 100 on 7x7 images, 137 against 127 on 8x8.
+fn wgrad_panel_max() -> usize {
+    match ember_tensor::simd::level() {
+        ember_tensor::simd::Level::Avx512 => usize::MAX,
+        _ => 128 * 128,
+    }
+}
 
 /// The Winograd workspace of a batch chunk.
 #[derive(Default)]
@@ -160,7 +169,7 @@ pub(super) fn backward(
         winograd_input(b.x, n, cin, &tiles, v, scratch);
         // dU[pos] += dM[pos] V[pos]^T, summed over this group's tiles.
         let du_plane = winograd_plane(cout * cin);
-        if cout * cin > WGRAD_PANEL_MAX {
+        if cout * cin > wgrad_panel_max() {
             for_positions(b.par, du, du_plane, |p, du| {
                 let dmp = MatRef::new(&dm[p * pm..], cout, cols, t);
                 let vp = MatRef::new(&v[p * pv..], cin, cols, t);

@@ -13,10 +13,10 @@
 use ember_tensor::simd::Simd;
 use ember_tensor::simd_dispatch;
 
-use super::ConvGeometry;
-use super::chunk::{BackwardImages, grow};
-use super::epilogue::Epilogue;
 use crate::Pair;
+use crate::conv::ConvGeometry;
+use crate::conv::copy::copy_short;
+use crate::conv::epilogue::Epilogue;
 
 /// Output channels per register tile; packed weights are padded to a multiple of it.
 pub const BLOCK_CO: usize = 4;
@@ -194,7 +194,7 @@ pub fn conv2d_direct_3x3(
 /// [`conv2d_direct_3x3`] with the instructions of `s`: tiles of 3 vectors, or 6 where the
 /// level has 32 registers.
 #[inline(always)]
-fn forward_image<S: Simd>(
+pub(super) fn forward_image<S: Simd>(
     s: S,
     g: &ConvGeometry,
     x: &[f32],
@@ -303,7 +303,7 @@ pub fn direct_3x3_weight_grad_scratch_len(g: &ConvGeometry) -> usize {
 /// planes per image, stays within 24 KB of L1. Measured (1 thread, batch 128, 8 lanes): 4
 /// images cut the 14x14 and 16x16 weight gradients by 5%; on 28x28 and 32x32 (one image
 /// fits) 4 images were 10% slower.
-fn weight_grad_images(h: usize, w: usize, pad: Pair) -> usize {
+pub(super) fn weight_grad_images(h: usize, w: usize, pad: Pair) -> usize {
     let l = layout(h, w, pad, 8);
     let per_image = (BLOCK_CO * l.nv * 8 + l.plane) * std::mem::size_of::<f32>();
     (24 * 1024 / per_image.max(1)).clamp(1, 4)
@@ -429,128 +429,6 @@ fn weight_grad_images_in<S: Simd>(
     }
 }
 
-/// The direct kernel's workspace of a batch chunk.
-#[derive(Default)]
-pub(super) struct DirectScratch {
-    /// Zero-padded input planes (forward), or output-gradient planes (input gradient).
-    padded: Vec<f32>,
-    /// Padded inputs and cut output gradients of a weight-gradient call.
-    weight_grad: Vec<f32>,
-}
-
-/// Packs `w` (OIHW) for the forward pass into `packed`.
-pub(super) fn pack_forward(g: &ConvGeometry, w: &[f32], packed: &mut Vec<f32>) {
-    let (cout, cin) = (g.out_channels, g.in_channels);
-    pack_3x3_weights(w, cout, cin, grow(packed, packed_3x3_len(cout, cin)));
-}
-
-/// Packs `w` (OIHW) for the input gradient (the adjoint convolution) into `packed`.
-pub(super) fn pack_input_grad(g: &ConvGeometry, w: &[f32], packed: &mut Vec<f32>) {
-    let (cout, cin) = (g.out_channels, g.in_channels);
-    pack_3x3_weights_adjoint(w, cout, cin, grow(packed, packed_3x3_len(cin, cout)));
-}
-
-/// The input gradient of a 3x3 stride-1 convolution is a 3x3 stride-1 convolution of the
-/// output gradient with the flipped, transposed kernel and padding `2 - p`.
-fn adjoint(g: &ConvGeometry) -> ConvGeometry {
-    ConvGeometry {
-        in_channels: g.out_channels,
-        height: g.out_h(),
-        width: g.out_w(),
-        out_channels: g.in_channels,
-        padding: Pair(2 - g.padding.0, 2 - g.padding.1),
-        ..*g
-    }
-}
-
-/// Forward of consecutive images `xs` into `ys`, `packed` from [`pack_forward`].
-pub(super) fn forward(
-    g: &ConvGeometry,
-    xs: &[f32],
-    packed: &[f32],
-    ep: Epilogue<'_>,
-    ys: &mut [f32],
-    s: &mut DirectScratch,
-) {
-    let scratch = grow(&mut s.padded, direct_3x3_scratch_len(g));
-    let images = xs
-        .chunks_exact(g.in_item())
-        .zip(ys.chunks_exact_mut(g.out_item()));
-    simd_dispatch!(s => {
-        for (x, y) in images {
-            forward_image(s, g, x, packed, ep, scratch, y);
-        }
-    })
-}
-
-/// Backward of a group of images: adds their weight gradient to the OIHW `weight_sum`, and/or
-/// writes their input gradient to `gx` (`packed` from [`pack_input_grad`]).
-pub(super) fn backward(
-    b: &BackwardImages<'_>,
-    packed: &[f32],
-    s: &mut DirectScratch,
-    gx: Option<&mut [f32]>,
-    weight_sum: Option<&mut [f32]>,
-) {
-    let g = ConvGeometry {
-        batch: b.images,
-        ..*b.g
-    };
-    if let Some(sum) = weight_sum {
-        let scratch = grow(&mut s.weight_grad, direct_3x3_weight_grad_scratch_len(&g));
-        conv2d_direct_3x3_weight_grad(&g, b.x, b.gy, scratch, sum);
-    }
-    if let Some(gx) = gx {
-        let adj = adjoint(&g);
-        let scratch = grow(&mut s.padded, direct_3x3_scratch_len(&adj));
-        let images =
-            b.gy.chunks_exact(g.out_item())
-                .zip(gx.chunks_exact_mut(g.in_item()));
-        simd_dispatch!(s => {
-            for (gy, gxi) in images {
-                forward_image(s, &adj, gy, packed, Epilogue::NONE, scratch, gxi);
-            }
-        })
-    }
-}
-
-/// Images per backward call: see [`weight_grad_images`].
-pub(super) fn images_per_call(g: &ConvGeometry) -> usize {
-    weight_grad_images(g.height, g.width, g.padding)
-}
-
-/// `dst.copy_from_slice(src)` for the short rows of these kernels (a row of an image, the
-/// valid lanes of a vector) in fixed-size pieces, which compile to plain moves: a `memcpy`
-/// call per row of 6 to 28 floats cost more than the copy. Panics if the lengths differ.
-#[inline(always)]
-pub(super) fn copy_short(dst: &mut [f32], src: &[f32]) {
-    assert_eq!(dst.len(), src.len(), "copy_short: lengths differ");
-    let mut d = dst.chunks_exact_mut(8);
-    let mut s = src.chunks_exact(8);
-    for (d8, s8) in (&mut d).zip(&mut s) {
-        <&mut [f32; 8]>::try_from(d8)
-            .expect("chunk of 8")
-            .copy_from_slice(s8);
-    }
-    let (mut d, mut s) = (d.into_remainder(), s.remainder());
-    for piece in [4, 2, 1] {
-        if d.len() >= piece {
-            let (dh, dt) = d.split_at_mut(piece);
-            let (sh, st) = s.split_at(piece);
-            match piece {
-                4 => <&mut [f32; 4]>::try_from(dh)
-                    .expect("4")
-                    .copy_from_slice(sh),
-                2 => <&mut [f32; 2]>::try_from(dh)
-                    .expect("2")
-                    .copy_from_slice(sh),
-                _ => dh[0] = sh[0],
-            }
-            (d, s) = (dt, st);
-        }
-    }
-}
-
 /// Copies `[channels, h, w]` into zero-padded planes of the padded-width layout.
 fn pad_planes(
     x: &[f32],
@@ -596,72 +474,6 @@ fn zero_short(dst: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reference::conv::{conv2d_backward, conv2d_forward};
-    use ember_tensor::simd::{Level, with_level};
-    use proptest::prelude::*;
-
-    fn max_rel_err(got: &[f32], want: &[f64]) -> f64 {
-        got.iter()
-            .zip(want)
-            .map(|(&g, &w)| (g as f64 - w).abs() / (1.0 + w.abs()))
-            .fold(0.0, f64::max)
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(48))]
-
-        /// The forward kernel (with bias and ReLU), its adjoint form and the weight gradient
-        /// against the f64 reference, at every level: odd widths around both vector sizes
-        /// (row tails), channel counts that leave a partial block of BLOCK_CO, padding 0-2.
-        #[test]
-        fn kernels_match_reference_at_every_level(
-            cin in 1usize..=5, cout in 1usize..=9, h in 1usize..=9, w in 1usize..=35,
-            ph in 0usize..=2, pw in 0usize..=2, images in 1usize..=3, relu in any::<bool>(),
-            seed in any::<u64>(),
-        ) {
-            let g = ConvGeometry {
-                batch: images, in_channels: cin, height: h, width: w, out_channels: cout,
-                kernel: Pair(3, 3), stride: Pair(1, 1), padding: Pair(ph, pw),
-                dilation: Pair(1, 1), groups: 1,
-            };
-            if g.validate().is_err() {
-                return Ok(());
-            }
-            let mut rng = ember_tensor::Rng::new(seed);
-            let mut randv = |n: usize| (0..n).map(|_| rng.normal()).collect::<Vec<f32>>();
-            let (x, wt, bias, gy) = (randv(images * g.in_item()), randv(cout * cin * 9), randv(cout), randv(images * g.out_item()));
-            let f64s = |v: &[f32]| v.iter().map(|&v| v as f64).collect::<Vec<f64>>();
-            let mut want_y = conv2d_forward(&g, &f64s(&x), &f64s(&wt), Some(&f64s(&bias)));
-            if relu {
-                want_y.iter_mut().for_each(|v| *v = v.max(0.0));
-            }
-            let want = conv2d_backward(&g, &f64s(&x), &f64s(&wt), &f64s(&gy));
-            let mut packed = vec![0.0; packed_3x3_len(cout, cin)];
-            pack_3x3_weights(&wt, cout, cin, &mut packed);
-            let mut packed_adj = vec![0.0; packed_3x3_len(cin, cout)];
-            pack_3x3_weights_adjoint(&wt, cout, cin, &mut packed_adj);
-            let one = ConvGeometry { batch: 1, ..g };
-            let adj = adjoint(&one);
-            for level in Level::available() {
-                let (mut y, mut gx, mut gw) = (vec![f32::NAN; gy.len()], vec![f32::NAN; x.len()], vec![0.0f32; wt.len()]);
-                with_level(level, || {
-                    let mut scratch = vec![f32::NAN; direct_3x3_scratch_len(&one).max(direct_3x3_scratch_len(&adj))];
-                    let ep = Epilogue { bias: Some(&bias), relu };
-                    for n in 0..images {
-                        let (xi, yi) = (&x[n * g.in_item()..][..g.in_item()], &mut y[n * g.out_item()..][..g.out_item()]);
-                        conv2d_direct_3x3(&one, xi, &packed, ep, &mut scratch, yi);
-                        let (gyi, gxi) = (&gy[n * g.out_item()..][..g.out_item()], &mut gx[n * g.in_item()..][..g.in_item()]);
-                        conv2d_direct_3x3(&adj, gyi, &packed_adj, Epilogue::NONE, &mut scratch, gxi);
-                    }
-                    let mut wscratch = vec![f32::NAN; direct_3x3_weight_grad_scratch_len(&g)];
-                    conv2d_direct_3x3_weight_grad(&g, &x, &gy, &mut wscratch, &mut gw);
-                });
-                prop_assert!(max_rel_err(&y, &want_y) <= 1e-4, "{level}: forward");
-                prop_assert!(max_rel_err(&gx, &want.input) <= 1e-4, "{level}: input gradient");
-                prop_assert!(max_rel_err(&gw, &want.weight) <= 1e-4, "{level}: weight gradient");
-            }
-        }
-    }
 
     /// Several images per weight-gradient call for the small planes, one for the large.
     #[test]

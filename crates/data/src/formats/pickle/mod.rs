@@ -11,6 +11,12 @@
 //! anything is allocated, copies out of the memo are charged against a budget proportional
 //! to the file size, and nesting is limited to [`MAX_DEPTH`] levels.
 
+mod opcodes;
+mod value;
+
+use opcodes::*;
+pub use value::Value;
+
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -18,111 +24,6 @@ use crate::DataError;
 
 /// The deepest nesting of lists, tuples and dicts accepted.
 pub const MAX_DEPTH: usize = 32;
-
-/// A value read from a pickle.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Value {
-    /// Python's `None`.
-    None,
-    /// A bool.
-    Bool(bool),
-    /// An integer that fits in 64 bits.
-    Int(i64),
-    /// A unicode string.
-    Str(String),
-    /// A byte string (Python 2 `str`, Python 3 `bytes` or `bytearray`).
-    Bytes(Rc<Vec<u8>>),
-    /// A list.
-    List(Vec<Value>),
-    /// A tuple.
-    Tuple(Vec<Value>),
-    /// A dict, in insertion order.
-    Dict(Vec<(Value, Value)>),
-    /// A C-ordered numpy array of `uint8`.
-    Array {
-        /// The array's dimensions.
-        shape: Vec<usize>,
-        /// The values, row-major.
-        data: Rc<Vec<u8>>,
-    },
-    /// One of the few accepted globals, as (module, name).
-    Global(&'static str, &'static str),
-    /// A numpy dtype, by its type string (only "u1" is accepted).
-    Dtype,
-    /// An ndarray created by `_reconstruct`, waiting for its state (BUILD).
-    EmptyArray,
-}
-
-impl Value {
-    /// The value under `key` in a dict whose keys are byte strings or unicode strings.
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        let Value::Dict(items) = self else {
-            return None;
-        };
-        items.iter().find_map(|(k, v)| match k {
-            Value::Str(s) if s == key => Some(v),
-            Value::Bytes(b) if b.as_slice() == key.as_bytes() => Some(v),
-            _ => None,
-        })
-    }
-
-    /// The text of a `Str` or (UTF-8) `Bytes` value.
-    pub fn as_text(&self) -> Option<String> {
-        match self {
-            Value::Str(s) => Some(s.clone()),
-            Value::Bytes(b) => std::str::from_utf8(b).ok().map(str::to_string),
-            _ => None,
-        }
-    }
-
-    fn kind(&self) -> &'static str {
-        match self {
-            Value::None => "None",
-            Value::Bool(_) => "bool",
-            Value::Int(_) => "int",
-            Value::Str(_) => "str",
-            Value::Bytes(_) => "bytes",
-            Value::List(_) => "list",
-            Value::Tuple(_) => "tuple",
-            Value::Dict(_) => "dict",
-            Value::Array { .. } => "ndarray",
-            Value::Global(..) => "global",
-            Value::Dtype => "dtype",
-            Value::EmptyArray => "empty ndarray",
-        }
-    }
-
-    /// Nesting depth, stopping early past [`MAX_DEPTH`].
-    fn depth(&self) -> usize {
-        let children: &mut dyn Iterator<Item = &Value> = match self {
-            Value::List(v) | Value::Tuple(v) => &mut v.iter(),
-            Value::Dict(kv) => &mut kv.iter().flat_map(|(k, v)| [k, v]),
-            _ => return 0,
-        };
-        let mut d = 0;
-        for c in children {
-            d = d.max(c.depth());
-            if d > MAX_DEPTH {
-                break;
-            }
-        }
-        d + 1
-    }
-
-    /// The number of nodes, the cost of cloning this value.
-    fn weight(&self) -> usize {
-        match self {
-            Value::List(v) | Value::Tuple(v) => 1 + v.iter().map(Value::weight).sum::<usize>(),
-            Value::Dict(kv) => {
-                1 + kv
-                    .iter()
-                    .map(|(k, v)| k.weight() + v.weight())
-                    .sum::<usize>()
-            }
-            _ => 1,
-        }
-    }
-}
 
 /// The globals a CIFAR pickle may name; anything else is refused.
 const GLOBALS: [(&str, &str); 10] = [
@@ -323,42 +224,42 @@ impl<'a> Reader<'a> {
             let at = self.pos;
             let op = self.u8()?;
             match op {
-                0x80 => {
+                PROTO => {
                     let p = self.u8()?;
                     if !(2..=5).contains(&p) {
                         return Err(self.err("pickle protocol 2 to 5", format!("protocol {p}")));
                     }
                 }
-                0x95 => {
-                    self.u64()?; // FRAME: a size hint only
+                FRAME => {
+                    self.u64()?; // a size hint only
                 }
-                b'.' => {
+                STOP => {
                     let v = self.pop()?;
                     if !self.stack.is_empty() || !self.marks.is_empty() {
                         return Err(self.err("an empty stack at STOP", "leftover values"));
                     }
                     return Ok(v);
                 }
-                b'(' => self.marks.push(self.stack.len()),
-                b'}' => self.stack.push(Value::Dict(Vec::new())),
-                b']' => self.stack.push(Value::List(Vec::new())),
-                b')' => self.stack.push(Value::Tuple(Vec::new())),
-                b'N' => self.stack.push(Value::None),
-                0x88 => self.stack.push(Value::Bool(true)),
-                0x89 => self.stack.push(Value::Bool(false)),
-                b'K' => {
+                MARK => self.marks.push(self.stack.len()),
+                EMPTY_DICT => self.stack.push(Value::Dict(Vec::new())),
+                EMPTY_LIST => self.stack.push(Value::List(Vec::new())),
+                EMPTY_TUPLE => self.stack.push(Value::Tuple(Vec::new())),
+                NONE => self.stack.push(Value::None),
+                NEWTRUE => self.stack.push(Value::Bool(true)),
+                NEWFALSE => self.stack.push(Value::Bool(false)),
+                BININT1 => {
                     let v = self.u8()?;
                     self.stack.push(Value::Int(v as i64));
                 }
-                b'M' => {
+                BININT2 => {
                     let v = self.u16()?;
                     self.stack.push(Value::Int(v as i64));
                 }
-                b'J' => {
+                BININT => {
                     let v = self.u32()? as i32;
                     self.stack.push(Value::Int(v as i64));
                 }
-                0x8a => {
+                LONG1 => {
                     let n = self.u8()? as usize;
                     if n > 8 {
                         return Err(self.err("an integer of at most 8 bytes", format!("{n} bytes")));
@@ -372,12 +273,12 @@ impl<'a> Reader<'a> {
                     buf[..n].copy_from_slice(b);
                     self.stack.push(Value::Int(i64::from_le_bytes(buf)));
                 }
-                b'U' | b'C' => {
+                SHORT_BINSTRING | SHORT_BINBYTES => {
                     let n = self.u8()? as usize;
                     let v = self.bytes_value(n)?;
                     self.stack.push(v);
                 }
-                b'T' => {
+                BINSTRING => {
                     let n = self.u32()? as i32;
                     if n < 0 {
                         return Err(self.err("a non-negative string length", format!("{n}")));
@@ -385,58 +286,58 @@ impl<'a> Reader<'a> {
                     let v = self.bytes_value(n as usize)?;
                     self.stack.push(v);
                 }
-                b'B' => {
+                BINBYTES => {
                     let n = self.u32()? as usize;
                     let v = self.bytes_value(n)?;
                     self.stack.push(v);
                 }
-                0x8e | 0x96 => {
+                BINBYTES8 | BYTEARRAY8 => {
                     let n = self.len64()?;
                     let v = self.bytes_value(n)?;
                     self.stack.push(v);
                 }
-                0x8c => {
+                SHORT_BINUNICODE => {
                     let n = self.u8()? as usize;
                     let v = self.str_value(n)?;
                     self.stack.push(v);
                 }
-                b'X' => {
+                BINUNICODE => {
                     let n = self.u32()? as usize;
                     let v = self.str_value(n)?;
                     self.stack.push(v);
                 }
-                0x8d => {
+                BINUNICODE8 => {
                     let n = self.len64()?;
                     let v = self.str_value(n)?;
                     self.stack.push(v);
                 }
-                b'q' => {
+                BINPUT => {
                     let k = self.u8()? as u32;
                     self.memo_put(k)?;
                 }
-                b'r' => {
+                LONG_BINPUT => {
                     let k = self.u32()?;
                     self.memo_put(k)?;
                 }
-                0x94 => {
+                MEMOIZE => {
                     let k = u32::try_from(self.memo.len()).unwrap_or(u32::MAX);
                     self.memo_put(k)?;
                 }
-                b'h' => {
+                BINGET => {
                     let k = self.u8()? as u32;
                     self.memo_get(k)?;
                 }
-                b'j' => {
+                LONG_BINGET => {
                     let k = self.u32()?;
                     self.memo_get(k)?;
                 }
-                b'c' => {
+                GLOBAL => {
                     let module = self.line()?;
                     let name = self.line()?;
                     let g = self.global(module, name)?;
                     self.stack.push(g);
                 }
-                0x93 => {
+                STACK_GLOBAL => {
                     let name = self.pop()?;
                     let module = self.pop()?;
                     let (Value::Str(m), Value::Str(n)) = (&module, &name) else {
@@ -448,8 +349,8 @@ impl<'a> Reader<'a> {
                     let g = self.global(m, n)?;
                     self.stack.push(g);
                 }
-                0x85..=0x87 => {
-                    let n = (op - 0x84) as usize;
+                TUPLE1..=TUPLE3 => {
+                    let n = (op - TUPLE1 + 1) as usize;
                     let mut items = Vec::with_capacity(n);
                     for _ in 0..n {
                         items.push(self.pop()?);
@@ -457,34 +358,34 @@ impl<'a> Reader<'a> {
                     items.reverse();
                     self.push_container(Value::Tuple(items))?;
                 }
-                b't' => {
+                TUPLE => {
                     let items = self.pop_mark()?;
                     self.push_container(Value::Tuple(items))?;
                 }
-                b'a' => {
+                APPEND => {
                     let v = self.pop()?;
                     self.append(vec![v])?;
                 }
-                b'e' => {
+                APPENDS => {
                     let items = self.pop_mark()?;
                     self.append(items)?;
                 }
-                b's' => {
+                SETITEM => {
                     let v = self.pop()?;
                     let k = self.pop()?;
                     self.set_items(vec![k, v])?;
                 }
-                b'u' => {
+                SETITEMS => {
                     let items = self.pop_mark()?;
                     self.set_items(items)?;
                 }
-                b'R' => {
+                REDUCE => {
                     let args = self.pop()?;
                     let callable = self.pop()?;
                     let v = self.reduce(callable, args)?;
                     self.stack.push(v);
                 }
-                b'b' => {
+                BUILD => {
                     let state = self.pop()?;
                     let obj = self.pop()?;
                     let v = self.build(obj, state)?;

@@ -1,0 +1,105 @@
+//! The Winograd transforms, each against its adjoint: `<T a, b> = <a, T* b>` for random
+//! `a`, `b`, over odd sizes and paddings (the backward pass is only right if these pairs are
+//! adjoint).
+
+use super::*;
+use crate::Pair;
+use crate::conv::epilogue::Epilogue;
+use crate::conv::panel_gemm::{panel_index, panel_len};
+use proptest::prelude::*;
+
+fn randv(n: usize, rng: &mut ember_tensor::Rng) -> Vec<f32> {
+    (0..n).map(|_| rng.normal()).collect()
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
+}
+
+/// `v`'s entries for tile columns that hold no tile, zeroed (they are padding).
+fn zero_unused(v: &mut [f32], rows: usize, tiles: &WinogradTiles, images: usize) {
+    let t = tiles.columns(images);
+    let ps = winograd_plane(rows * t);
+    let used = images * tiles.per_image();
+    for (i, x) in v.iter_mut().enumerate() {
+        let in_plane = i % ps;
+        if i / ps >= WINOGRAD_POSITIONS || in_plane >= rows * t || in_plane % t >= used {
+            *x = 0.0;
+        }
+    }
+}
+
+fn close(a: f64, b: f64, scale: f64) -> bool {
+    (a - b).abs() <= 1e-4 * (1.0 + scale)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn input_transform_and_input_grad_are_adjoint(
+        h in 1usize..=11, w in 1usize..=11, ph in 0usize..=3, pw in 0usize..=3,
+        images in 1usize..=3, cin in 1usize..=3, seed in any::<u64>(),
+    ) {
+        let Some(tiles) = WinogradTiles::new(h, w, Pair(ph, pw)) else { return Ok(()); };
+        let mut rng = ember_tensor::Rng::new(seed);
+        let x = randv(images * cin * h * w, &mut rng);
+        let len = winograd_len(cin * tiles.columns(images));
+        let mut dv = randv(len, &mut rng);
+        zero_unused(&mut dv, cin, &tiles, images);
+        let mut scratch = vec![0.0; tiles.scratch_len()];
+        let mut v = vec![0.0; len];
+        winograd_input(&x, images, cin, &tiles, &mut v, &mut scratch);
+        let mut gx = vec![f32::NAN; x.len()];
+        winograd_input_grad(&dv, images, cin, &tiles, &mut scratch, &mut gx);
+        let (lhs, rhs) = (dot(&v, &dv), dot(&x, &gx));
+        prop_assert!(close(lhs, rhs, dot(&v, &v).sqrt() * dot(&dv, &dv).sqrt()), "{lhs} vs {rhs}");
+    }
+
+    #[test]
+    fn output_transform_and_grad_output_are_adjoint(
+        h in 1usize..=11, w in 1usize..=11, ph in 0usize..=3, pw in 0usize..=3,
+        images in 1usize..=3, cout in 1usize..=3, seed in any::<u64>(),
+    ) {
+        let Some(tiles) = WinogradTiles::new(h, w, Pair(ph, pw)) else { return Ok(()); };
+        let mut rng = ember_tensor::Rng::new(seed);
+        let len = winograd_len(cout * tiles.columns(images));
+        let mut m = randv(len, &mut rng);
+        zero_unused(&mut m, cout, &tiles, images);
+        let dy = randv(images * cout * tiles.ho * tiles.wo, &mut rng);
+        let mut scratch = vec![0.0; tiles.scratch_len()];
+        let mut y = vec![f32::NAN; dy.len()];
+        winograd_output(&m, images, cout, &tiles, Epilogue::NONE, &mut scratch, &mut y);
+        let mut dm = vec![0.0; len];
+        winograd_grad_output(&dy, images, cout, &tiles, &mut scratch, &mut dm);
+        zero_unused(&mut dm, cout, &tiles, images);
+        let (lhs, rhs) = (dot(&y, &dy), dot(&m, &dm));
+        prop_assert!(close(lhs, rhs, dot(&m, &m).sqrt() * dot(&dy, &dy).sqrt()), "{lhs} vs {rhs}");
+    }
+
+    #[test]
+    fn weight_transform_and_weight_grad_are_adjoint(
+        cout in 1usize..=8, cin in 1usize..=8, seed in any::<u64>(),
+    ) {
+        let mut rng = ember_tensor::Rng::new(seed);
+        let g = randv(cout * cin * 9, &mut rng);
+        let du = randv(winograd_len(cout * cin), &mut rng);
+        let mut u = vec![0.0; winograd_weights_len(cout, cin, false)];
+        winograd_weights(&g, cout, cin, false, &mut u);
+        // U is packed in panels; read it back as [16][cout][cin] like dU.
+        let (pu, pd) = (winograd_plane(panel_len(cout, cin)), winograd_plane(cout * cin));
+        let mut lhs = 0.0;
+        for p in 0..WINOGRAD_POSITIONS {
+            for co in 0..cout {
+                for ci in 0..cin {
+                    let at = panel_index(co, ci, cin);
+                    lhs += u[p * pu + at] as f64 * du[p * pd + co * cin + ci] as f64;
+                }
+            }
+        }
+        let mut gw = vec![0.0; g.len()];
+        winograd_weight_grad(&du, cout, cin, &mut gw);
+        let rhs = dot(&g, &gw);
+        prop_assert!(close(lhs, rhs, dot(&g, &g).sqrt() * dot(&du, &du).sqrt()), "{lhs} vs {rhs}");
+    }
+}
