@@ -2,8 +2,9 @@
 //!
 //! Image datasets on disk and in memory for Ember: CIFAR-10/100 (binary and python
 //! pickles, folder or `.tar.gz`), IDX (MNIST, Fashion-MNIST, gzip'd or raw), image folders,
-//! and an embedded Fashion-MNIST sample; per-channel normalisation and seeded augmentation;
-//! a parallel, shuffled loader that prepares the next batch in the background.
+//! Spark image DataFrames saved as Parquet, and an embedded Fashion-MNIST sample;
+//! per-channel normalisation and seeded augmentation; a parallel, shuffled loader that
+//! prepares the next batch in the background.
 //!
 //! Data flows `bytes on disk -> formats -> Dataset (u8 pixels) -> Loader -> NCHW f32 Tensor`.
 //! Every reader validates sizes against the bytes it has before allocating, and reports bad
@@ -45,13 +46,15 @@ pub use loader::{Batch, Epoch, Loader, LoaderConfig};
 pub use sample::{SAMPLE_BYTES, SAMPLE_TEST_PER_CLASS, SAMPLE_TRAIN_PER_CLASS, sample};
 pub use transform::{Augment, Normalize};
 
-use formats::{cifar, folder, idx, read_file};
+pub use formats::parquet::{ParquetOptions, ParquetSummary};
+
+use formats::{cifar, folder, idx, parquet, read_file};
 
 /// A dataset's training and test parts, and the format they were read from.
 #[derive(Clone, Debug)]
 pub struct Splits {
     /// "idx", "cifar10-binary", "cifar100-binary", "cifar10-python", "cifar100-python",
-    /// "image-folder" or "sample".
+    /// "image-folder", "spark-parquet" or "sample".
     pub format: String,
     /// The training images.
     pub train: Dataset,
@@ -72,6 +75,9 @@ pub struct OpenOptions {
     /// The height and width image folders are resized to, their channels as the first
     /// image's; used when `image_size` is not given.
     pub resize: Option<[usize; 2]>,
+    /// The columns of a Spark image DataFrame in Parquet (label, split); `image_size` and
+    /// `resize` apply to its images as to an image folder's.
+    pub parquet: ParquetOptions,
     /// A folder where decoded image folders are cached ([`formats::folder_cache`]); none by
     /// default.
     pub cache_dir: Option<std::path::PathBuf>,
@@ -84,6 +90,7 @@ impl std::fmt::Debug for OpenOptions {
         f.debug_struct("OpenOptions")
             .field("image_size", &self.image_size)
             .field("resize", &self.resize)
+            .field("parquet", &self.parquet)
             .field("cache_dir", &self.cache_dir)
             .field("progress", &self.progress.is_some())
             .finish()
@@ -127,7 +134,8 @@ pub fn open(path: &Path) -> Result<Splits, DataError> {
 }
 
 /// Opens a dataset, recognising its format, in this order:
-/// - a file: a CIFAR-10/100 binary or python `.tar.gz` (or `.tar`) as distributed;
+/// - a file: a Parquet file (a Spark image DataFrame, see [`formats::parquet`]), or a
+///   CIFAR-10/100 binary or python `.tar.gz` (or `.tar`) as distributed;
 /// - a folder holding the IDX files `train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte[.gz]`,
 ///   `t10k-images-idx3-ubyte[.gz]`, `t10k-labels-idx1-ubyte[.gz]` (MNIST, Fashion-MNIST);
 /// - a folder holding CIFAR files: `data_batch_1.bin`… `test_batch.bin` (CIFAR-10 binary),
@@ -136,32 +144,52 @@ pub fn open(path: &Path) -> Result<Splits, DataError> {
 /// - a folder holding one of the CIFAR folders or archives under its official name
 ///   (`cifar-10-batches-bin`, `cifar-10-binary.tar.gz`, …);
 /// - an image folder: `root/train/<class>/*` and `root/test/<class>/*`, or `root/<class>/*`
-///   with an empty test part.
+///   with an empty test part;
+/// - a folder of Parquet files (a Spark image DataFrame as `.write.parquet` saves it, or
+///   `train/` and `test/` ones), see [`formats::parquet`].
 pub fn open_with(path: &Path, options: OpenOptions) -> Result<Splits, DataError> {
+    open_described(path, options).map(|(s, _)| s)
+}
+
+/// [`open_with`], also returning what a Parquet dataset's files held (for a description).
+pub fn open_described(
+    path: &Path,
+    options: OpenOptions,
+) -> Result<(Splits, Option<ParquetSummary>), DataError> {
     let name = path.display().to_string();
     let meta = std::fs::metadata(path)
         .map_err(|e| DataError::io(path, "an existing file or folder", &e))?;
+    let read_parquet = |options: &OpenOptions| {
+        parquet::open(path, &options.parquet, options.image_size, options.resize)
+            .map(|(s, summary)| (s, Some(summary)))
+    };
+    if meta.is_file() && parquet::is_parquet_file(path) {
+        return read_parquet(&options);
+    }
     if meta.is_file() {
         let bytes = read_file(path)?;
-        return cifar::open_archive(&name, &bytes);
+        return Ok((cifar::open_archive(&name, &bytes)?, None));
     }
     if idx::detect(path) {
-        return idx::open_dir(path);
+        return Ok((idx::open_dir(path)?, None));
     }
     if cifar::detect_dir(path) {
-        return cifar::open_dir(path);
+        return Ok((cifar::open_dir(path)?, None));
     }
     for inner in CIFAR_NAMES.iter().map(|n| path.join(n)) {
         if inner.is_file() || (inner.is_dir() && cifar::detect_dir(&inner)) {
-            return open_with(&inner, options);
+            return open_described(&inner, options);
         }
     }
     if folder::detect(path) {
-        return folder::open_dir(path, &options);
+        return Ok((folder::open_dir(path, &options)?, None));
+    }
+    if parquet::detect(path) {
+        return read_parquet(&options);
     }
     Err(DataError::new(
         name,
-        "IDX files, CIFAR files or archives, or class folders of images",
+        "IDX files, CIFAR files or archives, class folders of images, or Parquet files",
         "none of them",
     ))
 }

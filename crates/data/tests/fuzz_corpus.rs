@@ -7,7 +7,8 @@ mod common;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use ember_data::formats::{FUZZ_TARGETS, fuzz_one, idx};
+use ember_data::Dataset;
+use ember_data::formats::{FUZZ_TARGETS, fuzz_one, idx, parquet};
 
 fn corpus_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus")
@@ -122,4 +123,30 @@ fn write_fuzz_corpus() {
     ];
     put("archive", "cifar10-py.tar.gz", &common::tar_gz(&py));
     put("archive", "not-gzip", b"hello");
+    // Parquet: Spark's image schema, grayscale and colour, string and integer labels, a
+    // split column (the target reads it with and without `split` as the split column).
+    let px: Vec<u8> = (0..2 * 4 * 4).map(|i| (i * 9) as u8).collect();
+    let gray = Dataset::new([1, 4, 4], px, vec![0, 1], vec!["a".into(), "b".into()]).unwrap();
+    let rgb: Vec<u8> = (0..2 * 3 * 2 * 2).map(|i| (i * 11) as u8).collect();
+    let rgb = Dataset::new([3, 2, 2], rgb, vec![1, 0], vec!["x".into(), "y".into()]).unwrap();
+    let pq = |name: &str, ds: &Dataset, opts: parquet::WriteOptions| {
+        let mut buf = Vec::new();
+        parquet::write_spark_images(&mut buf, ds, &opts).unwrap();
+        put("parquet", name, &buf);
+    };
+    pq("gray-names.parquet", &gray, Default::default());
+    let split = parquet::WriteOptions {
+        label_names: false,
+        split: Some(("split".into(), "test".into())),
+        ..Default::default()
+    };
+    pq("rgb-ints-split.parquet", &rgb, split);
+    pq("rgb-names.parquet", &rgb, Default::default());
+    let spark = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/parquet/spark-3-images-4x3.parquet");
+    put(
+        "parquet",
+        "spark-written.parquet",
+        &std::fs::read(spark).unwrap(),
+    );
 }

@@ -84,6 +84,12 @@ pub struct TrainConfig {
     /// statistics, stay as they are.
     #[serde(default)]
     pub freeze: Vec<String>,
+    /// The label column of a Parquet dataset (a Spark image DataFrame); `None`: `label`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_column: Option<String>,
+    /// The column of a Parquet dataset whose values, `train` or `test`, split its rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_column: Option<String>,
     /// Lookahead every N optimizer steps over an average of the weights (and batch-norm
     /// statistics) whose decay grows as `alpha^N · (t/T)³` (0: off); see
     /// [`ember_optim::Lookahead`]. The run ends on the averaged weights.
@@ -300,6 +306,8 @@ impl Default for TrainConfig {
             test_split: None,
             init_from: None,
             freeze: Vec::new(),
+            label_column: None,
+            split_column: None,
             lookahead: 0,
             lookahead_alpha: lookahead_alpha(),
             norm_lr_scale: 1.0,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use ember_data::formats::folder_cache::CacheState;
-use ember_data::{Augment, OpenOptions, Splits};
+use ember_data::{Augment, OpenOptions, ParquetOptions, ParquetSummary, Splits};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::{Error, Result};
@@ -69,7 +69,9 @@ fn locate(what: &str) -> Result<Location> {
     let hint = if DOWNLOADABLE.contains(&what) {
         format!("fetch it with `cargo xtask download {what}` (or import a copy with --from)")
     } else {
-        format!("give a dataset folder or archive, `sample`, or one of {DOWNLOADABLE:?}")
+        format!(
+            "give a dataset folder, archive or Parquet file, `sample`, or one of {DOWNLOADABLE:?}"
+        )
     };
     Err(Error(format!(
         "dataset {what:?}: no such file or folder (looked in . and {}); {hint}",
@@ -77,7 +79,8 @@ fn locate(what: &str) -> Result<Location> {
     )))
 }
 
-/// [`open`] with options for image folders (the size images are resized to). Image folders
+/// [`open`] with options for image folders and Parquet files (the size images are resized
+/// to, the label and split columns). Image folders
 /// are cached in [`cache_dir`] unless `options` name another folder, and their decoding
 /// shows a progress bar when standard error is a terminal.
 pub fn open_with(what: &str, options: OpenOptions) -> Result<Splits> {
@@ -85,6 +88,49 @@ pub fn open_with(what: &str, options: OpenOptions) -> Result<Splits> {
         Location::Sample => Ok(ember_data::sample()?),
         Location::Path(path) => Ok(ember_data::open_with(&path, with_defaults(options))?),
     }
+}
+
+/// [`open_with`], also returning what a Parquet dataset's files held (for a description).
+pub fn open_described(
+    what: &str,
+    options: OpenOptions,
+) -> Result<(Splits, Option<ParquetSummary>)> {
+    match locate(what)? {
+        Location::Sample => Ok((ember_data::sample()?, None)),
+        Location::Path(path) => Ok(ember_data::open_described(&path, with_defaults(options))?),
+    }
+}
+
+/// The columns `--label-column` and `--split-column` name (`label` and none by default).
+pub fn parquet_options(label: Option<&str>, split: Option<&str>) -> ParquetOptions {
+    let defaults = ParquetOptions::default();
+    ParquetOptions {
+        label_column: label.map_or(defaults.label_column.clone(), str::to_string),
+        split_column: split.map(str::to_string),
+        ..defaults
+    }
+}
+
+/// Checks that `--label-column` and `--split-column` were given only for a Parquet dataset
+/// (`format`, as [`Splits::format`] names it), where they mean something.
+pub fn check_columns_apply(
+    format: &str,
+    dataset: &str,
+    label: Option<&str>,
+    split: Option<&str>,
+) -> Result<()> {
+    let given: Vec<&str> = [("--label-column", label), ("--split-column", split)]
+        .iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(flag, _)| *flag)
+        .collect();
+    if given.is_empty() || format == ember_data::formats::parquet::FORMAT {
+        return Ok(());
+    }
+    Err(Error(format!(
+        "{}: dataset {dataset} is {format}, not Parquet files, and has no columns",
+        given.join(" and ")
+    )))
 }
 
 /// The cache of `what` (an image folder) for `options`; `None` for other datasets or without

@@ -86,9 +86,9 @@ pub fn evaluate_with(
 
 /// Scores a checkpoint on the test part of a dataset (`sample`, a path, or a downloaded
 /// dataset's name), read as the run read it: image folders resized to the checkpoint's
-/// input, a flat folder's test part held out as training held it out, the checkpoint's
-/// own normalisation. The dataset must have the checkpoint's image shape and number of
-/// classes, and test images.
+/// input, a flat folder's test part held out as training held it out, a Parquet dataset's
+/// label and split columns as the run named them, the checkpoint's own normalisation. The
+/// dataset must have the checkpoint's image shape and number of classes, and test images.
 /// With `tta`, each image is scored by its test-time augmented logits.
 pub fn evaluate_checkpoint(
     clf: &mut Classifier,
@@ -96,12 +96,32 @@ pub fn evaluate_checkpoint(
     batch: usize,
     tta: Tta,
 ) -> Result<Evaluation> {
+    evaluate_checkpoint_with(clf, dataset, batch, tta, None, None)
+}
+
+/// [`evaluate_checkpoint`] with the label and split columns of a Parquet dataset, where
+/// given, instead of those the checkpoint records for the run.
+pub fn evaluate_checkpoint_with(
+    clf: &mut Classifier,
+    dataset: &str,
+    batch: usize,
+    tta: Tta,
+    label_column: Option<&str>,
+    split_column: Option<&str>,
+) -> Result<Evaluation> {
     let (model, meta) = clf.parts();
+    let record = meta.data.clone().unwrap_or_default();
+    let parquet = crate::datasets::parquet_options(
+        label_column.or(record.label_column.as_deref()),
+        split_column.or(record.split_column.as_deref()),
+    );
     let options = OpenOptions {
         image_size: Some(meta.input_shape),
+        parquet,
         ..OpenOptions::default()
     };
     let mut splits = crate::datasets::open_with(dataset, options)?;
+    crate::datasets::check_columns_apply(&splits.format, dataset, label_column, split_column)?;
     if let Some(record) = &meta.data
         && let Some(fraction) = record.test_split
     {
@@ -113,6 +133,10 @@ pub fn evaluate_checkpoint(
             if splits.format == "image-folder" {
                 ": a flat image folder has none unless the run held some out (`ember train \
                  --test-split`), or give a folder with train/ and test/ parts"
+            } else if splits.format == ember_data::formats::parquet::FORMAT {
+                ": Parquet files have none unless the run held some out (`ember train \
+                 --test-split`), a split column names them (`--split-column`), or a folder \
+                 has train/ and test/ parts"
             } else {
                 ""
             }

@@ -100,6 +100,10 @@ pub struct DatasetInfo {
     pub train: SplitInfo,
     /// The test split.
     pub test: SplitInfo,
+    /// What a Parquet dataset's files hold: files, rows, stored image sizes and modes, the
+    /// label column and where the test part came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// For an image folder: its decoded copy in the cache folder.
     pub cache: Option<CacheInfo>,
 }
@@ -115,13 +119,22 @@ pub struct CacheInfo {
     pub bytes: u64,
 }
 
-/// Opens a dataset (image folders resized to `resize` if given) and describes it.
-pub fn dataset_info(what: &str, resize: Option<[usize; 2]>) -> Result<DatasetInfo> {
+/// Opens a dataset (image folders and Parquet images resized to `resize` if given, the
+/// Parquet label and split columns as `label` and `split` name them) and describes it.
+pub fn dataset_info(
+    what: &str,
+    resize: Option<[usize; 2]>,
+    label: Option<&str>,
+    split: Option<&str>,
+) -> Result<DatasetInfo> {
     let options = ember_data::OpenOptions {
         resize,
+        parquet: crate::datasets::parquet_options(label, split),
         ..Default::default()
     };
-    let s = crate::datasets::open_with(what, options.clone())?;
+    let (s, summary) = crate::datasets::open_described(what, options.clone())?;
+    crate::datasets::check_columns_apply(&s.format, what, label, split)?;
+    let source = summary.map(|s| s.to_string());
     // After opening, which wrote the cache if it could.
     let cache = crate::datasets::cache_state(what, options)?.map(|c| CacheInfo {
         path: c.path.display().to_string(),
@@ -138,14 +151,19 @@ pub fn dataset_info(what: &str, resize: Option<[usize; 2]>) -> Result<DatasetInf
         classes: s.train.classes().to_vec(),
         train: split(&s.train),
         test: split(&s.test),
+        source,
         cache,
     })
 }
 
 /// The dataset description as a text table.
 pub fn dataset_info_text(info: &DatasetInfo) -> String {
+    let source = info
+        .source
+        .as_ref()
+        .map_or(String::new(), |s| format!("{s}\n"));
     let mut s = format!(
-        "format {}\nimage shape {:?} (channels, height, width)\ntrain {} images, test {} images{}\n\n{:<4} {:<24} {:>8} {:>8}\n",
+        "format {}\n{source}image shape {:?} (channels, height, width)\ntrain {} images, test {} images{}\n\n{:<4} {:<24} {:>8} {:>8}\n",
         info.format,
         info.shape,
         info.train.count,

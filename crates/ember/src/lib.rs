@@ -36,7 +36,10 @@ use std::path::Path;
 
 pub use config::TrainConfig;
 pub use error::{Error, Result};
-pub use evaluate::{EVAL_BATCH, evaluate, evaluate_batched, evaluate_checkpoint, evaluate_with};
+pub use evaluate::{
+    EVAL_BATCH, evaluate, evaluate_batched, evaluate_checkpoint, evaluate_checkpoint_with,
+    evaluate_with,
+};
 pub use metrics::Evaluation;
 pub use predict::{Classifier, Prediction};
 pub use spec::ModelSpec;

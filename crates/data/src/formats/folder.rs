@@ -73,7 +73,7 @@ pub fn decode_image(
     Ok(to_chw(img, channels, height, width))
 }
 
-fn to_chw(img: DynamicImage, channels: usize, height: usize, width: usize) -> Vec<u8> {
+pub(crate) fn to_chw(img: DynamicImage, channels: usize, height: usize, width: usize) -> Vec<u8> {
     let (h, w) = (height as u32, width as u32);
     let img = if img.width() != w || img.height() != h {
         img.resize_exact(w, h, FilterType::Triangle)

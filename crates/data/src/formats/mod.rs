@@ -8,6 +8,7 @@ pub mod cifar;
 pub mod folder;
 pub mod folder_cache;
 pub mod idx;
+pub mod parquet;
 pub mod pickle;
 
 use std::io::Read;
@@ -19,8 +20,16 @@ use crate::DataError;
 /// 180 MB unpacked): a bound on what a decompression bomb can make us allocate.
 pub const MAX_DECOMPRESSED: u64 = 1 << 30;
 
-/// The fuzz targets, by name: `idx`, `cifar_binary`, `pickle`, `image`, `archive`.
-pub const FUZZ_TARGETS: [&str; 5] = ["idx", "cifar_binary", "pickle", "image", "archive"];
+/// The fuzz targets, by name: `idx`, `cifar_binary`, `pickle`, `image`, `archive`,
+/// `parquet`.
+pub const FUZZ_TARGETS: [&str; 6] = [
+    "idx",
+    "cifar_binary",
+    "pickle",
+    "image",
+    "archive",
+    "parquet",
+];
 
 /// Feeds `data` to the parser entry points of one fuzz target (see [`FUZZ_TARGETS`]),
 /// discarding the results: both `fuzz/` and the corpus replay test call this, so what CI
@@ -49,6 +58,14 @@ pub fn fuzz_one(target: &str, data: &[u8]) -> bool {
         }
         "archive" => {
             let _ = cifar::open_archive("fuzz", data);
+        }
+        "parquet" => {
+            let split = parquet::ParquetOptions {
+                split_column: Some("split".into()),
+                ..Default::default()
+            };
+            let _ = parquet::parse("fuzz", data.to_vec(), &parquet::ParquetOptions::default());
+            let _ = parquet::parse("fuzz", data.to_vec(), &split);
         }
         _ => return false,
     }

@@ -85,6 +85,12 @@ pub struct DataRecord {
     /// The seed of the run's splits.
     #[serde(default)]
     pub seed: u64,
+    /// `--label-column` of a Parquet dataset, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_column: Option<String>,
+    /// `--split-column` of a Parquet dataset, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_column: Option<String>,
 }
 
 /// Reads metrics where a non-finite value was written as `null`: NaN.

@@ -76,6 +76,8 @@ impl Run {
                 image_size: cfg.image_size,
                 test_split: splits.held_out,
                 seed: cfg.seed,
+                label_column: cfg.label_column.clone(),
+                split_column: cfg.split_column.clone(),
             }),
         };
         let train = Arc::new(train);
@@ -213,9 +215,19 @@ fn open_data(
 ) -> Result<(RunSplits, Dataset, Option<Dataset>)> {
     let options = OpenOptions {
         resize: cfg.image_size,
+        parquet: datasets::parquet_options(
+            cfg.label_column.as_deref(),
+            cfg.split_column.as_deref(),
+        ),
         ..OpenOptions::default()
     };
     let mut splits = datasets::open_with(&cfg.dataset, options)?;
+    datasets::check_columns_apply(
+        &splits.format,
+        &cfg.dataset,
+        cfg.label_column.as_deref(),
+        cfg.split_column.as_deref(),
+    )?;
     let held_out = if splits.test.is_empty() {
         let fraction = cfg.test_split.unwrap_or(DEFAULT_TEST_SPLIT);
         splits.hold_out_test(fraction, cfg.seed);
@@ -277,7 +289,7 @@ fn fit_model(
     let shape = train.shape();
     let (spec, zoo) = resolve_model_for(&cfg.model, Some(shape))?;
     if spec.input != shape {
-        let hint = if format == "image-folder" {
+        let hint = if format == "image-folder" || format == ember_data::formats::parquet::FORMAT {
             format!(
                 "; --image-size {}x{} resizes the folder's images",
                 spec.input[1], spec.input[2]

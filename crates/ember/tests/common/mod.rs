@@ -1,6 +1,8 @@
 //! Test helpers: a tiny IDX dataset written to a temporary folder.
 #![allow(dead_code)]
 
+pub mod mpi;
+
 use std::path::{Path, PathBuf};
 
 /// A fresh temporary folder for one test.

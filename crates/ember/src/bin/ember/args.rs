@@ -125,11 +125,27 @@ fn image_size(text: &str) -> Result<[usize; 2], String> {
     ember::config::parse_image_size(text)
 }
 
+/// The columns of a Parquet dataset (a Spark image DataFrame).
+#[derive(Args)]
+pub struct ColumnArgs {
+    /// The label column of a Parquet dataset: integers (class indices) or strings (class
+    /// names) [default: label].
+    #[arg(long, value_name = "COLUMN")]
+    pub label_column: Option<String>,
+    /// A column of a Parquet dataset whose values, `train` or `test`, say which part each
+    /// row is in (also found as `COLUMN=…` folders of a partitioned Spark output).
+    #[arg(long, value_name = "COLUMN")]
+    pub split_column: Option<String>,
+}
+
 #[derive(Args)]
 pub struct TrainArgs {
-    /// `sample`, a dataset folder or archive, or a downloaded dataset's name.
+    /// `sample`, a dataset folder, archive or Parquet file (or a folder of them), or a
+    /// downloaded dataset's name.
     #[arg(long, default_value = "sample")]
     pub dataset: String,
+    #[command(flatten)]
+    pub columns: ColumnArgs,
     /// Zoo name (fmnist-cnn, cifar-cnn, resnet9) or a model file (*.toml). A zoo model's
     /// last layer gets one output per class of the dataset.
     #[arg(long, default_value = "fmnist-cnn")]
@@ -263,6 +279,9 @@ pub struct EvalArgs {
     /// The dataset whose test split is scored.
     #[arg(long)]
     pub dataset: String,
+    /// Parquet columns, when not those the run used (which the checkpoint records).
+    #[command(flatten)]
+    pub columns: ColumnArgs,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -324,8 +343,10 @@ pub struct InfoArgs {
 
 #[derive(Args)]
 pub struct DatasetInfoArgs {
-    /// A dataset folder or archive, `sample`, or a downloaded dataset's name.
+    /// A dataset folder, archive or Parquet file, `sample`, or a downloaded dataset's name.
     pub path: String,
+    #[command(flatten)]
+    pub columns: ColumnArgs,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,

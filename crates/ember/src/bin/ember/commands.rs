@@ -96,6 +96,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
         test_split: a.test_split,
         init_from: a.init_from,
         freeze: a.freeze,
+        label_column: a.columns.label_column,
+        split_column: a.columns.split_column,
         lookahead: a.lookahead,
         lookahead_alpha: a.lookahead_alpha,
         norm_lr_scale: a.norm_lr_scale,
@@ -115,7 +117,14 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         return Err(Error::msg("--batch-size must be at least 1"));
     }
     let mut clf = Classifier::load(&a.checkpoint)?;
-    let eval = ember::evaluate_checkpoint(&mut clf, &a.dataset, a.batch_size, a.tta.tta())?;
+    let eval = ember::evaluate_checkpoint_with(
+        &mut clf,
+        &a.dataset,
+        a.batch_size,
+        a.tta.tta(),
+        a.columns.label_column.as_deref(),
+        a.columns.split_column.as_deref(),
+    )?;
     if let Some(path) = &a.heatmap {
         ember::plot::plot_confusion(path, &eval)?;
     }
@@ -232,7 +241,12 @@ pub fn info(a: InfoArgs) -> Result<()> {
 
 pub fn dataset_info(a: DatasetInfoArgs) -> Result<()> {
     use_threads(a.threads)?;
-    let info = ember::info::dataset_info(&a.path, a.image_size)?;
+    let info = ember::info::dataset_info(
+        &a.path,
+        a.image_size,
+        a.columns.label_column.as_deref(),
+        a.columns.split_column.as_deref(),
+    )?;
     if a.json {
         println!("{}", serde_json::to_string(&info).unwrap_or_default());
     } else {
