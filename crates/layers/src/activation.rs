@@ -1,5 +1,5 @@
 //! Element-wise layers: one [`Elementwise`] layer type over a function and its derivative
-//! ([`ElementwiseOp`]): [`ReLU`](struct@ReLU), [`LeakyReLU`], [`GELU`](struct@GELU) and
+//! ([`ElementwiseOp`]): [`ReLU`](type@ReLU), [`LeakyReLU`], [`GELU`](type@GELU) and
 //! [`Scale`] (multiplication by a constant).
 
 use std::fmt::Debug;
