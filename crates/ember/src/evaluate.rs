@@ -69,12 +69,8 @@ pub fn evaluate_batched(
 /// input, a flat folder's test part held out as training held it out, the checkpoint's
 /// own normalisation. The dataset must have the checkpoint's image shape and number of
 /// classes, and test images.
-pub fn evaluate_checkpoint(
-    clf: &mut Classifier,
-    dataset: &str,
-    batch: usize,
-) -> Result<Evaluation> {
-    let (model, meta) = clf.parts();
+pub fn evaluate_checkpoint(clf: &Classifier, dataset: &str, batch: usize) -> Result<Evaluation> {
+    let meta = clf.meta();
     let options = OpenOptions {
         image_size: Some(meta.input_shape),
         ..OpenOptions::default()
@@ -116,5 +112,6 @@ pub fn evaluate_checkpoint(
         .map_err(Error)?;
     let normalize = meta.normalize();
     let classes = meta.classes.clone();
-    evaluate_batched(model, &Arc::new(splits.test), &normalize, &classes, batch)
+    let test = Arc::new(splits.test);
+    clf.with_model(|model| evaluate_batched(model, &test, &normalize, &classes, batch))?
 }

@@ -10,7 +10,7 @@
 //! let cfg = TrainConfig { epochs: 2, out: "runs/demo".into(), ..TrainConfig::default() };
 //! let report = train(&cfg, None, Output::Quiet)?;
 //! println!("test accuracy {:.3}", report.test_accuracy);
-//! let mut clf = ember::Classifier::load(&report.run_dir)?;
+//! let clf = ember::Classifier::load(&report.run_dir)?;
 //! # Ok::<(), ember::Error>(())
 //! ```
 
@@ -21,11 +21,14 @@ pub mod datasets;
 pub mod distributed;
 pub mod error;
 mod evaluate;
+pub mod export;
+pub mod import;
 pub mod info;
 pub mod metrics;
 pub mod optimizer;
 pub mod plot;
 pub mod predict;
+pub mod serve;
 pub mod spec;
 pub mod trainer;
 pub mod zoo;

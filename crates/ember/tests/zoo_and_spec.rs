@@ -131,12 +131,12 @@ fn a_spec_file_builds() {
 
 #[test]
 fn spec_errors_name_the_problem_and_line() {
-    let unknown = TINY.replace("type = \"relu\"", "type = \"gelu\"");
+    let unknown = TINY.replace("type = \"relu\"", "type = \"swish\"");
     let e = ModelSpec::from_toml(&unknown, "m.toml")
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("m.toml") && e.contains("gelu") && e.contains("line"),
+        e.contains("m.toml") && e.contains("swish") && e.contains("line"),
         "{e}"
     );
 

@@ -6,7 +6,8 @@
 use ember_layers::conv::{Conv2d, out_len};
 use ember_layers::pool::{AvgPool2d, GlobalAvgPool2d, MaxPool2d};
 use ember_layers::{
-    BatchNorm2d, Dropout, Flatten, Layer, LeakyReLU, Linear, ReLU, Residual, Scale, Sequential,
+    BatchNorm2d, Dropout, Flatten, GELU, Layer, LeakyReLU, Linear, ReLU, Residual, Scale,
+    Sequential,
 };
 use ember_tensor::{Shape, checked_product};
 
@@ -236,6 +237,7 @@ fn make_layer(
             Box::new(Linear::new(features, out).bias(bias))
         }
         LayerSpec::Relu => Box::new(ReLU),
+        LayerSpec::Gelu => Box::new(GELU),
         LayerSpec::LeakyRelu { slope } => {
             finite("slope", slope)?;
             Box::new(LeakyReLU::new(slope))

@@ -142,6 +142,8 @@ pub enum LayerSpec {
     },
     /// `ReLU`.
     Relu,
+    /// `GELU` (the exact form, `x Φ(x)`, PyTorch's `nn.GELU()`).
+    Gelu,
     /// `LeakyReLU`.
     LeakyRelu {
         /// Negative slope (default 0.01).
@@ -370,6 +372,7 @@ impl LayerSpec {
             LayerSpec::GlobalAvgPool2d => "global_avg_pool2d",
             LayerSpec::Linear { .. } => "linear",
             LayerSpec::Relu => "relu",
+            LayerSpec::Gelu => "gelu",
             LayerSpec::LeakyRelu { .. } => "leaky_relu",
             LayerSpec::Flatten => "flatten",
             LayerSpec::Dropout { .. } => "dropout",
@@ -382,7 +385,7 @@ impl LayerSpec {
 
 /// The layer types that take no options: a key beside `type` in one of them (`slope` on a
 /// `relu`) is a mistake that serde would let through for such variants.
-const PLAIN_LAYERS: [&str; 3] = ["relu", "flatten", "global_avg_pool2d"];
+const PLAIN_LAYERS: [&str; 4] = ["relu", "gelu", "flatten", "global_avg_pool2d"];
 
 /// The first option given to a layer that takes none, as (top-level layer index, message),
 /// looking into residual blocks too.
