@@ -350,7 +350,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = ember::serve::ServeConfig::default().max_batch)]
     pub max_batch: usize,
     /// How long a batch may wait for more requests, in milliseconds.
-    #[arg(long, default_value_t = ember::serve::ServeConfig::default().max_wait_ms)]
+    #[arg(long, default_value_t = ember::serve::ServeConfig::default().max_wait_ms, allow_negative_numbers = true)]
     pub max_wait_ms: f64,
     /// The largest request body, e.g. 10MB, 512KB or 1048576 (bytes).
     #[arg(long, default_value = "10MB", value_parser = byte_size)]
