@@ -13,6 +13,32 @@
 //! let clf = ember::Classifier::load(&report.run_dir)?;
 //! # Ok::<(), ember::Error>(())
 //! ```
+//!
+//! ## Deploying
+//!
+//! A [`Classifier`] is `Send + Sync`: load it once and predict from every thread (each
+//! concurrent prediction runs on a replica of the network, its own scratch):
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! let clf = Arc::new(ember::Classifier::load("runs/latest".as_ref())?);
+//! let workers: Vec<_> = ["trouser.png", "boot.png"]
+//!     .into_iter()
+//!     .map(|file| {
+//!         let clf = Arc::clone(&clf);
+//!         std::thread::spawn(move || clf.predict_file(file.as_ref()))
+//!     })
+//!     .collect();
+//! for w in workers {
+//!     let p = w.join().expect("worker")?;
+//!     println!("{} {:.1}%", p.class, 100.0 * p.probabilities[p.index]);
+//! }
+//! # Ok::<(), ember::Error>(())
+//! ```
+//!
+//! The same model behind HTTP with dynamic batching is [`serve`] (`ember serve`); as an
+//! ONNX graph for other runtimes, [`export`] (`ember export --onnx`); weights trained in
+//! PyTorch come in through [`import`] (`ember import`).
 
 pub mod bench;
 pub mod checkpoint;

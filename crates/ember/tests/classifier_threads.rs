@@ -30,7 +30,9 @@ fn one_classifier_serves_many_threads() {
                 let mut out = Vec::new();
                 for round in 0..3 {
                     let start = (t * 5 + round) % images.len();
-                    let order: Vec<usize> = (0..images.len()).map(|i| (start + i) % images.len()).collect();
+                    let order: Vec<usize> = (0..images.len())
+                        .map(|i| (start + i) % images.len())
+                        .collect();
                     let refs: Vec<&[u8]> = order.iter().map(|&i| images[i].as_slice()).collect();
                     let batch = clf.predict_batch(&refs).unwrap();
                     out.extend(order.iter().copied().zip(batch));

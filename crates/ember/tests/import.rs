@@ -16,7 +16,10 @@ use ember_layers::{Layer, Mode};
 use ember_tensor::{Rng, Tensor};
 
 fn ember(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ember")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn show(out: &Output) -> String {
@@ -85,7 +88,11 @@ fn a_pytorch_layout_state_dict_becomes_a_run_folder_every_command_takes() {
     let run = dir.join("run");
     let out = import(&file, &run, &[]);
     assert!(out.status.success(), "{}", show(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("8 tensors"), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("8 tensors"),
+        "{}",
+        show(&out)
+    );
 
     // The weights are the file's, the description the flags'.
     let (meta, mut model) = ember::checkpoint::load(&run).unwrap();
@@ -97,12 +104,29 @@ fn a_pytorch_layout_state_dict_becomes_a_run_folder_every_command_takes() {
     // predict, eval, export and serve take it.
     let img = dir.join("x.png");
     std::fs::write(&img, deploy_common::png(1, 28, 28, 3)).unwrap();
-    let out = ember(&["predict", "--checkpoint", run.to_str().unwrap(), img.to_str().unwrap()]);
+    let out = ember(&[
+        "predict",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        img.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", show(&out));
-    let out = ember(&["eval", "--checkpoint", run.to_str().unwrap(), "--dataset", "sample"]);
+    let out = ember(&[
+        "eval",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--dataset",
+        "sample",
+    ]);
     assert!(out.status.success(), "{}", show(&out));
     let onnx = dir.join("m.onnx");
-    let out = ember(&["export", "--onnx", onnx.to_str().unwrap(), "--checkpoint", run.to_str().unwrap()]);
+    let out = ember(&[
+        "export",
+        "--onnx",
+        onnx.to_str().unwrap(),
+        "--checkpoint",
+        run.to_str().unwrap(),
+    ]);
     assert!(out.status.success() && onnx.exists(), "{}", show(&out));
     let server = deploy_common::ServeProcess::start(&run, &[]);
     let (s, body) = deploy_common::read(
@@ -152,16 +176,31 @@ fn every_mismatch_is_named() {
         .collect();
     write_safetensors(&file, &wrapped, HashMap::new()).unwrap();
     let err = String::from_utf8_lossy(&import(&file, &dir.join("run"), &[]).stderr).into_owned();
-    assert!(err.contains("\"module.\"") && err.contains("missing tensor 0.weight"), "{err}");
+    assert!(
+        err.contains("\"module.\"") && err.contains("missing tensor 0.weight"),
+        "{err}"
+    );
 
     // Integer weights, NaN weights.
     let mut ints = fmnist_cnn_state(&mut rng);
-    ints.insert("0.bias".into(), StoredTensor { shape: vec![32], data: TensorData::I64(vec![1; 32]) });
+    ints.insert(
+        "0.bias".into(),
+        StoredTensor {
+            shape: vec![32],
+            data: TensorData::I64(vec![1; 32]),
+        },
+    );
     write_safetensors(&file, &ints, HashMap::new()).unwrap();
     let err = String::from_utf8_lossy(&import(&file, &dir.join("run"), &[]).stderr).into_owned();
     assert!(err.contains("0.bias") && err.contains("I64"), "{err}");
     let mut nan = fmnist_cnn_state(&mut rng);
-    nan.insert("9.bias".into(), StoredTensor { shape: vec![10], data: TensorData::F32(vec![f32::NAN; 10]) });
+    nan.insert(
+        "9.bias".into(),
+        StoredTensor {
+            shape: vec![10],
+            data: TensorData::F32(vec![f32::NAN; 10]),
+        },
+    );
     write_safetensors(&file, &nan, HashMap::new()).unwrap();
     let err = String::from_utf8_lossy(&import(&file, &dir.join("run"), &[]).stderr).into_owned();
     assert!(err.contains("9.bias") && err.contains("NaN"), "{err}");
@@ -170,19 +209,45 @@ fn every_mismatch_is_named() {
     write_safetensors(&file, &fmnist_cnn_state(&mut rng), HashMap::new()).unwrap();
     let run = dir.join("run");
     let bad_classes = ember(&[
-        "import", "--state-dict", file.to_str().unwrap(), "--model", "cifar-cnn", "--classes", "a,b",
-        "--mean", "0.5", "--std", "0.5", "--out", run.to_str().unwrap(),
+        "import",
+        "--state-dict",
+        file.to_str().unwrap(),
+        "--model",
+        "cifar-cnn",
+        "--classes",
+        "a,b",
+        "--mean",
+        "0.5",
+        "--std",
+        "0.5",
+        "--out",
+        run.to_str().unwrap(),
     ]);
     let err = String::from_utf8_lossy(&bad_classes.stderr);
-    assert!(err.contains("0.weight") && err.contains("[32, 3, 3, 3]"), "{err}");
+    assert!(
+        err.contains("0.weight") && err.contains("[32, 3, 3, 3]"),
+        "{err}"
+    );
     let bad_std = import(&file, &run, &["--std", "0"]);
-    assert!(String::from_utf8_lossy(&bad_std.stderr).contains("--mean/--std"), "{}", show(&bad_std));
+    assert!(
+        String::from_utf8_lossy(&bad_std.stderr).contains("--mean/--std"),
+        "{}",
+        show(&bad_std)
+    );
     let missing = import(&dir.join("nope.safetensors"), &run, &[]);
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.safetensors"), "{}", show(&missing));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("nope.safetensors"),
+        "{}",
+        show(&missing)
+    );
     std::fs::write(&file, b"not safetensors").unwrap();
     let garbage = import(&file, &run, &[]);
     assert_eq!(garbage.status.code(), Some(1), "{}", show(&garbage));
-    assert!(String::from_utf8_lossy(&garbage.stderr).contains("not a valid safetensors"), "{}", show(&garbage));
+    assert!(
+        String::from_utf8_lossy(&garbage.stderr).contains("not a valid safetensors"),
+        "{}",
+        show(&garbage)
+    );
 }
 
 #[test]
@@ -190,11 +255,27 @@ fn a_class_count_that_does_not_fit_a_spec_file_is_refused() {
     let dir = temp_dir("import-classes");
     let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/fmnist-bn.toml");
     let out = ember(&[
-        "import", "--state-dict", "unused.safetensors", "--model", spec.to_str().unwrap(),
-        "--classes", "a,b,c", "--mean", "0.5", "--std", "0.5", "--out", dir.to_str().unwrap(),
+        "import",
+        "--state-dict",
+        "unused.safetensors",
+        "--model",
+        spec.to_str().unwrap(),
+        "--classes",
+        "a,b,c",
+        "--mean",
+        "0.5",
+        "--std",
+        "0.5",
+        "--out",
+        dir.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--classes gives 3 names, the model has 10 outputs"), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--classes gives 3 names, the model has 10 outputs"),
+        "{}",
+        show(&out)
+    );
 }
 
 /// PyTorch's fmnist-bn (models/fmnist-bn.toml) with random weights and batch-norm
@@ -241,14 +322,28 @@ fn a_state_dict_saved_by_pytorch_gives_pytorchs_logits() {
         return;
     };
     let dir = temp_dir("import-torch");
-    let out = Command::new(py).args(["-c", TORCH_FMNIST_BN]).arg(&dir).output().unwrap();
+    let out = Command::new(py)
+        .args(["-c", TORCH_FMNIST_BN])
+        .arg(&dir)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", show(&out));
     let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/fmnist-bn.toml");
     let run = dir.join("run");
     let out = ember(&[
-        "import", "--state-dict", dir.join("w.safetensors").to_str().unwrap(),
-        "--model", spec.to_str().unwrap(), "--classes", CLASSES, "--mean", "0.286",
-        "--std", "0.353", "--out", run.to_str().unwrap(),
+        "import",
+        "--state-dict",
+        dir.join("w.safetensors").to_str().unwrap(),
+        "--model",
+        spec.to_str().unwrap(),
+        "--classes",
+        CLASSES,
+        "--mean",
+        "0.286",
+        "--std",
+        "0.353",
+        "--out",
+        run.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", show(&out));
     let (_, mut model) = ember::checkpoint::load(&run).unwrap();
@@ -258,7 +353,10 @@ fn a_state_dict_saved_by_pytorch_gives_pytorchs_logits() {
     for (i, (g, w)) in got.chunks(10).zip(want.chunks(10)).enumerate() {
         let scale = w.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         for (a, b) in g.iter().zip(w) {
-            assert!((a - b).abs() <= 1e-4 * scale, "image {i}: ember {a}, PyTorch {b}");
+            assert!(
+                (a - b).abs() <= 1e-4 * scale,
+                "image {i}: ember {a}, PyTorch {b}"
+            );
         }
     }
 }

@@ -3,7 +3,7 @@
 //! within 1e-4, relative to the largest logit of each image (|ort - ember| <= 1e-4 *
 //! max|ember|), with the class names and normalisation in the model's metadata.
 //!
-//! Needs a Python with onnxruntime and numpy (and onnx, for the checker): `$EMBER_PYTHON`,
+//! Needs a Python with onnxruntime, onnx (its checker validates every file) and numpy: `$EMBER_PYTHON`,
 //! `~/torch-venv/bin/python3` or `python3`. Without one the tests are skipped with a note,
 //! except under CI, where they fail (`.ci/run` installs them).
 
@@ -21,7 +21,7 @@ use serde_json::Value;
 const TOL: f32 = 1e-4;
 
 fn python() -> Option<PathBuf> {
-    python_with(&["onnxruntime", "numpy"], true)
+    python_with(&["onnxruntime", "onnx", "numpy"], true)
 }
 
 /// Exports checkpoint `ckpt` with the `ember` binary, runs it with ONNX Runtime on `n`
@@ -37,9 +37,16 @@ fn check_against_ort(py: &Path, ckpt: &Path, n: usize, name: &str) -> Value {
         .arg(ckpt)
         .output()
         .unwrap();
-    assert!(out.status.success(), "export of {name} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "export of {name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(printed.contains("opset 13") && printed.contains(&onnx.display().to_string()), "{printed}");
+    assert!(
+        printed.contains("opset 13") && printed.contains(&onnx.display().to_string()),
+        "{printed}"
+    );
 
     let (meta, mut model) = ember::checkpoint::load(ckpt).unwrap();
     let [c, h, w] = meta.input_shape;
@@ -63,6 +70,10 @@ fn check_against_ort(py: &Path, ckpt: &Path, n: usize, name: &str) -> Value {
         String::from_utf8_lossy(&run.stderr)
     );
     let report: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(
+        report["checked"], true,
+        "onnx.checker did not run: {report}"
+    );
     let got: Vec<f32> = std::fs::read(&output)
         .unwrap()
         .chunks_exact(4)
@@ -72,11 +83,17 @@ fn check_against_ort(py: &Path, ckpt: &Path, n: usize, name: &str) -> Value {
     let k = want.len() / n;
     let mut worst = 0.0f32;
     for (i, (g, e)) in got.chunks(k).zip(want.data().chunks(k)).enumerate() {
-        let scale = e.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
+        let scale = e
+            .iter()
+            .fold(0.0f32, |m, v| m.max(v.abs()))
+            .max(f32::MIN_POSITIVE);
         for (j, (a, b)) in g.iter().zip(e).enumerate() {
             let rel = (a - b).abs() / scale;
             worst = worst.max(rel);
-            assert!(rel <= TOL, "{name}: image {i} logit {j}: onnxruntime {a}, ember {b} ({rel:.2e} of {scale})");
+            assert!(
+                rel <= TOL,
+                "{name}: image {i} logit {j}: onnxruntime {a}, ember {b} ({rel:.2e} of {scale})"
+            );
         }
     }
     eprintln!("{name}: largest difference {worst:.2e} of the largest logit");
@@ -84,7 +101,10 @@ fn check_against_ort(py: &Path, ckpt: &Path, n: usize, name: &str) -> Value {
     let classes: Vec<String> = serde_json::from_str(md["classes"].as_str().unwrap()).unwrap();
     assert_eq!(classes, meta.classes, "{name}");
     let norm: Value = serde_json::from_str(md["normalization"].as_str().unwrap()).unwrap();
-    assert_eq!(norm["mean"].as_array().unwrap().len(), meta.normalization.mean.len());
+    assert_eq!(
+        norm["mean"].as_array().unwrap().len(),
+        meta.normalization.mean.len()
+    );
     assert_eq!(
         md["checkpoint_sha256"].as_str().unwrap(),
         ember::checkpoint::file_sha256(&ember::checkpoint::resolve(ckpt).unwrap()).unwrap()
@@ -213,7 +233,10 @@ fn every_layer_and_option_matches_onnx_runtime() {
     // The spec exercises both ReLU fusions (into the first conv's epilogue, into a max pool).
     let spec = ember::ModelSpec::from_toml(EVERY_LAYER, "every-layer").unwrap();
     let net = spec.build().unwrap();
-    assert!(net.is_fused(4) && net.is_fused(12), "the ReLUs are not fused as intended");
+    assert!(
+        net.is_fused(4) && net.is_fused(12),
+        "the ReLUs are not fused as intended"
+    );
     let dir = temp_dir("onnx-every-layer");
     let ckpt = random_checkpoint(&dir, EVERY_LAYER, 5);
     check_against_ort(&py, &ckpt, 4, "every-layer");
@@ -228,12 +251,25 @@ fn a_trained_fmnist_bn_matches_onnx_runtime() {
     let out = Command::new(env!("CARGO_BIN_EXE_ember"))
         .args(["train", "--model"])
         .arg(&spec)
-        .args(["--epochs", "1", "--limit", "1024", "--batch-size", "64", "--val-split", "0"])
+        .args([
+            "--epochs",
+            "1",
+            "--limit",
+            "1024",
+            "--batch-size",
+            "64",
+            "--val-split",
+            "0",
+        ])
         .arg("--out")
         .arg(&run)
         .output()
         .unwrap();
-    assert!(out.status.success(), "training failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "training failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Training moved the batch-norm statistics away from their initial values.
     let (meta, _) = ember::checkpoint::load(&run).unwrap();
     assert_eq!(meta.epoch, 1);

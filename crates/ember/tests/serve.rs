@@ -47,7 +47,10 @@ fn assert_same(got: &Value, want: &ember::Prediction, classes: &[String]) {
     assert_eq!(got["index"], want.index, "{got}");
     assert_eq!(got["class"], classes[want.index], "{got}");
     let p = got["probability"].as_f64().unwrap();
-    assert!((p - f64::from(want.probabilities[want.index])).abs() < 1e-5, "{got} vs {want:?}");
+    assert!(
+        (p - f64::from(want.probabilities[want.index])).abs() < 1e-5,
+        "{got} vs {want:?}"
+    );
     let top = got["top"].as_array().unwrap();
     for (entry, (i, name, prob)) in top.iter().zip(want.top_k(top.len(), classes)) {
         assert_eq!(entry["index"], i);
@@ -78,7 +81,11 @@ fn predictions_single_and_json_equal_the_library() {
         "images": images.iter().map(|i| STANDARD.encode(i)).collect::<Vec<_>>(),
         "top_k": 2,
     });
-    let (s, v) = post(&server.url("/v1/predict"), "application/json", body.to_string().as_bytes());
+    let (s, v) = post(
+        &server.url("/v1/predict"),
+        "application/json",
+        body.to_string().as_bytes(),
+    );
     assert_eq!(s, 200, "{v}");
     let preds = v["predictions"].as_array().unwrap();
     assert_eq!(preds.len(), 3);
@@ -89,7 +96,11 @@ fn predictions_single_and_json_equal_the_library() {
 
     // top_k above the class count lists every class.
     let body = json!({"images": [STANDARD.encode(&img)], "top_k": 50});
-    let (_, v) = post(&server.url("/v1/predict"), "application/json", body.to_string().as_bytes());
+    let (_, v) = post(
+        &server.url("/v1/predict"),
+        "application/json",
+        body.to_string().as_bytes(),
+    );
     assert_eq!(v["predictions"][0]["top"].as_array().unwrap().len(), 10);
 }
 
@@ -133,37 +144,136 @@ fn bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving() {
     let good = png(1, 28, 28, 5);
 
     // Not an image: wrong media type, text bytes, an empty body, a GIF.
-    assert_error(post(&predict, "text/plain", b"hello"), 415, "unsupported_media_type", &["text/plain", "image/png", "application/json"]);
-    assert_error(post(&predict, "image/png", b"hello, world"), 400, "not_an_image", &["not a PNG, JPEG or BMP"]);
-    assert_error(post(&predict, "image/png", b""), 400, "not_an_image", &["empty"]);
-    assert_error(post(&predict, "image/gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;"), 400, "not_an_image", &["Gif", "PNG, JPEG and BMP"]);
+    assert_error(
+        post(&predict, "text/plain", b"hello"),
+        415,
+        "unsupported_media_type",
+        &["text/plain", "image/png", "application/json"],
+    );
+    assert_error(
+        post(&predict, "image/png", b"hello, world"),
+        400,
+        "not_an_image",
+        &["not a PNG, JPEG or BMP"],
+    );
+    assert_error(
+        post(&predict, "image/png", b""),
+        400,
+        "not_an_image",
+        &["empty"],
+    );
+    assert_error(
+        post(
+            &predict,
+            "image/gif",
+            b"GIF89a\x01\x00\x01\x00\x00\x00\x00;",
+        ),
+        400,
+        "not_an_image",
+        &["Gif", "PNG, JPEG and BMP"],
+    );
     // Undecodable: a PNG cut short, a JPEG header alone.
-    assert_error(post(&predict, "image/png", &good[..good.len() / 2]), 400, "undecodable_image", &["cannot decode"]);
-    assert_error(post(&predict, "image/jpeg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"), 400, "undecodable_image", &["cannot decode"]);
+    assert_error(
+        post(&predict, "image/png", &good[..good.len() / 2]),
+        400,
+        "undecodable_image",
+        &["cannot decode"],
+    );
+    assert_error(
+        post(&predict, "image/jpeg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"),
+        400,
+        "undecodable_image",
+        &["cannot decode"],
+    );
     // Wrong channels: RGB for a grayscale model.
-    assert_error(post(&predict, "image/png", &png(3, 28, 28, 6)), 400, "wrong_channels", &["RGB", "grayscale"]);
+    assert_error(
+        post(&predict, "image/png", &png(3, 28, 28, 6)),
+        400,
+        "wrong_channels",
+        &["RGB", "grayscale"],
+    );
     // Over --max-body (4 KB).
     let big = vec![b'x'; 5000];
-    assert_error(post(&predict, "image/png", &big), 413, "body_too_large", &["5000 bytes", "4000"]);
+    assert_error(
+        post(&predict, "image/png", &big),
+        413,
+        "body_too_large",
+        &["5000 bytes", "4000"],
+    );
     // Bad JSON, in every way.
     let json = "application/json";
-    assert_error(post(&predict, json, b"{\"images\": [\"abc\""), 400, "bad_json", &["JSON"]);
-    assert_error(post(&predict, json, b"{\"image\": []}"), 400, "bad_json", &["image"]);
-    assert_error(post(&predict, json, b"{\"images\": []}"), 400, "no_images", &["empty"]);
-    assert_error(post(&predict, json, b"{\"images\": [7]}"), 400, "bad_json", &["images[0]", "not a string"]);
-    assert_error(post(&predict, json, b"{\"images\": [\"***\"]}"), 400, "bad_base64", &["images[0]", "base64"]);
+    assert_error(
+        post(&predict, json, b"{\"images\": [\"abc\""),
+        400,
+        "bad_json",
+        &["JSON"],
+    );
+    assert_error(
+        post(&predict, json, b"{\"image\": []}"),
+        400,
+        "bad_json",
+        &["image"],
+    );
+    assert_error(
+        post(&predict, json, b"{\"images\": []}"),
+        400,
+        "no_images",
+        &["empty"],
+    );
+    assert_error(
+        post(&predict, json, b"{\"images\": [7]}"),
+        400,
+        "bad_json",
+        &["images[0]", "not a string"],
+    );
+    assert_error(
+        post(&predict, json, b"{\"images\": [\"***\"]}"),
+        400,
+        "bad_base64",
+        &["images[0]", "base64"],
+    );
     let two = json!({"images": [STANDARD.encode(&good), STANDARD.encode(b"nope")]});
-    assert_error(post(&predict, json, two.to_string().as_bytes()), 400, "not_an_image", &["images[1]"]);
+    assert_error(
+        post(&predict, json, two.to_string().as_bytes()),
+        400,
+        "not_an_image",
+        &["images[1]"],
+    );
     let k0 = json!({"images": [STANDARD.encode(&good)], "top_k": 0});
-    assert_error(post(&predict, json, k0.to_string().as_bytes()), 400, "bad_top_k", &["top_k", "0"]);
+    assert_error(
+        post(&predict, json, k0.to_string().as_bytes()),
+        400,
+        "bad_top_k",
+        &["top_k", "0"],
+    );
     let kneg = json!({"images": [STANDARD.encode(&good)], "top_k": "three"});
-    assert_error(post(&predict, json, kneg.to_string().as_bytes()), 400, "bad_top_k", &["three"]);
-    assert_error(post(&server.url("/v1/predict?top_k=-2"), "image/png", &good), 400, "bad_top_k", &["-2"]);
+    assert_error(
+        post(&predict, json, kneg.to_string().as_bytes()),
+        400,
+        "bad_top_k",
+        &["three"],
+    );
+    assert_error(
+        post(&server.url("/v1/predict?top_k=-2"), "image/png", &good),
+        400,
+        "bad_top_k",
+        &["-2"],
+    );
     // Unknown route, wrong method.
     let (s, text) = read(agent().get(&server.url("/v2/nothing")).call().unwrap());
-    assert_error((s, serde_json::from_str(&text).unwrap()), 404, "not_found", &["/v2/nothing", "POST /v1/predict"]);
+    assert_error(
+        (s, serde_json::from_str(&text).unwrap()),
+        404,
+        "not_found",
+        &["/v2/nothing", "POST /v1/predict"],
+    );
     let (s, text) = read(agent().get(&predict).call().unwrap());
-    assert_error((s, serde_json::from_str(&text).unwrap()), 405, "method_not_allowed", &["/v1/predict", "GET"]);
+    assert_error(
+        (s, serde_json::from_str(&text).unwrap()),
+        405,
+        "method_not_allowed",
+        &["/v1/predict", "GET"],
+    );
 
     // Still serving.
     let (s, text) = read(agent().get(&server.url("/healthz")).call().unwrap());
@@ -290,7 +400,10 @@ fn shutdown_with_requests_in_flight(signal: &str) {
         if text.contains(&format!("ember_predict_in_flight {n}\n")) {
             break;
         }
-        assert!(Instant::now() < deadline, "the requests never were all in flight:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "the requests never were all in flight:\n{text}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     server.signal(signal);
@@ -300,7 +413,11 @@ fn shutdown_with_requests_in_flight(signal: &str) {
         assert_eq!(v["predictions"].as_array().unwrap().len(), per as usize);
     }
     let status = wait_exit(&mut server.child, Duration::from_secs(60));
-    assert_eq!(status.code(), Some(0), "ember serve did not exit 0 after {signal}");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "ember serve did not exit 0 after {signal}"
+    );
     // It no longer listens.
     assert!(agent().get(&server.url("/healthz")).call().is_err());
 }
@@ -311,7 +428,10 @@ fn wait_exit(child: &mut std::process::Child, limit: Duration) -> std::process::
         if let Some(s) = child.try_wait().unwrap() {
             return s;
         }
-        assert!(Instant::now() < end, "ember serve did not exit within {limit:?}");
+        assert!(
+            Instant::now() < end,
+            "ember serve did not exit within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -336,7 +456,9 @@ fn concurrent_requests_share_forward_passes() {
     let clients: Vec<_> = (0..8u64)
         .map(|i| {
             let server = server.clone();
-            std::thread::spawn(move || post(&server.url("/v1/predict"), "image/png", &png(3, 64, 64, i)))
+            std::thread::spawn(move || {
+                post(&server.url("/v1/predict"), "image/png", &png(3, 64, 64, i))
+            })
         })
         .collect();
     for c in clients {
@@ -349,5 +471,8 @@ fn concurrent_requests_share_forward_passes() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no batch count in\n{text}"));
     assert!(text.contains("ember_images_predicted_total 8"), "{text}");
-    assert!(passes < 8, "8 concurrent requests took {passes} forward passes:\n{text}");
+    assert!(
+        passes < 8,
+        "8 concurrent requests took {passes} forward passes:\n{text}"
+    );
 }

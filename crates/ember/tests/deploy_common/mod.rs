@@ -96,11 +96,16 @@ pub fn png(channels: usize, w: u32, h: u32, seed: u64) -> Vec<u8> {
 /// or `python3`. None with a note where there is none; under CI, when `required`, a failure
 /// naming what to install.
 pub fn python_with(modules: &[&str], required: bool) -> Option<PathBuf> {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
     let candidates = std::env::var_os("EMBER_PYTHON")
         .map(PathBuf::from)
         .into_iter()
-        .chain([home.join("torch-venv/bin/python3"), PathBuf::from("python3")]);
+        .chain([
+            home.join("torch-venv/bin/python3"),
+            PathBuf::from("python3"),
+        ]);
     let import = format!("import {}", modules.join(", "));
     for py in candidates {
         let ok = Command::new(&py)
@@ -147,8 +152,14 @@ impl ServeProcess {
             .expect("starting ember serve");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("reading the address");
-        let Some(base) = line.trim().strip_prefix("listening on ").map(str::to_string) else {
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("reading the address");
+        let Some(base) = line
+            .trim()
+            .strip_prefix("listening on ")
+            .map(str::to_string)
+        else {
             let _ = child.kill();
             let out = child.wait_with_output().expect("ember serve output");
             panic!(
