@@ -23,7 +23,6 @@
 //! # Ok::<(), ember::Error>(())
 //! ```
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use ember_data::Normalize;
@@ -79,10 +78,9 @@ fn common_prefix(names: &[&String]) -> Option<String> {
 /// has no place for.
 fn mismatches(model: &mut ember_layers::Sequential, file: &TensorMap) -> Vec<String> {
     let mut problems = Vec::new();
-    let mut wanted = BTreeMap::new();
-    let mut want = |name: &str, dims: &[usize]| {
-        wanted.insert(name.to_string(), dims.to_vec());
-    };
+    // In the model's order, so that the list reads like the architecture.
+    let mut wanted: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut want = |name: &str, dims: &[usize]| wanted.push((name.to_string(), dims.to_vec()));
     use ember_layers::Layer;
     model.visit_params("", &mut |n, p| want(n, p.value.shape().dims()));
     model.visit_buffers("", &mut |n, t| want(n, t.shape().dims()));
@@ -96,7 +94,11 @@ fn mismatches(model: &mut ember_layers::Sequential, file: &TensorMap) -> Vec<Str
             Some(_) => {}
         }
     }
-    let extra: Vec<&String> = file.keys().filter(|k| !wanted.contains_key(*k)).collect();
+    let known: std::collections::HashSet<&str> = wanted.iter().map(|(n, _)| n.as_str()).collect();
+    let extra: Vec<&String> = file
+        .keys()
+        .filter(|k| !known.contains(k.as_str()))
+        .collect();
     for name in &extra {
         problems.push(format!("unexpected tensor {name} (not in the model)"));
     }

@@ -8,10 +8,9 @@
 //! company, while under load the requests that come in during a forward pass form the
 //! next batch.
 
-use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -94,7 +93,7 @@ pub fn start(
         policy,
         metrics,
         arriving: arriving.clone(),
-        held: Mutex::new(VecDeque::new()),
+        held: None,
     };
     let handle = std::thread::Builder::new()
         .name("ember-batcher".into())
@@ -109,14 +108,14 @@ struct Worker {
     metrics: Arc<Metrics>,
     arriving: Arc<AtomicUsize>,
     /// A job that did not fit the last batch, first in the next.
-    held: Mutex<VecDeque<Job>>,
+    held: Option<Job>,
 }
 
 /// How often a waiting batch looks again whether requests are still arriving.
 const POLL: Duration = Duration::from_micros(100);
 
 impl Worker {
-    fn run(self, rx: Receiver<Job>) {
+    fn run(mut self, rx: Receiver<Job>) {
         while let Some(batch) = self.next_batch(&rx) {
             // A panic in a forward pass drops the batch's reply senders (their requests get
             // a 500) and must not stop the server.
@@ -128,9 +127,8 @@ impl Worker {
     }
 
     /// The next batch, or None when the queue is closed and empty.
-    fn next_batch(&self, rx: &Receiver<Job>) -> Option<Vec<Job>> {
-        let held = self.held.lock().ok().and_then(|mut h| h.pop_front());
-        let first = match held {
+    fn next_batch(&mut self, rx: &Receiver<Job>) -> Option<Vec<Job>> {
+        let first = match self.held.take() {
             Some(j) => j,
             None => rx.recv().ok()?,
         };
@@ -155,9 +153,7 @@ impl Worker {
             };
             let Some(job) = next else { continue };
             if images + job.images.len() > max {
-                if let Ok(mut h) = self.held.lock() {
-                    h.push_back(job);
-                }
+                self.held = Some(job);
                 break;
             }
             images += job.images.len();

@@ -116,9 +116,13 @@ pub fn decode_image(bytes: &[u8], shape: [usize; 3]) -> Result<Vec<u8>, ApiError
         }
         None => {
             return Err(not_image(format!(
-                "not a PNG, JPEG or BMP image ({} bytes that start with {:02x?})",
+                "not a PNG, JPEG or BMP image ({} bytes, starting with {})",
                 bytes.len(),
-                &bytes[..bytes.len().min(8)]
+                bytes[..bytes.len().min(8)]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             )));
         }
     }
