@@ -200,6 +200,19 @@ fn bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving() {
         "body_too_large",
         &["5000 bytes", "4000"],
     );
+    // ... also when sent in chunks, without a Content-Length to refuse it by.
+    let chunked = agent()
+        .post(&predict)
+        .header("Content-Type", "image/png")
+        .send(ureq::SendBody::from_reader(&mut &big[..]))
+        .expect("request");
+    let (s, text) = read(chunked);
+    assert_error(
+        (s, serde_json::from_str(&text).unwrap()),
+        413,
+        "body_too_large",
+        &["4000"],
+    );
     // Bad JSON, in every way.
     let json = "application/json";
     assert_error(
@@ -285,7 +298,7 @@ fn bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving() {
     let (_, metrics) = read(agent().get(&server.url("/metrics")).call().unwrap());
     for line in [
         "ember_http_errors_total{route=\"/v1/predict\",status=\"400\",code=\"bad_json\"} 3",
-        "ember_http_errors_total{route=\"/v1/predict\",status=\"413\",code=\"body_too_large\"} 1",
+        "ember_http_errors_total{route=\"/v1/predict\",status=\"413\",code=\"body_too_large\"} 2",
         "ember_http_errors_total{route=\"/v1/predict\",status=\"415\",code=\"unsupported_media_type\"} 1",
         "ember_http_errors_total{route=\"other\",status=\"404\",code=\"not_found\"} 1",
         "ember_http_requests_total{route=\"/v1/predict\",status=\"200\"} 1",

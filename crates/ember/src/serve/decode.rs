@@ -151,3 +151,61 @@ pub fn decode_image(bytes: &[u8], shape: [usize; 3]) -> Result<Vec<u8>, ApiError
     }
     ember_data::decode_image("the image", bytes, c, h, w).map_err(|e| undecodable(&e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ember_tensor::Rng;
+
+    fn gray_png() -> Vec<u8> {
+        let mut out = Vec::new();
+        image::ImageEncoder::write_image(
+            image::codecs::png::PngEncoder::new(&mut out),
+            &[7u8; 28 * 28],
+            28,
+            28,
+            image::ExtendedColorType::L8,
+        )
+        .unwrap();
+        out
+    }
+
+    /// Random bytes, and a valid PNG and JSON body with bytes changed, cut or appended:
+    /// every one is answered with pixels or an error, never a panic.
+    #[test]
+    fn mangled_input_is_an_error_not_a_panic() {
+        let png = gray_png();
+        let json = format!(
+            "{{\"images\": [\"{}\"], \"top_k\": 2}}",
+            STANDARD.encode(&png)
+        );
+        let mut rng = Rng::new(3);
+        for round in 0..600 {
+            let base: &[u8] = if round % 2 == 0 {
+                &png
+            } else {
+                json.as_bytes()
+            };
+            let mut bytes = match round % 3 {
+                0 => (0..rng.below(200)).map(|_| rng.below(256) as u8).collect(),
+                _ => base.to_vec(),
+            };
+            for _ in 0..rng.below(6) {
+                if bytes.is_empty() {
+                    break;
+                }
+                let at = rng.below(bytes.len() as u64) as usize;
+                match rng.below(3) {
+                    0 => bytes[at] = rng.below(256) as u8,
+                    1 => bytes.truncate(at),
+                    _ => bytes.insert(at, rng.below(256) as u8),
+                }
+            }
+            let _ = decode_image(&bytes, [1, 28, 28]);
+            let _ = decode_image(&bytes, [3, 8, 8]);
+            let _ = parse_json(&bytes);
+        }
+        assert_eq!(decode_image(&png, [1, 28, 28]).unwrap(), vec![7u8; 28 * 28]);
+        assert_eq!(parse_json(json.as_bytes()).unwrap().top_k, 2);
+    }
+}
