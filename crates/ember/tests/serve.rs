@@ -489,3 +489,41 @@ fn concurrent_requests_share_forward_passes() {
         "8 concurrent requests took {passes} forward passes:\n{text}"
     );
 }
+
+#[test]
+fn the_serving_benchmark_runs_and_reports_every_client_count() {
+    // What `ember bench --serve` reports, not how fast (figures live in docs/BENCHMARKS.md).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args([
+            "bench",
+            "--serve",
+            "--seconds",
+            "0.2",
+            "--clients",
+            "1,3",
+            "--json",
+        ])
+        .args(["--images-per-request", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["model"], "fmnist-cnn");
+    assert!(v["infer_images_per_s"].as_f64().unwrap() > 0.0);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{v}");
+    for (row, clients) in rows.iter().zip([1, 3]) {
+        assert_eq!(row["clients"], clients);
+        assert!(row["requests"].as_u64().unwrap() > 0, "{v}");
+        let (p50, p99) = (
+            row["p50_ms"].as_f64().unwrap(),
+            row["p99_ms"].as_f64().unwrap(),
+        );
+        assert!(p50 > 0.0 && p99 >= p50, "{v}");
+        assert!(row["mean_batch"].as_f64().unwrap() >= 2.0, "{v}");
+    }
+}

@@ -129,14 +129,15 @@ fn request_body(png: &[u8], images: usize) -> (Bytes, &'static str) {
     (Bytes::from(body), "application/json")
 }
 
-/// One client: requests back to back until `end`; latencies of those sent after `start`.
+/// One client: requests back to back until `end`; latencies of those sent after `start`,
+/// and when the last of them was answered.
 async fn client(
     addr: SocketAddr,
     body: Bytes,
     content_type: &'static str,
     start: Instant,
     end: Instant,
-) -> std::result::Result<Vec<Duration>, String> {
+) -> std::result::Result<(Vec<Duration>, Instant), String> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect {addr}: {e}"))?;
@@ -148,10 +149,11 @@ async fn client(
     tokio::spawn(conn);
     let host = addr.to_string();
     let mut latencies = Vec::new();
+    let mut last = start;
     loop {
         let sent = Instant::now();
         if sent >= end {
-            return Ok(latencies);
+            return Ok((latencies, last));
         }
         let req = Request::post("/v1/predict")
             .header(HOST, &host)
@@ -177,6 +179,7 @@ async fn client(
         }
         if sent >= start {
             latencies.push(sent.elapsed());
+            last = Instant::now();
         }
     }
 }
@@ -237,16 +240,17 @@ fn measure(
         let images0 = metrics.images.load(std::sync::atomic::Ordering::Relaxed);
         let start = Instant::now() + warmup;
         let end = start + Duration::from_secs_f64(cfg.seconds);
-        let outcome: std::result::Result<Vec<Vec<Duration>>, String> = rt.block_on(async {
-            let tasks: Vec<_> = (0..n)
-                .map(|_| tokio::spawn(client(addr, body.clone(), content_type, start, end)))
-                .collect();
-            let mut all = Vec::new();
-            for t in tasks {
-                all.push(t.await.map_err(|e| e.to_string())??);
-            }
-            Ok(all)
-        });
+        let outcome: std::result::Result<Vec<(Vec<Duration>, Instant)>, String> =
+            rt.block_on(async {
+                let tasks: Vec<_> = (0..n)
+                    .map(|_| tokio::spawn(client(addr, body.clone(), content_type, start, end)))
+                    .collect();
+                let mut all = Vec::new();
+                for t in tasks {
+                    all.push(t.await.map_err(|e| e.to_string())??);
+                }
+                Ok(all)
+            });
         let latencies = match outcome {
             Ok(l) => l,
             Err(e) => {
@@ -255,7 +259,15 @@ fn measure(
                 return Err(Error(format!("a client failed: {e}")));
             }
         };
-        let mut all: Vec<Duration> = latencies.into_iter().flatten().collect();
+        // The window: from `start` to the last answer of a request sent in it.
+        let window = latencies
+            .iter()
+            .map(|(_, last)| last.saturating_duration_since(start))
+            .max()
+            .unwrap_or_default()
+            .as_secs_f64()
+            .max(1e-9);
+        let mut all: Vec<Duration> = latencies.into_iter().flat_map(|(l, _)| l).collect();
         all.sort();
         let requests = all.len() as u64;
         let forwards = metrics.batch_size_count() - forwards0;
@@ -263,7 +275,7 @@ fn measure(
         rows.push(LoadRow {
             clients: n,
             requests,
-            images_per_s: (requests as usize * cfg.images_per_request) as f64 / cfg.seconds,
+            images_per_s: (requests as usize * cfg.images_per_request) as f64 / window,
             p50_ms: percentile(&all, 0.5),
             p99_ms: percentile(&all, 0.99),
             mean_batch: images as f64 / forwards.max(1) as f64,
