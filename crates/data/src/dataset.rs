@@ -144,6 +144,43 @@ impl Dataset {
         }
     }
 
+    /// A seeded random sample of `count` images (all of them when `count >= len`) that keeps
+    /// the class proportions: each class gives its share of `count`, rounded by largest
+    /// remainders so the total is exact. The images keep their original order.
+    pub fn stratified_sample(&self, count: usize, seed: u64) -> Dataset {
+        if count >= self.len() {
+            return self.clone();
+        }
+        let mut by_class = vec![Vec::new(); self.classes.len()];
+        for (i, &l) in self.labels.iter().enumerate() {
+            by_class[l].push(i);
+        }
+        // Quotas: floor of each share, then one more to the largest remainders.
+        let n = self.len() as u128;
+        let shares: Vec<(usize, u128)> = by_class
+            .iter()
+            .map(|g| {
+                let exact = g.len() as u128 * count as u128;
+                ((exact / n) as usize, exact % n)
+            })
+            .collect();
+        let mut quota: Vec<usize> = shares.iter().map(|s| s.0).collect();
+        let short = count - quota.iter().sum::<usize>();
+        let mut order: Vec<usize> = (0..shares.len()).collect();
+        order.sort_by(|&a, &b| shares[b].1.cmp(&shares[a].1).then(a.cmp(&b)));
+        for &k in order.iter().take(short) {
+            quota[k] += 1;
+        }
+        let rng = Rng::new(seed);
+        let mut keep = Vec::with_capacity(count);
+        for (k, mut group) in by_class.into_iter().enumerate() {
+            rng.fork(k as u64).shuffle(&mut group);
+            keep.extend_from_slice(&group[..quota[k]]);
+        }
+        keep.sort_unstable();
+        self.subset(&keep)
+    }
+
     /// Splits into (train, validation), with about `val_fraction` of the images (rounded) in
     /// validation, chosen at random from `seed`. With `stratified`, each class is split
     /// separately, so both parts keep the class proportions. Both parts keep the original
@@ -220,6 +257,39 @@ mod tests {
         assert_eq!(ids, (0..100).collect::<Vec<u8>>());
         assert_eq!(ds.split(0.2, 1, false), (t.clone(), v.clone()));
         assert_ne!(ds.split(0.2, 2, false).1, v);
+    }
+
+    #[test]
+    fn stratified_sample_is_exact_seeded_and_proportional() {
+        // 103 images over 4 classes (26, 26, 26, 25), in class order as a folder lists them.
+        let pixels: Vec<u8> = (0..103 * 3).map(|i| (i / 3) as u8).collect();
+        let labels: Vec<usize> = (0..103).map(|i| i * 4 / 103).collect();
+        let names = (0..4).map(|c| c.to_string()).collect();
+        let ds = Dataset::new([3, 1, 1], pixels, labels, names).unwrap();
+        for count in [0, 1, 5, 40, 102] {
+            let s = ds.stratified_sample(count, 7);
+            assert_eq!(s.len(), count);
+            for (c, &k) in s.class_counts().iter().enumerate() {
+                let share = ds.class_counts()[c] as f64 * count as f64 / 103.0;
+                assert!(
+                    (k as f64 - share).abs() < 1.0,
+                    "class {c}: {k} for a share of {share}"
+                );
+            }
+            // Original order, no repeats.
+            let ids: Vec<u8> = s.pixels().iter().step_by(3).copied().collect();
+            assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        }
+        assert_eq!(ds.stratified_sample(40, 7), ds.stratified_sample(40, 7));
+        assert_ne!(ds.stratified_sample(40, 7), ds.stratified_sample(40, 8));
+        assert_eq!(ds.stratified_sample(500, 1), ds);
+        // Not the first images in class order: every class is there.
+        assert!(
+            ds.stratified_sample(8, 1)
+                .class_counts()
+                .iter()
+                .all(|&k| k == 2)
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@
 //!     batch_size: 256,
 //!     seed: 42,
 //!     normalize: Normalize::from_dataset(&train),
-//!     augment: Augment { crop_padding: 2, hflip: false, cutout: 0 },
+//!     augment: Augment { crop_padding: 2, ..Augment::none() },
 //!     ..Default::default()
 //! };
 //! let loader = Loader::new(Arc::new(train), config)?;
@@ -59,8 +59,11 @@ pub struct Splits {
     pub test: Dataset,
 }
 
+/// Told `(images decoded, images in all)` while an image folder is decoded.
+pub type ProgressFn = std::sync::Arc<dyn Fn(usize, usize) + Send + Sync>;
+
 /// Options for [`open_with`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct OpenOptions {
     /// The (channels, height, width) image folders are converted to; by default the first
     /// training image's size (at most [`folder::MAX_INFERRED_SIDE`] a side), grayscale if
@@ -69,6 +72,22 @@ pub struct OpenOptions {
     /// The height and width image folders are resized to, their channels as the first
     /// image's; used when `image_size` is not given.
     pub resize: Option<[usize; 2]>,
+    /// A folder where decoded image folders are cached ([`formats::folder_cache`]); none by
+    /// default.
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// Progress of decoding an image folder (not called when it comes from the cache).
+    pub progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for OpenOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenOptions")
+            .field("image_size", &self.image_size)
+            .field("resize", &self.resize)
+            .field("cache_dir", &self.cache_dir)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
 }
 
 impl Splits {
@@ -138,7 +157,7 @@ pub fn open_with(path: &Path, options: OpenOptions) -> Result<Splits, DataError>
         }
     }
     if folder::detect(path) {
-        return folder::open_dir(path, options.image_size, options.resize);
+        return folder::open_dir(path, &options);
     }
     Err(DataError::new(
         name,

@@ -220,6 +220,9 @@ impl Loader {
     }
 }
 
+/// The stream of [`Augment::alternate_flip`]'s per-image starting sides.
+const ALTERNATE_FLIP_STREAM: u64 = 0xf11b_f11b_f11b_f11b;
+
 impl Inner {
     fn epoch_rng(&self, epoch: u64) -> Rng {
         Rng::new(self.config.seed).fork(epoch)
@@ -250,13 +253,18 @@ impl Inner {
         let mut images = Tensor::zeros([indices.len(), shape[0], shape[1], shape[2]]);
         let aug = self.config.augment;
         let aug_rng = self.epoch_rng(epoch).fork(1);
+        // Alternating flips: a seeded start per image (not per epoch), then every other epoch.
+        let flip_start = Rng::new(self.config.seed).fork(ALTERNATE_FLIP_STREAM);
         let tables = &self.tables;
         let fill = |out: &mut [f32]| {
             out.par_chunks_mut(item)
                 .zip(indices.par_iter())
                 .for_each(|(o, &i)| {
                     let mut rng = aug_rng.fork(i as u64);
-                    augment_image(ds.image(i), shape, &aug, tables, &mut rng, o);
+                    let flip = (aug.hflip && aug.alternate_flip).then(|| {
+                        (flip_start.fork(i as u64).next_u64() & 1 == 1) ^ (epoch % 2 == 1)
+                    });
+                    augment_image(ds.image(i), shape, &aug, tables, &mut rng, flip, o);
                 })
         };
         match &self.pool {

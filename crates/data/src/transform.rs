@@ -157,8 +157,16 @@ pub struct Augment {
     /// Random crop back to the original size after padding each side with this many zero
     /// (black) pixels; 0 disables it. CIFAR's usual value is 4.
     pub crop_padding: usize,
+    /// Random shift by up to this many pixels each way, the edges reflected (a random crop
+    /// of the image padded by reflection, as fast CIFAR-10 recipes use with 2); 0 disables
+    /// it. Applies instead of `crop_padding` when both are set.
+    pub translate: usize,
     /// Mirror left-right with probability 1/2.
     pub hflip: bool,
+    /// With `hflip`: instead of a coin per image and epoch, each image is mirrored every
+    /// other epoch, from a random start of its own (alternating flips: every image is seen
+    /// both ways in any two consecutive epochs).
+    pub alternate_flip: bool,
     /// Side of a square set to 0 after normalisation, centred at a uniform random pixel and
     /// clipped at the borders (DeVries & Taylor 2017); 0 disables it.
     pub cutout: usize,
@@ -175,7 +183,7 @@ impl Augment {
         Augment {
             crop_padding: 4,
             hflip: true,
-            cutout: 0,
+            ..Augment::default()
         }
     }
 
@@ -186,17 +194,25 @@ impl Augment {
 }
 
 /// Augments and normalises one CHW u8 image of `shape` into `out`, drawing from `rng` in a
-/// fixed order (crop offsets, flip, cutout centre). `tables` come from [`Normalize::tables`].
+/// fixed order (shift, flip, cutout centre). `flip` forces the mirror decision (the loader's
+/// alternating flips); `None` draws it when `aug.hflip`. `tables` come from
+/// [`Normalize::tables`].
 pub fn augment_image(
     src: &[u8],
     shape: [usize; 3],
     aug: &Augment,
     tables: &[[f32; 256]],
     rng: &mut Rng,
+    flip: Option<bool>,
     out: &mut [f32],
 ) {
     let [c, h, w] = shape;
-    let pad = aug.crop_padding;
+    let reflect = aug.translate > 0;
+    let pad = if reflect {
+        aug.translate
+    } else {
+        aug.crop_padding
+    };
     let (dy, dx) = if pad > 0 {
         let span = 2 * pad as u64 + 1;
         (
@@ -206,7 +222,17 @@ pub fn augment_image(
     } else {
         (0, 0)
     };
-    let flip = aug.hflip && rng.next_u64() & 1 == 1;
+    let drawn = aug.hflip && rng.next_u64() & 1 == 1;
+    let flip = flip.unwrap_or(drawn);
+    // Where a shifted coordinate lands: reflected back inside (translate), or outside (crop).
+    let at = |i: isize, n: usize| -> Option<usize> {
+        let n = n as isize;
+        match i {
+            _ if (0..n).contains(&i) => Some(i as usize),
+            _ if reflect => Some(if i < 0 { -i } else { 2 * n - 2 - i }.clamp(0, n - 1) as usize),
+            _ => None,
+        }
+    };
     let plane = h * w;
     for ch in 0..c {
         let t = &tables[ch];
@@ -215,12 +241,11 @@ pub fn augment_image(
         let out = &mut out[ch * plane..(ch + 1) * plane];
         for y in 0..h {
             let row = &mut out[y * w..(y + 1) * w];
-            let sy = y as isize + dy;
-            if sy < 0 || sy >= h as isize {
+            let Some(sy) = at(y as isize + dy, h) else {
                 row.fill(fill);
                 continue;
-            }
-            let srow = &src[sy as usize * w..(sy as usize + 1) * w];
+            };
+            let srow = &src[sy * w..(sy + 1) * w];
             if dx == 0 && !flip {
                 for (o, &p) in row.iter_mut().zip(srow) {
                     *o = t[p as usize];
@@ -229,11 +254,9 @@ pub fn augment_image(
             }
             for (x, o) in row.iter_mut().enumerate() {
                 let xx = if flip { w - 1 - x } else { x };
-                let sx = xx as isize + dx;
-                *o = if sx < 0 || sx >= w as isize {
-                    fill
-                } else {
-                    t[srow[sx as usize] as usize]
+                *o = match at(xx as isize + dx, w) {
+                    Some(sx) => t[srow[sx] as usize],
+                    None => fill,
                 };
             }
         }
@@ -262,29 +285,52 @@ pub fn augment_image(
 mod tests {
     use super::*;
 
-    /// The obvious per-pixel reference: pad, crop, flip, normalise, cut out.
+    /// The obvious per-pixel reference: pad (zeros, or by reflection as PyTorch's
+    /// `F.pad(mode="reflect")`), crop, flip, normalise, cut out.
     fn reference(
         src: &[u8],
         [c, h, w]: [usize; 3],
         aug: &Augment,
         n: &Normalize,
         rng: &mut Rng,
+        forced_flip: Option<bool>,
     ) -> Vec<f32> {
-        let pad = aug.crop_padding;
+        let reflect = aug.translate > 0;
+        let pad = if reflect {
+            aug.translate
+        } else {
+            aug.crop_padding
+        };
         let (oy, ox) = if pad > 0 {
             let s = 2 * pad as u64 + 1;
             (rng.below(s) as usize, rng.below(s) as usize)
         } else {
             (0, 0)
         };
-        let flip = aug.hflip && rng.next_u64() & 1 == 1;
+        let flip = forced_flip.unwrap_or(aug.hflip && rng.next_u64() & 1 == 1);
         let (ph, pw) = (h + 2 * pad, w + 2 * pad);
         let mut out = vec![0.0; c * h * w];
+        // Reflection about the edge pixel: -1 -> 1, n -> n - 2.
+        let mirror = |i: isize, n: usize| -> usize {
+            let n = n as isize;
+            (if i < 0 {
+                -i
+            } else if i >= n {
+                2 * n - 2 - i
+            } else {
+                i
+            }) as usize
+        };
         for ch in 0..c {
             let mut padded = vec![0u8; ph * pw];
-            for y in 0..h {
-                for x in 0..w {
-                    padded[(y + pad) * pw + x + pad] = src[ch * h * w + y * w + x];
+            for y in 0..ph {
+                for x in 0..pw {
+                    let (sy, sx) = (y as isize - pad as isize, x as isize - pad as isize);
+                    let inside = (0..h as isize).contains(&sy) && (0..w as isize).contains(&sx);
+                    if inside || reflect {
+                        let (sy, sx) = (mirror(sy, h), mirror(sx, w));
+                        padded[y * pw + x] = src[ch * h * w + sy * w + sx];
+                    }
                 }
             }
             for y in 0..h {
@@ -329,22 +375,38 @@ mod tests {
                     crop_padding: 2,
                     hflip: true,
                     cutout: 3,
+                    ..Augment::none()
                 },
             ),
             (
                 [1, 4, 9],
                 Augment {
                     crop_padding: 4,
-                    hflip: false,
-                    cutout: 0,
+                    ..Augment::none()
                 },
             ),
             (
                 [3, 6, 6],
                 Augment {
-                    crop_padding: 0,
                     hflip: true,
                     cutout: 8,
+                    ..Augment::none()
+                },
+            ),
+            (
+                [3, 7, 5],
+                Augment {
+                    translate: 2,
+                    hflip: true,
+                    ..Augment::none()
+                },
+            ),
+            (
+                [1, 4, 3],
+                Augment {
+                    translate: 2,
+                    crop_padding: 4,
+                    ..Augment::none()
                 },
             ),
             ([2, 3, 3], Augment::none()),
@@ -357,9 +419,11 @@ mod tests {
             let len = shape.iter().product();
             for seed in 0..50 {
                 let src: Vec<u8> = (0..len).map(|_| data_rng.below(256) as u8).collect();
+                let forced = [None, Some(true), Some(false)][seed as usize % 3];
                 let mut out = vec![f32::NAN; len];
-                augment_image(&src, shape, &aug, &tables, &mut Rng::new(seed), &mut out);
-                let want = reference(&src, shape, &aug, &n, &mut Rng::new(seed));
+                let mut rng = Rng::new(seed);
+                augment_image(&src, shape, &aug, &tables, &mut rng, forced, &mut out);
+                let want = reference(&src, shape, &aug, &n, &mut Rng::new(seed), forced);
                 for (a, b) in out.iter().zip(&want) {
                     assert!(
                         (a - b).abs() < 1e-5,

@@ -142,3 +142,96 @@ fn a_flat_folder_can_hold_out_a_test_set() {
     s.hold_out_test(0.5, 1);
     assert_eq!((s.train, s.test), (before.train, before.test));
 }
+
+/// A JPEG/PNG folder opened with a cache folder: decoded once and written, read back while
+/// the files are unchanged, decoded again when a file changes, and a damaged cache file
+/// ignored and rewritten. Decoding reports its progress; reading the cache does not.
+#[test]
+fn a_cached_folder_is_read_back_until_a_file_changes() {
+    use std::sync::{Arc, Mutex};
+    let t = TempDir::new("cached");
+    for (i, class) in ["cat", "dog"].iter().enumerate() {
+        for k in 0..3u8 {
+            let (fmt, ext) = match k {
+                0 => (ImageFormat::Jpeg, "jpg"),
+                1 => (ImageFormat::Bmp, "bmp"),
+                _ => (ImageFormat::Png, "png"),
+            };
+            let rel = format!("train/{class}/{k}.{ext}");
+            save(&rgb(6, 5, k * 10 + i as u8), &t, &rel, fmt);
+        }
+        save(
+            &rgb(6, 5, 99),
+            &t,
+            &format!("test/{class}/t.png"),
+            ImageFormat::Png,
+        );
+    }
+    let cache = t.path().join("cache");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let opts = ember_data::OpenOptions {
+        cache_dir: Some(cache.clone()),
+        progress: Some(Arc::new(move |done, total| {
+            log.lock().unwrap().push((done, total))
+        })),
+        ..Default::default()
+    };
+    let root = t.path().join(".");
+    let state = ember_data::formats::folder::cache_state(&root, &opts)
+        .unwrap()
+        .unwrap();
+    assert!(!state.valid && state.bytes == 0, "{state:?}");
+    let first = ember_data::open_with(&root, opts.clone()).unwrap();
+    assert_eq!(seen.lock().unwrap().last(), Some(&(8, 8)));
+    let state = ember_data::formats::folder::cache_state(&root, &opts)
+        .unwrap()
+        .unwrap();
+    assert!(state.valid && state.bytes > 8 * 90, "{state:?}");
+
+    // Same pixels back, with no decoding: an image rewritten with other pixels but the same
+    // length (a BMP of the same size) and modification time is not noticed: the cache is
+    // what was read.
+    seen.lock().unwrap().clear();
+    let bmp = t.path().join("train/cat/1.bmp");
+    let meta = std::fs::metadata(&bmp).unwrap();
+    rgb(6, 5, 200)
+        .save_with_format(&bmp, ImageFormat::Bmp)
+        .unwrap();
+    assert_eq!(std::fs::metadata(&bmp).unwrap().len(), meta.len());
+    std::fs::File::options()
+        .write(true)
+        .open(&bmp)
+        .unwrap()
+        .set_modified(meta.modified().unwrap())
+        .unwrap();
+    let again = ember_data::open_with(&root, opts.clone()).unwrap();
+    assert!(seen.lock().unwrap().is_empty(), "decoded again");
+    assert_eq!(
+        (again.train.pixels(), again.test.pixels()),
+        (first.train.pixels(), first.test.pixels())
+    );
+    assert_eq!(again.train.labels(), first.train.labels());
+
+    // A new file changes the fingerprint: decoded again, cache rewritten.
+    save(&rgb(6, 5, 7), &t, "train/dog/3.png", ImageFormat::Png);
+    let grown = ember_data::open_with(&root, opts.clone()).unwrap();
+    assert_eq!(grown.train.len(), 7);
+    assert_eq!(seen.lock().unwrap().last(), Some(&(9, 9)));
+    assert!(
+        ember_data::formats::folder::cache_state(&root, &opts)
+            .unwrap()
+            .unwrap()
+            .valid
+    );
+
+    // A damaged cache file (cut in half) is ignored and rewritten.
+    let path = state.path;
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    seen.lock().unwrap().clear();
+    let fresh = ember_data::open_with(&root, opts.clone()).unwrap();
+    assert_eq!(fresh.train.pixels(), grown.train.pixels());
+    assert_eq!(seen.lock().unwrap().last(), Some(&(9, 9)));
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}

@@ -50,6 +50,7 @@ fn config(threads: Option<usize>) -> LoaderConfig {
             crop_padding: 4,
             hflip: true,
             cutout: 8,
+            ..Augment::none()
         },
         threads,
         ..Default::default()
@@ -240,5 +241,49 @@ fn dropping_an_epoch_early_does_not_hang() {
         let mut it = l.epoch(e);
         assert_eq!(it.len(), 50);
         it.next().unwrap();
+    }
+}
+
+/// Alternating flips: every image is mirrored in exactly one of any two consecutive epochs,
+/// starting on a seeded side of its own (some images start mirrored, some not).
+#[test]
+fn alternating_flips_mirror_each_image_every_other_epoch() {
+    // Images whose right half is bright: a mirrored one has a bright left half.
+    let (n, w) = (64, 4);
+    let mut pixels = Vec::new();
+    for _ in 0..n {
+        for _y in 0..2 {
+            pixels.extend_from_slice(&[0, 0, 255, 255][..w]);
+        }
+    }
+    let ds = Arc::new(Dataset::new([1, 2, w], pixels, vec![0; n], vec!["a".into()]).unwrap());
+    let cfg = LoaderConfig {
+        batch_size: n,
+        shuffle: false,
+        normalize: Normalize {
+            mean: vec![0.0],
+            std: vec![1.0],
+        },
+        augment: Augment {
+            hflip: true,
+            alternate_flip: true,
+            ..Augment::none()
+        },
+        ..LoaderConfig::default()
+    };
+    let loader = Loader::new(ds, cfg).unwrap();
+    let mirrored = |epoch: u64| -> Vec<bool> {
+        let b = loader.epoch(epoch).next().unwrap();
+        b.images
+            .data()
+            .chunks(2 * w)
+            .map(|img| img[0] > 0.5)
+            .collect()
+    };
+    let (e0, e1, e2) = (mirrored(0), mirrored(1), mirrored(2));
+    assert!(e0.iter().any(|&m| m) && e0.iter().any(|&m| !m), "{e0:?}");
+    for i in 0..n {
+        assert_ne!(e0[i], e1[i], "image {i}");
+        assert_eq!(e0[i], e2[i], "image {i}");
     }
 }

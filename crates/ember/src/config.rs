@@ -84,9 +84,51 @@ pub struct TrainConfig {
     /// statistics, stay as they are.
     #[serde(default)]
     pub freeze: Vec<String>,
+    /// Lookahead every N optimizer steps over an average of the weights (and batch-norm
+    /// statistics) whose decay grows as `alpha^N · (t/T)³` (0: off); see
+    /// [`ember_optim::Lookahead`]. The run ends on the averaged weights.
+    #[serde(default)]
+    pub lookahead: u64,
+    /// The lookahead's `alpha`.
+    #[serde(default = "lookahead_alpha")]
+    pub lookahead_alpha: f32,
+    /// Batch-norm parameters train with this many times the learning rate and take
+    /// `weight_decay / norm_lr_scale` of decay (the same decay per step as the weights);
+    /// 1: the default rate and no decay, like other biases.
+    #[serde(default = "one_f32")]
+    pub norm_lr_scale: f32,
+    /// Test-time augmentation for the final test score: `none`, `flip` (the image and its
+    /// mirror), `flip-translate` (also shifted by one pixel both ways).
+    #[serde(default)]
+    pub tta: Tta,
     /// What to do when `out` already holds another run; not saved with the run.
     #[serde(skip)]
     pub existing_run: ExistingRun,
+}
+
+/// Test-time augmentation: the logits averaged over transformed copies of each image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tta {
+    /// The image alone.
+    #[default]
+    None,
+    /// The image and its left-right mirror.
+    Flip,
+    /// Half the image and its mirror, half the mean of both shifted by one pixel up-left and
+    /// down-right (edges reflected).
+    FlipTranslate,
+}
+
+impl Tta {
+    /// The name used on the command line and in `config.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tta::None => "none",
+            Tta::Flip => "flip",
+            Tta::FlipTranslate => "flip-translate",
+        }
+    }
 }
 
 /// What a new run does when its folder already holds another run.
@@ -173,6 +215,18 @@ impl TrainConfig {
         if let Some([h, w]) = self.image_size {
             check_image_size(h, w)?;
         }
+        if !(self.lookahead_alpha > 0.0 && self.lookahead_alpha <= 1.0) {
+            return Err(Error(format!(
+                "--lookahead-alpha {} must be in (0, 1]",
+                self.lookahead_alpha
+            )));
+        }
+        if !(self.norm_lr_scale.is_finite() && self.norm_lr_scale > 0.0) {
+            return Err(Error(format!(
+                "--norm-lr-scale {} must be a positive number",
+                self.norm_lr_scale
+            )));
+        }
         if self.freeze.iter().any(|p| p.trim().is_empty()) {
             return Err(Error::msg(
                 "--freeze: an empty prefix would freeze everything",
@@ -207,6 +261,14 @@ fn one() -> usize {
     1
 }
 
+fn one_f32() -> f32 {
+    1.0
+}
+
+fn lookahead_alpha() -> f32 {
+    0.95
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
@@ -238,6 +300,10 @@ impl Default for TrainConfig {
             test_split: None,
             init_from: None,
             freeze: Vec::new(),
+            lookahead: 0,
+            lookahead_alpha: lookahead_alpha(),
+            norm_lr_scale: 1.0,
+            tta: Tta::None,
             existing_run: ExistingRun::Refuse,
         }
     }

@@ -8,9 +8,11 @@ use ember_layers::loss::softmax_cross_entropy;
 use ember_layers::{Layer, Mode, Sequential};
 use ember_tensor::{Tensor, simd};
 
+use crate::config::Tta;
 use crate::error::{Error, Result};
 use crate::metrics::Evaluation;
 use crate::predict::Classifier;
+use crate::tta;
 
 /// Images per forward pass in evaluation, unless told otherwise.
 pub const EVAL_BATCH: usize = 256;
@@ -34,6 +36,18 @@ pub fn evaluate_batched(
     classes: &[String],
     batch: usize,
 ) -> Result<Evaluation> {
+    evaluate_with(model, data, normalize, classes, batch, Tta::None)
+}
+
+/// [`evaluate_batched`] scoring each image by its test-time augmented logits.
+pub fn evaluate_with(
+    model: &mut Sequential,
+    data: &Arc<Dataset>,
+    normalize: &Normalize,
+    classes: &[String],
+    batch: usize,
+    tta: Tta,
+) -> Result<Evaluation> {
     let k = classes.len();
     let mut confusion = vec![vec![0u64; k]; k];
     let mut loss_sum = 0.0f64;
@@ -46,7 +60,13 @@ pub fn evaluate_batched(
         ..LoaderConfig::default()
     };
     for batch in Loader::new(data.clone(), lc)?.epoch(0) {
-        let logits = model.forward(&batch.images, Mode::Eval);
+        let augmented;
+        let logits = if tta == Tta::None {
+            model.forward(&batch.images, Mode::Eval)
+        } else {
+            augmented = tta::logits(model, &batch.images, tta);
+            &augmented
+        };
         let n = batch.labels.len();
         if logits.shape().item_numel() != k {
             return Err(Error(format!(
@@ -69,7 +89,13 @@ pub fn evaluate_batched(
 /// input, a flat folder's test part held out as training held it out, the checkpoint's
 /// own normalisation. The dataset must have the checkpoint's image shape and number of
 /// classes, and test images.
-pub fn evaluate_checkpoint(clf: &Classifier, dataset: &str, batch: usize) -> Result<Evaluation> {
+/// With `tta`, each image is scored by its test-time augmented logits.
+pub fn evaluate_checkpoint(
+    clf: &Classifier,
+    dataset: &str,
+    batch: usize,
+    tta: Tta,
+) -> Result<Evaluation> {
     let meta = clf.meta();
     let options = OpenOptions {
         image_size: Some(meta.input_shape),
@@ -113,5 +139,5 @@ pub fn evaluate_checkpoint(clf: &Classifier, dataset: &str, batch: usize) -> Res
     let normalize = meta.normalize();
     let classes = meta.classes.clone();
     let test = Arc::new(splits.test);
-    clf.with_model(|model| evaluate_batched(model, &test, &normalize, &classes, batch))?
+    clf.with_model(|model| evaluate_with(model, &test, &normalize, &classes, batch, tta))?
 }

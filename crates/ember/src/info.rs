@@ -100,6 +100,19 @@ pub struct DatasetInfo {
     pub train: SplitInfo,
     /// The test split.
     pub test: SplitInfo,
+    /// For an image folder: its decoded copy in the cache folder.
+    pub cache: Option<CacheInfo>,
+}
+
+/// The state of an image folder's cache, as `ember dataset info` reports it.
+#[derive(Clone, Debug, Serialize)]
+pub struct CacheInfo {
+    /// The cache file.
+    pub path: String,
+    /// Whether it matches the folder's files (and is used instead of decoding them).
+    pub valid: bool,
+    /// Its size in bytes.
+    pub bytes: u64,
 }
 
 /// Opens a dataset (image folders resized to `resize` if given) and describes it.
@@ -108,7 +121,13 @@ pub fn dataset_info(what: &str, resize: Option<[usize; 2]>) -> Result<DatasetInf
         resize,
         ..Default::default()
     };
-    let s = crate::datasets::open_with(what, options)?;
+    let s = crate::datasets::open_with(what, options.clone())?;
+    // After opening, which wrote the cache if it could.
+    let cache = crate::datasets::cache_state(what, options)?.map(|c| CacheInfo {
+        path: c.path.display().to_string(),
+        valid: c.valid,
+        bytes: c.bytes,
+    });
     let split = |d: &ember_data::Dataset| SplitInfo {
         count: d.len(),
         class_counts: d.class_counts(),
@@ -119,6 +138,7 @@ pub fn dataset_info(what: &str, resize: Option<[usize; 2]>) -> Result<DatasetInf
         classes: s.train.classes().to_vec(),
         train: split(&s.train),
         test: split(&s.test),
+        cache,
     })
 }
 
@@ -146,6 +166,18 @@ pub fn dataset_info_text(info: &DatasetInfo) -> String {
             "{i:<4} {name:<24} {:>8} {:>8}\n",
             get(&info.train.class_counts),
             get(&info.test.class_counts)
+        );
+    }
+    if let Some(c) = &info.cache {
+        let state = if c.valid {
+            "up to date"
+        } else {
+            "not written (the cache folder is not writable?)"
+        };
+        s += &format!(
+            "\ndecoded copy: {} ({:.1} MB, {state}); EMBER_CACHE=DIR moves it, EMBER_CACHE=off turns it off\n",
+            c.path,
+            c.bytes as f64 / 1e6
         );
     }
     s

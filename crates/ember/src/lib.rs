@@ -57,13 +57,15 @@ pub mod predict;
 pub mod serve;
 pub mod spec;
 pub mod trainer;
+pub mod tta;
+pub mod whiten;
 pub mod zoo;
 
 use std::path::Path;
 
 pub use config::TrainConfig;
 pub use error::{Error, Result};
-pub use evaluate::{EVAL_BATCH, evaluate, evaluate_batched, evaluate_checkpoint};
+pub use evaluate::{EVAL_BATCH, evaluate, evaluate_batched, evaluate_checkpoint, evaluate_with};
 pub use metrics::Evaluation;
 pub use predict::{Classifier, Prediction};
 pub use spec::ModelSpec;

@@ -6,18 +6,35 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use ember_layers::{Layer, Sequential};
-use ember_optim::{Adam, AdamW, Optimizer, OptimizerState, ParamGroup, Schedule, Sgd, clip};
+use ember_optim::{
+    Adam, AdamW, Lookahead, Optimizer, OptimizerState, ParamGroup, Schedule, Sgd, clip,
+};
 
 use crate::checkpoint::{self, StoredTensor, TensorData, TensorMap};
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
 
-/// An optimizer with its learning-rate schedule, clipping setting and frozen parameters.
+/// An optimizer with its learning-rate schedule, clipping setting, frozen parameters and
+/// optional lookahead.
 pub struct TrainOptimizer {
     opt: Box<dyn Optimizer>,
     schedule: Schedule,
     clip_norm: f32,
     frozen: Vec<String>,
+    lookahead: Option<Lookahead>,
+    total_steps: u64,
+}
+
+/// The key prefix of the lookahead's slow weights in a saved state.
+const LOOKAHEAD_KEY: &str = "lookahead/";
+
+/// What the model adds to the configuration's optimizer settings.
+#[derive(Clone, Debug, Default)]
+pub struct ModelParams {
+    /// Parameters that keep their initial values (the spec's `fixed`).
+    pub fixed: Vec<String>,
+    /// Batch-norm parameters (for `--norm-lr-scale`).
+    pub norm: Vec<String>,
 }
 
 /// True if parameter `name` lies under `prefix`: the name itself, or a name that goes on
@@ -32,8 +49,14 @@ pub fn under_prefix(name: &str, prefix: &str) -> bool {
 
 impl TrainOptimizer {
     /// Builds the optimizer `cfg` names, exempting biases and normalisation parameters
-    /// (`Param::decay == false`) from weight decay.
-    pub fn new(cfg: &TrainConfig, model: &mut Sequential, total_steps: u64) -> Result<Self> {
+    /// (`Param::decay == false`) from weight decay, holding `params.fixed` fixed and giving
+    /// `params.norm` the `--norm-lr-scale`.
+    pub fn new(
+        cfg: &TrainConfig,
+        model: &mut Sequential,
+        total_steps: u64,
+        params: &ModelParams,
+    ) -> Result<Self> {
         let mut opt: Box<dyn Optimizer> = match cfg.optimizer.as_str() {
             "sgd" => Box::new(
                 Sgd::new(cfg.lr)
@@ -56,6 +79,14 @@ impl TrainOptimizer {
             }
         });
         opt.add_group(ParamGroup::no_decay(no_decay));
+        if cfg.norm_lr_scale != 1.0 {
+            let scale = cfg.norm_lr_scale;
+            opt.add_group(
+                ParamGroup::names(params.norm.iter().cloned())
+                    .lr_scale(scale)
+                    .weight_decay(cfg.weight_decay / scale),
+            );
+        }
         opt.validate()
             .map_err(|e| Error(format!("--optimizer {}: {e}", cfg.optimizer)))?;
         let schedule = Schedule::parse(&cfg.schedule, cfg.lr, total_steps.max(1))
@@ -66,11 +97,20 @@ impl TrainOptimizer {
                 cfg.clip_norm
             )));
         }
+        let lookahead = match cfg.lookahead {
+            0 => None,
+            every => Some(
+                Lookahead::new(every, cfg.lookahead_alpha)
+                    .map_err(|e| Error(format!("--lookahead: {e}")))?,
+            ),
+        };
         Ok(TrainOptimizer {
             opt,
             schedule,
             clip_norm: cfg.clip_norm,
-            frozen: cfg.freeze.clone(),
+            frozen: cfg.freeze.iter().chain(&params.fixed).cloned().collect(),
+            lookahead,
+            total_steps,
         })
     }
 
@@ -82,6 +122,8 @@ impl TrainOptimizer {
             schedule,
             clip_norm: 0.0,
             frozen: Vec::new(),
+            lookahead: None,
+            total_steps: 1,
         })
     }
 
@@ -120,10 +162,23 @@ impl TrainOptimizer {
                 err = Some(e);
             }
         });
-        match err {
-            Some(e) => Err(Error(format!("optimizer step {step}: {e}"))),
-            None => Ok(lr),
+        if let Some(e) = err {
+            return Err(Error(format!("optimizer step {step}: {e}")));
         }
+        if let Some(la) = self.lookahead.as_mut()
+            && let Some(decay) = la.decay_after(step + 1, self.total_steps)
+        {
+            // The weights and the batch-norm statistics, as a state_dict holds them.
+            model.visit_params("", &mut |name, p| {
+                la.update(name, p.value.data_mut(), decay)
+            });
+            model.visit_buffers("", &mut |name, t| {
+                if !name.ends_with("num_batches_tracked") {
+                    la.update(name, t.data_mut(), decay);
+                }
+            });
+        }
+        Ok(lr)
     }
 
     /// Writes the optimizer state and a progress record (JSON) as one safetensors file.
@@ -134,9 +189,12 @@ impl TrainOptimizer {
     /// The bytes [`save_state`](Self::save_state) writes; `path` names the file in errors.
     pub fn encode_state(&self, path: &Path, progress_json: &str) -> Result<Vec<u8>> {
         let state = self.opt.state();
+        let slow = self.lookahead.iter().flat_map(|la| la.state());
+        let slow = slow.map(|(k, v)| (format!("{LOOKAHEAD_KEY}{k}"), v.clone()));
         let tensors: TensorMap = state
             .buffers
             .into_iter()
+            .chain(slow)
             .map(|(k, v)| {
                 (
                     k,
@@ -182,9 +240,27 @@ impl TrainOptimizer {
         };
         let counters = serde_json::from_str(&get("counters")?)
             .map_err(|e| Error(format!("{}: unreadable counters: {e}", path.display())))?;
+        let (slow, buffers): (Vec<_>, Vec<_>) = tensors
+            .into_iter()
+            .map(|(k, t)| (k, t.to_f32()))
+            .partition(|(k, _)| k.starts_with(LOOKAHEAD_KEY));
+        match self.lookahead.as_mut() {
+            Some(la) => la.load_state(
+                slow.into_iter()
+                    .map(|(k, v)| (k[LOOKAHEAD_KEY.len()..].to_string(), v))
+                    .collect(),
+            ),
+            None if !slow.is_empty() => {
+                return Err(Error(format!(
+                    "{}: holds lookahead weights, but the run has no --lookahead",
+                    path.display()
+                )));
+            }
+            None => {}
+        }
         let state = OptimizerState {
             optimizer: get("optimizer")?,
-            buffers: tensors.into_iter().map(|(k, t)| (k, t.to_f32())).collect(),
+            buffers: buffers.into_iter().collect(),
             counters,
         };
         self.opt

@@ -329,7 +329,7 @@ fn every_command_speaks_the_same_language() {
                 "{help}"
             );
             assert!(
-                help.contains("[possible values: crop, flip, cutout, none]"),
+                help.contains("[possible values: crop, flip, alt-flip, translate, cutout, none]"),
                 "{help}"
             );
         }

@@ -1,7 +1,8 @@
 //! Where a training step's time goes: forward and backward of each layer of the zoo CNNs at
 //! the benchmark batch (128), best of several steps, wall time. Ignored by default:
 //! `cargo test -p ember --release --test layer_times -- --ignored --nocapture`
-//! (`EMBER_THREADS`, default 2).
+//! (`EMBER_THREADS`, default 2; `EMBER_MODELS=cifar-fast,resnet9` other zoo models,
+//! `EMBER_BATCH` another batch).
 
 use std::time::Instant;
 
@@ -59,16 +60,27 @@ fn zoo_layer_times() {
         .num_threads(threads)
         .build()
         .expect("thread pool");
+    let models = std::env::var("EMBER_MODELS").unwrap_or_else(|_| "fmnist-cnn,cifar-cnn".into());
+    let batch: usize = std::env::var("EMBER_BATCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(128);
     pool.install(|| {
-        for spec in [zoo::fmnist_cnn(), zoo::cifar_cnn()] {
+        for spec in models
+            .split(',')
+            .map(|m| zoo::get(m.trim()).expect("a zoo model"))
+        {
             let mut net = spec.build().expect("zoo model builds");
             net.reset_parameters(&mut Rng::new(0));
             let [c, h, w] = spec.input;
-            let x = Tensor::normal([128, c, h, w], 0.0, 1.0, &mut Rng::new(1));
-            let labels: Vec<usize> = (0..128).map(|i| i % 10).collect();
+            let x = Tensor::normal([batch, c, h, w], 0.0, 1.0, &mut Rng::new(1));
+            let labels: Vec<usize> = (0..batch).map(|i| i % 10).collect();
             let times = layer_times(&mut net, &x, &labels);
             let total: f64 = times.iter().map(|t| t.2 + t.3).sum();
-            println!("{:?} ({threads} threads), ms per step of 128:", spec.name);
+            println!(
+                "{:?} ({threads} threads), ms per step of {batch}:",
+                spec.name
+            );
             for (i, d, f, b) in &times {
                 println!(
                     "  {i:>2} {d:<40} fwd {:>7.3}  bwd {:>7.3}",
@@ -79,7 +91,7 @@ fn zoo_layer_times() {
             println!(
                 "  total {:.3} ms = {:.0} images/s",
                 total * 1e3,
-                128.0 / total
+                batch as f64 / total
             );
         }
     });

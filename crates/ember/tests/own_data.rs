@@ -273,3 +273,40 @@ fn frozen_batch_norm_keeps_its_running_statistics_bit_for_bit() {
     assert!(e.contains("--freeze 7") && e.contains("4.weight"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `ember dataset info` on an image folder says where its decoded copy is cached and whether
+/// it is up to date; `EMBER_CACHE=off` turns the cache off.
+#[test]
+fn dataset_info_reports_the_cache() {
+    let dir = common::temp_dir("cache-info");
+    let flat = dir.join("flat");
+    common::write_flat_folder(&flat, 3, 4, 1);
+    let cache = dir.join("cache");
+    let info = |cache_env: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ember"))
+            .args(["dataset", "info", flat.to_str().unwrap(), "--json"])
+            .env("EMBER_CACHE", cache_env)
+            .output()
+            .unwrap();
+        json_of(&out)
+    };
+    let j = info(cache.to_str().unwrap());
+    let path = j["cache"]["path"].as_str().unwrap().to_string();
+    assert!(path.starts_with(cache.to_str().unwrap()), "{j}");
+    assert_eq!(j["cache"]["valid"], true, "{j}");
+    assert!(Path::new(&path).is_file());
+    // The text form says it too.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args(["dataset", "info", flat.to_str().unwrap()])
+        .env("EMBER_CACHE", cache.to_str().unwrap())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("decoded copy") && text.contains("up to date"),
+        "{}",
+        show(&out)
+    );
+    assert!(info("off")["cache"].is_null());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -4,6 +4,9 @@
 
 use std::fmt::Debug;
 
+use std::f32::consts::FRAC_1_SQRT_2;
+
+use ember_tensor::simd::Simd;
 use ember_tensor::{Shape, Tensor, simd, simd_dispatch};
 
 use crate::buffers::{Buffers, expect_shape};
@@ -212,24 +215,52 @@ pub struct GeluOp;
 
 impl ElementwiseOp for GeluOp {
     fn forward(&self, x: &[f32], out: &mut [f32]) {
-        simd_dispatch!(_s => {
-            for (o, &v) in out.iter_mut().zip(x) {
-                *o = v * normal_cdf(v);
-            }
-        })
+        simd_dispatch!(s => gelu_vectors(s, x, None, out))
     }
     fn backward(&self, x: &[f32], g: &[f32], out: &mut [f32]) {
-        simd_dispatch!(_s => {
-            for ((o, &v), &g) in out.iter_mut().zip(x).zip(g) {
-                *o = g * (normal_cdf(v) + v * normal_pdf(v));
-            }
-        })
+        simd_dispatch!(s => gelu_vectors(s, x, Some(g), out))
     }
     fn describe(&self) -> String {
         "GELU".into()
     }
     fn flops_per_element(&self) -> u64 {
         20
+    }
+}
+
+/// GELU (`g = None`: `x Φ(x)`) or its input gradient (`g (Φ(x) + x φ(x))`) over whole
+/// vectors, the tail in scalars.
+#[inline(always)]
+fn gelu_vectors<S: Simd>(s: S, x: &[f32], g: Option<&[f32]>, out: &mut [f32]) {
+    let l = S::LANES;
+    let body = out.len() / l * l;
+    for (i, o) in out.chunks_exact_mut(l).enumerate() {
+        let v = s.load(&x[i * l..]);
+        let cdf = s.mul(
+            s.splat(0.5),
+            s.add(
+                s.splat(1.0),
+                erf_vector(s, s.mul(v, s.splat(FRAC_1_SQRT_2))),
+            ),
+        );
+        let y = match g {
+            None => s.mul(v, cdf),
+            Some(g) => {
+                let pdf = s.mul(
+                    s.splat(INV_SQRT_2PI),
+                    s.exp(s.mul(s.splat(-0.5), s.mul(v, v))),
+                );
+                s.mul(s.load(&g[i * l..]), s.mul_add(v, pdf, cdf))
+            }
+        };
+        s.store(o, y);
+    }
+    for i in body..out.len() {
+        let v = x[i];
+        out[i] = match g {
+            None => v * normal_cdf(v),
+            Some(g) => g[i] * (normal_cdf(v) + v * normal_pdf(v)),
+        };
     }
 }
 
@@ -247,33 +278,56 @@ pub const GELU: GELU = Elementwise {
 /// `Φ(x) = (1 + erf(x / √2)) / 2`.
 #[inline(always)]
 fn normal_cdf(x: f32) -> f32 {
-    0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+    0.5 * (1.0 + erf(x * FRAC_1_SQRT_2))
 }
+
+/// `1 / √(2π)`.
+const INV_SQRT_2PI: f32 = 0.398_942_3;
 
 /// `φ(x) = exp(-x²/2) / √(2π)`.
 #[inline(always)]
 fn normal_pdf(x: f32) -> f32 {
-    const INV_SQRT_2PI: f32 = 0.398_942_3;
     INV_SQRT_2PI * (-0.5 * x * x).exp()
 }
 
-/// The error function in f32, branch-free so loops over it vectorise: erf(x) = sign(x) (1 -
-/// t·exp(-x² + P(t))) with `t = 1 / (1 + |x|/2)` and `P` the degree-9 polynomial of Numerical
-/// Recipes' `erfc` (fractional error below 1.2e-7 everywhere).
+/// The coefficients of `P`, highest power first (see [`erf`]).
+const ERFC_POLY: [f32; 10] = [
+    0.170_872_77,
+    -0.822_152_23,
+    1.488_515_9,
+    -1.135_204,
+    0.278_868_07,
+    -0.186_288_06,
+    0.096_784_18,
+    0.374_091_96,
+    1.000_023_7,
+    -1.265_512_2,
+];
+
+/// The error function in f32: erf(x) = sign(x) (1 - t·exp(-x² + P(t))) with
+/// `t = 1 / (1 + |x|/2)` and `P` the degree-9 polynomial of Numerical Recipes' `erfc`
+/// (fractional error below 1.2e-7 everywhere).
 #[inline(always)]
 fn erf(x: f32) -> f32 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
-    let p = -1.265_512_2
-        + t * (1.000_023_7
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_204
-                                + t * (1.488_515_9 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let p = ERFC_POLY.iter().fold(0.0, |acc, &c| acc * t + c);
     let erfc = t * (-z * z + p).exp();
     (1.0 - erfc).copysign(x)
+}
+
+/// [`erf`] lane by lane.
+#[inline(always)]
+fn erf_vector<S: Simd>(s: S, x: S::V) -> S::V {
+    let z = s.abs(x);
+    let t = s.div(s.splat(1.0), s.mul_add(s.splat(0.5), z, s.splat(1.0)));
+    // A plain loop: an iterator's `fold` may not be inlined into the dispatch arm.
+    let mut p = s.splat(ERFC_POLY[0]);
+    for &c in &ERFC_POLY[1..] {
+        p = s.mul_add(p, t, s.splat(c));
+    }
+    let erfc = s.mul(t, s.exp(s.sub(p, s.mul(z, z))));
+    s.copysign(s.sub(s.splat(1.0), erfc), x)
 }
 
 #[cfg(test)]

@@ -427,3 +427,29 @@ fn auto_rule_by_shape() {
         assert_eq!(auto.choose_weight_grad(&geom), wgrad, "{geom:?}");
     }
 }
+
+/// With `dirac`, the first `in` output channels copy their input channel (the conv starts
+/// as the identity there), at every reset; the others keep PyTorch's initialisation.
+#[test]
+fn dirac_channels_start_as_the_identity() {
+    for (cin, cout, k, pad) in [(3, 5, 3, 1), (4, 4, 3, 1), (2, 6, 5, 2), (3, 3, 1, 0)] {
+        let mut conv = Conv2d::new(cin, cout, k)
+            .padding(pad)
+            .bias(false)
+            .dirac(true);
+        conv.reset_parameters(&mut Rng::new(9));
+        let x = Tensor::normal([2, cin, 7, 6], 0.0, 1.0, &mut Rng::new(3));
+        let y = conv.forward(&x, Mode::Eval).to_vec();
+        for n in 0..2 {
+            for c in 0..cin.min(cout) {
+                let got = &y[(n * cout + c) * 42..][..42];
+                let want = &x.data()[(n * cin + c) * 42..][..42];
+                assert_eq!(got, want, "cin {cin} cout {cout} k {k}: channel {c}");
+            }
+        }
+        if cout > cin {
+            let w = conv.weight().value.data();
+            assert!(w[cin * cin * k * k..].iter().any(|&v| v != 0.0));
+        }
+    }
+}

@@ -53,13 +53,16 @@ pub enum ScheduleKind {
         /// `final = initial / final_div`.
         final_div: f64,
     },
-    /// Linear warm-up as [`ScheduleKind::Cosine`], then linear decay from `base` at
-    /// `warmup` to `base · end_factor` at `total_steps`.
+    /// Linear warm-up as [`ScheduleKind::Cosine`] (or, with `start_factor`, from
+    /// `base · start_factor` at step 0 to `base` at `warmup`), then linear decay from `base`
+    /// at `warmup` to `base · end_factor` at `total_steps`.
     Linear {
         /// Warm-up steps (0 = none).
         warmup: u64,
         /// The fraction of `base` reached at `total_steps`.
         end_factor: f64,
+        /// The fraction of `base` the warm-up starts from (`None`: `1/warmup`, as cosine).
+        start_factor: Option<f64>,
     },
 }
 
@@ -94,8 +97,9 @@ pub struct Schedule {
 /// The schedule grammar, for error messages and CLI help.
 pub const SCHEDULE_GRAMMAR: &str = "constant | step:EVERY[:GAMMA=0.1] | \
 multistep:M1,M2,..[:GAMMA=0.1] | exp:GAMMA | cosine[:warmup=0][:min=0] | \
-linear[:warmup=0][:end=0] | onecycle[:max=BASE][:pct=0.3][:div=25][:final_div=1e4] \
-(arguments positional in this order or as key=value, separated by ':')";
+linear[:warmup=0][:end=0][:start=1/warmup] | onecycle[:max=BASE][:pct=0.3][:div=25][:final_div=1e4] \
+(arguments positional in this order or as key=value, separated by ':'; warmup in steps, \
+or in percent of the steps with `%`)";
 
 impl Schedule {
     /// A checked schedule. `total_steps` is only used by cosine, linear and one-cycle.
@@ -113,7 +117,7 @@ impl Schedule {
     /// `"step:30:0.1"`, `"multistep:30,60:0.1"`, `"exp:0.95"`, `"cosine:warmup=500"`,
     /// `"onecycle:max=0.1"`, `"linear"`.
     pub fn parse(spec: &str, base_lr: f32, total_steps: u64) -> Result<Self, ScheduleError> {
-        let kind = parse_kind(spec).map_err(|e| {
+        let kind = parse_kind(spec, total_steps).map_err(|e| {
             ScheduleError(format!(
                 "learning-rate schedule `{spec}`: {e}; expected {SCHEDULE_GRAMMAR}"
             ))
@@ -151,11 +155,16 @@ impl Schedule {
             ScheduleKind::Cosine { warmup, min_lr } => warmed(base, step, *warmup, total, |p| {
                 min_lr + (base - min_lr) * (1.0 + (PI * p).cos()) / 2.0
             }),
-            ScheduleKind::Linear { warmup, end_factor } => {
-                warmed(base, step, *warmup, total, |p| {
-                    base * (1.0 - p * (1.0 - end_factor))
-                })
-            }
+            ScheduleKind::Linear {
+                warmup,
+                end_factor,
+                start_factor: Some(start),
+            } if step < *warmup => base * (start + (1.0 - start) * s / *warmup as f64),
+            ScheduleKind::Linear {
+                warmup, end_factor, ..
+            } => warmed(base, step, *warmup, total, |p| {
+                base * (1.0 - p * (1.0 - end_factor))
+            }),
             ScheduleKind::OneCycle {
                 max_lr,
                 pct_start,
@@ -231,10 +240,19 @@ impl Schedule {
                 }
                 Ok(())
             }
-            ScheduleKind::Linear { warmup, end_factor } => {
+            ScheduleKind::Linear {
+                warmup,
+                end_factor,
+                start_factor,
+            } => {
                 needs_total(*warmup)?;
                 if !(*end_factor >= 0.0 && end_factor.is_finite()) {
                     return err(format!("end must be finite and >= 0, got {end_factor}"));
+                }
+                if let Some(s) = start_factor
+                    && !(*s >= 0.0 && s.is_finite())
+                {
+                    return err(format!("start must be finite and >= 0, got {s}"));
                 }
                 Ok(())
             }
@@ -286,7 +304,8 @@ fn cos_anneal(start: f64, end: f64, pct: f64) -> f64 {
 }
 
 /// Parses `name[:arg]...`; each arg is positional (in the schedule's order) or `key=value`.
-fn parse_kind(spec: &str) -> Result<ScheduleKind, String> {
+/// A `warmup` ending in `%` is that percentage of `total_steps`.
+fn parse_kind(spec: &str, total_steps: u64) -> Result<ScheduleKind, String> {
     let mut parts = spec.trim().split(':');
     let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
     let keys: &[&str] = match name.as_str() {
@@ -295,7 +314,7 @@ fn parse_kind(spec: &str) -> Result<ScheduleKind, String> {
         "multistep" => &["milestones", "gamma"],
         "exp" | "exponential" => &["gamma"],
         "cosine" => &["warmup", "min"],
-        "linear" => &["warmup", "end"],
+        "linear" => &["warmup", "end", "start"],
         "onecycle" => &["max", "pct", "div", "final_div"],
         "" => return Err("empty schedule name".to_string()),
         other => return Err(format!("unknown schedule `{other}`")),
@@ -339,6 +358,18 @@ fn parse_kind(spec: &str) -> Result<ScheduleKind, String> {
         }
     };
     let int = |key: &str, default: Option<u64>| -> Result<u64, String> {
+        if key == "warmup"
+            && let Some(pct) = get(key).and_then(|v| v.strip_suffix('%'))
+        {
+            return match pct.trim().parse::<f64>() {
+                Ok(p) if (0.0..100.0).contains(&p) => {
+                    Ok((p / 100.0 * total_steps as f64).round() as u64)
+                }
+                _ => Err(format!(
+                    "`warmup`: `{pct}%` is not a percentage in [0, 100)"
+                )),
+            };
+        }
         match get(key) {
             Some(v) => v
                 .parse::<u64>()
@@ -377,6 +408,7 @@ fn parse_kind(spec: &str) -> Result<ScheduleKind, String> {
         "linear" => ScheduleKind::Linear {
             warmup: int("warmup", Some(0))?,
             end_factor: float("end", Some(0.0))?,
+            start_factor: get("start").map(|_| float("start", None)).transpose()?,
         },
         _ => ScheduleKind::OneCycle {
             max_lr: get("max").map(|_| float("max", None)).transpose()?,

@@ -97,6 +97,30 @@ fn linear_decay_boundaries() {
     );
 }
 
+/// Warm-up from a start factor (the fast CIFAR-10 recipe's 0.2 -> 1 -> 0 triangle), with
+/// the warm-up given in percent of the steps.
+#[test]
+fn linear_warmup_from_a_start_factor_in_percent() {
+    let s = Schedule::parse("linear:warmup=23%:start=0.2:end=0", 2.0, 100).unwrap();
+    let near = |a: f32, b: f32| (a - b).abs() < 1e-6;
+    assert!(near(s.lr(0), 0.4), "{}", s.lr(0));
+    assert!(near(s.lr(23), 2.0), "{}", s.lr(23));
+    assert!(
+        near(s.lr(11), 2.0 * (0.2 + 0.8 * 11.0 / 23.0)),
+        "{}",
+        s.lr(11)
+    );
+    assert!(near(s.lr(100), 0.0) && s.lr(99) > 0.0);
+    assert!(near(s.lr(60), 2.0 * (1.0 - 37.0 / 77.0)), "{}", s.lr(60));
+    for bad in [
+        "linear:warmup=100%",
+        "linear:warmup=x%",
+        "linear:start=-1:warmup=3",
+    ] {
+        assert!(Schedule::parse(bad, 1.0, 100).is_err(), "{bad}");
+    }
+}
+
 #[test]
 fn one_cycle_boundaries() {
     // PyTorch OneCycleLR: initial max/25 at 0, max at pct·total − 1 = 29, max/25/1e4 at 99.

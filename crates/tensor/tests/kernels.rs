@@ -180,3 +180,48 @@ fn transpose_8x8_at_every_level() {
         }
     }
 }
+
+/// The vector `exp`, `abs` and `copysign` of every level against f64, over the range `exp`
+/// documents (within 2 ulps), and at the clamps.
+#[test]
+fn exp_abs_copysign_at_every_level() {
+    fn check<S: ember_tensor::simd::Simd>(s: S) {
+        let xs: Vec<f32> = (0..20_000)
+            .map(|i| -87.0 + i as f32 * (175.0 / 20_000.0))
+            .collect();
+        for chunk in xs.chunks_exact(S::LANES) {
+            let mut out = [0.0f32; 16];
+            s.store(&mut out, s.exp(s.load(chunk)));
+            for (&x, &got) in chunk.iter().zip(&out) {
+                let want = (x as f64).exp();
+                let ulp = (want as f32).abs() * f32::EPSILON;
+                assert!(
+                    ((got as f64) - want).abs() <= 2.0 * ulp as f64,
+                    "{:?}: exp({x}) = {got}, want {want}",
+                    S::LEVEL
+                );
+            }
+            let neg: Vec<f32> = chunk.iter().map(|v| -v).collect();
+            s.store(&mut out, s.abs(s.load(&neg)));
+            assert!(chunk.iter().zip(&out).all(|(a, b)| a.abs() == *b));
+            s.store(&mut out, s.copysign(s.load(chunk), s.load(&neg)));
+            assert!(
+                chunk
+                    .iter()
+                    .zip(&out)
+                    .all(|(a, b)| b.to_bits() == (-a).to_bits())
+            );
+        }
+        let mut out = [0.0f32; 16];
+        s.store(&mut out, s.exp(s.splat(-1000.0)));
+        assert!(
+            out[0] >= 0.0 && out[0] < 1e-37,
+            "{:?}: {}",
+            S::LEVEL,
+            out[0]
+        );
+    }
+    for level in Level::available() {
+        ember_tensor::simd_dispatch!(level, s => check(s));
+    }
+}

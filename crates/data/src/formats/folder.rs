@@ -8,8 +8,11 @@ use image::imageops::FilterType;
 use image::{DynamicImage, ImageReader, Limits};
 use rayon::prelude::*;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::formats::folder_cache::{self, CacheState};
 use crate::formats::read_file;
-use crate::{DataError, Dataset, Splits};
+use crate::{DataError, Dataset, OpenOptions, Splits};
 
 /// The file extensions read from image folders (case-insensitive).
 pub const EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "bmp"];
@@ -143,52 +146,159 @@ pub fn detect(root: &Path) -> bool {
 /// The size images of an image folder are converted to: channels, height, width.
 pub type ImageSize = [usize; 3];
 
+/// Class names (sorted) with their image files (sorted).
+type Classes = Vec<(String, Vec<PathBuf>)>;
+
+/// The training and test parts of an image folder: `root/train/<class>/*` and
+/// `root/test/<class>/*`, or `root/<class>/*` alone.
+struct Listing {
+    train_root: PathBuf,
+    train: Classes,
+    test: Option<(PathBuf, Classes)>,
+}
+
+impl Listing {
+    fn of(root: &Path) -> Result<Listing, DataError> {
+        let (train_root, test_root) = if root.join("train").is_dir() {
+            (
+                root.join("train"),
+                Some(root.join("test")).filter(|t| t.is_dir()),
+            )
+        } else {
+            (root.to_path_buf(), None)
+        };
+        let train = classes_in(&train_root)?;
+        if train.is_empty() {
+            return Err(DataError::new(
+                train_root.display().to_string(),
+                format!("class folders holding images ({})", EXTENSIONS.join(", ")),
+                "none",
+            ));
+        }
+        let test = match test_root {
+            Some(t) => {
+                let files = classes_in(&t)?;
+                Some((t, files))
+            }
+            None => None,
+        };
+        Ok(Listing {
+            train_root,
+            train,
+            test,
+        })
+    }
+
+    fn classes(&self) -> Vec<String> {
+        self.train.iter().map(|(c, _)| c.clone()).collect()
+    }
+
+    fn images(&self) -> usize {
+        let count =
+            |part: &[(String, Vec<PathBuf>)]| part.iter().map(|(_, f)| f.len()).sum::<usize>();
+        count(&self.train) + self.test.as_ref().map_or(0, |(_, t)| count(t))
+    }
+
+    /// The size images are converted to, as `options` or the first training image say.
+    fn size(&self, options: &OpenOptions) -> Result<ImageSize, DataError> {
+        match options.image_size {
+            Some(s) => Ok(s),
+            None => size_from_first(&self.train[0].1[0], options.resize),
+        }
+    }
+
+    fn fingerprint(&self, root: &Path, size: ImageSize) -> Result<u64, DataError> {
+        let mut parts: Vec<&folder_cache::ClassFiles> = vec![&self.train];
+        if let Some((_, t)) = &self.test {
+            parts.push(t);
+        }
+        folder_cache::fingerprint(root, &parts, size)
+    }
+}
+
 /// Reads an image folder: `root/train/<class>/*` and `root/test/<class>/*`, or `root/<class>/*`
 /// (then the test split is empty: see [`Splits::hold_out_test`] and [`Dataset::split`]).
 /// Class names are the sorted folder names of the training part; a test class missing from
-/// them is an error. Every image is resized to `size`; without it, `resize` gives the
-/// height and width, and the first training image (in sorted order) whatever is missing:
-/// its height and width (each at most [`MAX_INFERRED_SIDE`], else an error asking for a
-/// size), and 1 channel if it is grayscale, 3 otherwise.
-pub fn open_dir(
-    root: &Path,
-    size: Option<ImageSize>,
-    resize: Option<[usize; 2]>,
-) -> Result<Splits, DataError> {
-    let (train_root, test_root) = if root.join("train").is_dir() {
-        (
-            root.join("train"),
-            Some(root.join("test")).filter(|t| t.is_dir()),
-        )
-    } else {
-        (root.to_path_buf(), None)
-    };
-    let train = classes_in(&train_root)?;
-    if train.is_empty() {
-        return Err(DataError::new(
-            train_root.display().to_string(),
-            format!("class folders holding images ({})", EXTENSIONS.join(", ")),
-            "none",
-        ));
-    }
-    let classes: Vec<String> = train.iter().map(|(c, _)| c.clone()).collect();
-    let size = match size {
-        Some(s) => s,
-        None => size_from_first(&train[0].1[0], resize)?,
-    };
-    let train_ds = read_classes(&train_root, train, &classes, size)?;
-    let test_ds = match test_root {
-        Some(t) => {
-            let test = classes_in(&t)?;
-            read_classes(&t, test, &classes, size)?
+/// them is an error. Every image is resized to `options.image_size`; without it,
+/// `options.resize` gives the height and width, and the first training image (in sorted
+/// order) whatever is missing: its height and width (each at most [`MAX_INFERRED_SIDE`],
+/// else an error asking for a size), and 1 channel if it is grayscale, 3 otherwise.
+///
+/// With `options.cache_dir`, the decoded folder is kept there ([`folder_cache`]) and read
+/// back while its files are unchanged; `options.progress` hears of the decoding.
+pub fn open_dir(root: &Path, options: &OpenOptions) -> Result<Splits, DataError> {
+    let listing = Listing::of(root)?;
+    let classes = listing.classes();
+    let size = listing.size(options)?;
+    let cache = match &options.cache_dir {
+        Some(dir) => {
+            let fingerprint = listing.fingerprint(root, size)?;
+            let path = folder_cache::cache_path(dir, root, size);
+            if let Some(splits) = folder_cache::load(&path, fingerprint, size, &classes) {
+                return Ok(splits);
+            }
+            Some((path, fingerprint))
         }
+        None => None,
+    };
+    let progress = Progress {
+        done: AtomicUsize::new(0),
+        total: listing.images(),
+        report: options.progress.as_deref(),
+    };
+    let train_ds = read_classes(
+        &listing.train_root,
+        &listing.train,
+        &classes,
+        size,
+        &progress,
+    )?;
+    let test_ds = match &listing.test {
+        Some((t, files)) => read_classes(t, files, &classes, size, &progress)?,
         None => Dataset::new(size, Vec::new(), Vec::new(), classes.clone())?,
     };
-    Ok(Splits {
+    let splits = Splits {
         format: "image-folder".into(),
         train: train_ds,
         test: test_ds,
-    })
+    };
+    if let Some((path, fingerprint)) = cache {
+        // The cache only saves time: a folder that cannot be written is read again next time.
+        let _ = folder_cache::store(&path, fingerprint, &splits);
+    }
+    Ok(splits)
+}
+
+/// Where the decoded copy of the image folder `root` is cached for `options` (its image size
+/// worked out as [`open_dir`] does), and whether it matches the folder's files; `None`
+/// without `options.cache_dir`.
+pub fn cache_state(root: &Path, options: &OpenOptions) -> Result<Option<CacheState>, DataError> {
+    let Some(dir) = &options.cache_dir else {
+        return Ok(None);
+    };
+    let listing = Listing::of(root)?;
+    let size = listing.size(options)?;
+    let fingerprint = listing.fingerprint(root, size)?;
+    let path = folder_cache::cache_path(dir, root, size);
+    Ok(Some(folder_cache::state(&path, fingerprint)))
+}
+
+/// Counts decoded images for a progress report.
+struct Progress<'a> {
+    done: AtomicUsize,
+    total: usize,
+    report: Option<&'a (dyn Fn(usize, usize) + Send + Sync)>,
+}
+
+impl Progress<'_> {
+    fn one_more(&self) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(report) = self.report
+            && (done.is_multiple_of(512) || done == self.total)
+        {
+            report(done, self.total);
+        }
+    }
 }
 
 /// The size of a folder's images as its first image (`first`) says, with `resize` as the
@@ -225,20 +335,21 @@ fn size_from_first(first: &Path, resize: Option<[usize; 2]>) -> Result<ImageSize
 
 fn read_classes(
     root: &Path,
-    found: Vec<(String, Vec<PathBuf>)>,
+    found: &[(String, Vec<PathBuf>)],
     classes: &[String],
     size: ImageSize,
+    progress: &Progress<'_>,
 ) -> Result<Dataset, DataError> {
     let mut files = Vec::new();
     for (name, images) in found {
-        let label = classes.iter().position(|c| *c == name).ok_or_else(|| {
+        let label = classes.iter().position(|c| c == name).ok_or_else(|| {
             DataError::new(
-                root.join(&name).display().to_string(),
+                root.join(name).display().to_string(),
                 "a class folder also present in the training part",
                 "an unknown class",
             )
         })?;
-        files.extend(images.into_iter().map(|p| (p, label)));
+        files.extend(images.iter().map(|p| (p, label)));
     }
     let [c, h, w] = size;
     let total = [files.len(), c, h, w]
@@ -256,7 +367,11 @@ fn read_classes(
     }
     let decoded: Vec<Vec<u8>> = files
         .par_iter()
-        .map(|(p, _)| load_image(p, c, h, w))
+        .map(|(p, _)| {
+            let image = load_image(p, c, h, w);
+            progress.one_more();
+            image
+        })
         .collect::<Result<_, _>>()?;
     let labels = files.iter().map(|(_, l)| *l).collect();
     Dataset::new(size, decoded.concat(), labels, classes.to_vec())

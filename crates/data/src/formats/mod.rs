@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod cifar;
 pub mod folder;
+pub mod folder_cache;
 pub mod idx;
 pub mod pickle;
 

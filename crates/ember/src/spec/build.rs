@@ -11,7 +11,7 @@ use ember_layers::{
 };
 use ember_tensor::{Shape, checked_product};
 
-use super::{BuildError, LayerSpec};
+use super::{BuildError, ConvInit, LayerSpec};
 
 /// The most elements one tensor may hold (2^31): a parameter, one image's activation or
 /// unfolded convolution input, or a whole batch of one of those.
@@ -156,6 +156,7 @@ fn make_layer(
             dilation,
             groups,
             bias,
+            init,
         } => {
             let cin = channels(shape, "conv2d")?;
             if out == 0 || groups == 0 || cin % groups != 0 || out % groups != 0 {
@@ -185,7 +186,8 @@ fn make_layer(
                     .padding(padding.pair())
                     .dilation(dilation.pair())
                     .groups(groups)
-                    .bias(bias),
+                    .bias(bias)
+                    .dirac(init == ConvInit::Dirac),
             )
         }
         LayerSpec::MaxPool2d {

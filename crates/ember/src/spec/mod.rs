@@ -79,6 +79,28 @@ fn bn_momentum() -> f32 {
     0.1
 }
 
+/// How a convolution's weight starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConvInit {
+    /// PyTorch's default (uniform in `±1/sqrt(fan_in)`).
+    #[default]
+    Default,
+    /// The identity on the first `in` output channels (PyTorch's `dirac_`), the rest as
+    /// the default.
+    Dirac,
+    /// From the training images before training: the eigenvectors of the covariance of
+    /// their `kernel`-sized patches, scaled to whiten them, and their negatives (needs
+    /// `out = 2 * in * kh * kw`, stride 1). Only training sets it; elsewhere it is the default.
+    Whiten,
+}
+
+impl ConvInit {
+    fn is_default(&self) -> bool {
+        *self == ConvInit::Default
+    }
+}
+
 /// One layer of a [`ModelSpec`]. Input sizes (channels, features) are inferred.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -104,6 +126,9 @@ pub enum LayerSpec {
         /// Whether there is a bias (default true).
         #[serde(default = "yes")]
         bias: bool,
+        /// How the weight starts (default: PyTorch's default).
+        #[serde(default, skip_serializing_if = "ConvInit::is_default")]
+        init: ConvInit,
     },
     /// `MaxPool2d`; stride defaults to the kernel size.
     MaxPool2d {
@@ -142,7 +167,7 @@ pub enum LayerSpec {
     },
     /// `ReLU`.
     Relu,
-    /// `GELU` (the exact form, `x Φ(x)`, PyTorch's `nn.GELU()`).
+    /// `GELU`, the exact (erf) form.
     Gelu,
     /// `LeakyReLU`.
     LeakyRelu {
@@ -198,6 +223,10 @@ pub struct ModelSpec {
     /// The layers in order.
     #[serde(rename = "layer")]
     pub layers: Vec<LayerSpec>,
+    /// Parameters that keep their initial values in training (PyTorch's
+    /// `requires_grad = False`), by name: `"0.weight"`, `"2.weight"`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fixed: Vec<String>,
 }
 
 /// The `input` of a spec file that does not give one.
@@ -310,6 +339,30 @@ impl ModelSpec {
         self.build_sized().map(|(_, shape, _)| shape)
     }
 
+    /// The parameter names of the batch-norm layers: `"4.weight"`, `"4.bias"`, and inside
+    /// residual blocks `"3.block.1.weight"`.
+    pub fn norm_param_names(&self) -> Vec<String> {
+        fn walk(layers: &[LayerSpec], prefix: &str, out: &mut Vec<String>) {
+            for (i, layer) in layers.iter().enumerate() {
+                match layer {
+                    LayerSpec::BatchNorm2d { .. } => {
+                        out.extend(["weight", "bias"].map(|p| format!("{prefix}{i}.{p}")));
+                    }
+                    LayerSpec::Residual { block, shortcut } => {
+                        walk(block, &format!("{prefix}{i}.block."), out);
+                        if let Some(s) = shortcut {
+                            walk(s, &format!("{prefix}{i}.shortcut."), out);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.layers, "", &mut out);
+        out
+    }
+
     /// The parameter count and the largest per-image tensor, for checking a batch size
     /// before anything of that size is allocated.
     pub fn sizes(&self) -> Result<ModelSizes, BuildError> {
@@ -341,6 +394,13 @@ impl ModelSpec {
         let mut sizes = ModelSizes::default();
         build::check_image(input, &mut sizes).map_err(|m| whole(format!("input {m}")))?;
         let (seq, shape) = build::build_seq(&self.layers, input, &[], &mut sizes)?;
+        let names = seq.param_names();
+        if let Some(missing) = self.fixed.iter().find(|f| !names.contains(f)) {
+            return Err(whole(format!(
+                "fixed parameter {missing:?} is not a parameter of the model (they are {})",
+                names.join(", ")
+            )));
+        }
         Ok((seq, shape, sizes))
     }
 }

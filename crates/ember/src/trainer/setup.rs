@@ -17,8 +17,9 @@ use crate::config::{DEFAULT_TEST_SPLIT, ExistingRun, TrainConfig};
 use crate::distributed::{self, Group};
 use crate::error::{Error, Result, io_error};
 use crate::metrics::MetricsLog;
-use crate::optimizer::{TrainOptimizer, under_prefix};
-use crate::spec::{MAX_TENSOR_ELEMENTS, ModelSpec};
+use crate::optimizer::{ModelParams, TrainOptimizer, under_prefix};
+use crate::spec::{ConvInit, LayerSpec, MAX_TENSOR_ELEMENTS, ModelSpec, Size};
+use crate::whiten;
 use crate::{EVAL_BATCH, datasets, resolve_model_for};
 
 impl Run {
@@ -39,7 +40,7 @@ impl Run {
             persist::refuse_other_run(&dir)?;
         }
         let mut reporter = reporter_for(output, cfg.log_every);
-        let (splits, train, val) = open_data(&cfg)?;
+        let (splits, train, val) = open_data(&cfg, reporter.as_mut())?;
         let (spec, zoo) = fit_model(&cfg, &train, &splits.format, reporter.as_mut())?;
         let sizes = spec.sizes()?;
         sizes
@@ -48,11 +49,14 @@ impl Run {
         let eval_batch = EVAL_BATCH.min(MAX_TENSOR_ELEMENTS / sizes.largest_per_image.max(1));
         let mut model = spec.build()?;
         model.reset_parameters(&mut Rng::new(cfg.seed));
+        let normalize = Normalize::from_dataset(&train);
+        if resume.is_none() {
+            whiten_convs(&spec, &mut model, &train, &normalize, cfg.seed)?;
+        }
         if let (Some(from), None) = (&cfg.init_from, resume) {
             init_from(&mut model, from, reporter.as_mut())?;
         }
         check_freeze(&cfg.freeze, &mut model)?;
-        let normalize = Normalize::from_dataset(&train);
         let meta = CheckpointMeta {
             format: checkpoint::FORMAT.into(),
             ember_version: env!("CARGO_PKG_VERSION").into(),
@@ -77,7 +81,11 @@ impl Run {
         let train = Arc::new(train);
         let steps_per_epoch =
             Loader::new(train.clone(), loader_config(&cfg, &normalize, rank))?.num_batches() as u64;
-        let opt = TrainOptimizer::new(&cfg, &mut model, steps_per_epoch * cfg.epochs)?;
+        let params = ModelParams {
+            fixed: spec.fixed.clone(),
+            norm: spec.norm_param_names(),
+        };
+        let opt = TrainOptimizer::new(&cfg, &mut model, steps_per_epoch * cfg.epochs, &params)?;
         if lead {
             if resume.is_none() {
                 persist::prepare_run_dir(&dir, cfg.existing_run, reporter.as_mut())?;
@@ -194,9 +202,15 @@ struct RunSplits {
     held_out: Option<f64>,
 }
 
+/// Mixed into the seed of the `--limit` sample, so that it is not the validation split's draw.
+const LIMIT_STREAM: u64 = 0x11a1_75a3_11a1_75a3;
+
 /// Opens the dataset (image folders resized as asked), holds out a test part when it has
 /// none, and splits the training part into training and validation images.
-fn open_data(cfg: &TrainConfig) -> Result<(RunSplits, Dataset, Option<Dataset>)> {
+fn open_data(
+    cfg: &TrainConfig,
+    reporter: &mut dyn Reporter,
+) -> Result<(RunSplits, Dataset, Option<Dataset>)> {
     let options = OpenOptions {
         resize: cfg.image_size,
         ..OpenOptions::default()
@@ -221,8 +235,16 @@ fn open_data(cfg: &TrainConfig) -> Result<(RunSplits, Dataset, Option<Dataset>)>
         test,
     } = splits;
     if cfg.limit > 0 && cfg.limit < train.len() {
-        let idx: Vec<usize> = (0..cfg.limit).collect();
-        train = train.subset(&idx);
+        // Not the first images: a folder lists them class by class.
+        let all = train.len();
+        train = train.stratified_sample(cfg.limit, cfg.seed ^ LIMIT_STREAM);
+        reporter.note(&format!(
+            "--limit {}: training on a random sample of {} of the {all} training images, \
+             each class in its proportion (seed {})",
+            cfg.limit,
+            train.len(),
+            cfg.seed
+        ));
     }
     let (train, val) = if cfg.val_split > 0.0 {
         let (t, v) = train.split(cfg.val_split, cfg.seed, true);
@@ -324,6 +346,46 @@ fn init_from(model: &mut Sequential, from: &Path, reporter: &mut dyn Reporter) -
     Ok(())
 }
 
+/// Sets the weights of the top-level convolutions whose spec says `init = "whiten"` from the
+/// training images.
+fn whiten_convs(
+    spec: &ModelSpec,
+    model: &mut Sequential,
+    train: &Dataset,
+    normalize: &Normalize,
+    seed: u64,
+) -> Result<()> {
+    for (i, layer) in spec.layers.iter().enumerate() {
+        let LayerSpec::Conv2d {
+            out,
+            kernel,
+            stride,
+            init: ConvInit::Whiten,
+            ..
+        } = layer
+        else {
+            continue;
+        };
+        if i != 0 || *stride != Size::One(1) {
+            return Err(Error(format!(
+                "layer {i}: init = \"whiten\" needs the model's first layer, with stride 1"
+            )));
+        }
+        let k = match *kernel {
+            Size::One(k) => (k, k),
+            Size::Two([kh, kw]) => (kh, kw),
+        };
+        let weight = whiten::whitening_weights(train, normalize, k, *out, seed)?;
+        let name = format!("{i}.weight");
+        model.visit_params("", &mut |n, p| {
+            if n == name {
+                p.value.data_mut().copy_from_slice(&weight);
+            }
+        });
+    }
+    Ok(())
+}
+
 /// Checks that every `--freeze` prefix names at least one parameter.
 fn check_freeze(prefixes: &[String], model: &mut Sequential) -> Result<()> {
     let names = model.param_names();
@@ -364,5 +426,56 @@ pub(super) fn loader_config(cfg: &TrainConfig, normalize: &Normalize, rank: usiz
         normalize: normalize.clone(),
         augment: datasets::augment_from(&cfg.augment),
         ..LoaderConfig::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Notes collected instead of printed.
+    #[derive(Default)]
+    struct Notes(Vec<String>);
+
+    impl Reporter for Notes {
+        fn note(&mut self, line: &str) {
+            self.0.push(line.to_string());
+        }
+    }
+
+    /// `--limit` on a folder listed class by class takes every class, in proportion, and
+    /// says so; the same seed takes the same images.
+    #[test]
+    fn limit_takes_a_seeded_stratified_sample() {
+        let root = std::env::temp_dir().join(format!("ember-limit-{}", std::process::id()));
+        for (k, class) in ["a", "b", "c", "d"].iter().enumerate() {
+            std::fs::create_dir_all(root.join(class)).unwrap();
+            for i in 0..25u8 {
+                let img = image::GrayImage::from_pixel(4, 4, image::Luma([k as u8 * 40 + i]));
+                img.save(root.join(class).join(format!("{i}.png"))).unwrap();
+            }
+        }
+        let cfg = TrainConfig {
+            dataset: root.display().to_string(),
+            limit: 40,
+            test_split: Some(0.2),
+            val_split: 0.0,
+            seed: 5,
+            ..TrainConfig::default()
+        };
+        let mut notes = Notes::default();
+        let (_, train, _) = open_data(&cfg, &mut notes).unwrap();
+        assert_eq!(train.class_counts(), vec![10, 10, 10, 10]);
+        assert!(
+            notes
+                .0
+                .iter()
+                .any(|n| n.contains("random sample of 40 of the 80")),
+            "{:?}",
+            notes.0
+        );
+        let (_, again, _) = open_data(&cfg, &mut Notes::default()).unwrap();
+        assert_eq!(again, train);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

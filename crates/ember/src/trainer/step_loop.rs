@@ -14,10 +14,11 @@ use super::report::StepStats;
 use super::setup::loader_config;
 use super::{INTERRUPTED, Run, TrainReport};
 use crate::checkpoint;
+use crate::config::Tta;
 use crate::distributed::{self, Group};
 use crate::error::{Error, Result};
 use crate::metrics::{EpochRecord, Evaluation};
-use crate::{evaluate_batched, plot};
+use crate::{evaluate_with, plot};
 
 impl Run {
     /// Averages the gradients over the group and sums the step's statistics: returns the
@@ -52,7 +53,7 @@ impl Run {
             data,
             &self.normalize,
             &self.meta.classes,
-            self.eval_batch,
+            (self.eval_batch, Tta::None),
         )
     }
 
@@ -121,7 +122,7 @@ impl Run {
                 &self.test,
                 &self.normalize,
                 &self.meta.classes,
-                self.eval_batch,
+                (self.eval_batch, self.cfg.tta),
             )?
         } else {
             // Stopped before any validation: score the current weights.
@@ -293,9 +294,9 @@ fn evaluate_in(
     data: &Arc<Dataset>,
     normalize: &Normalize,
     classes: &[String],
-    batch: usize,
+    (batch, tta): (usize, Tta),
 ) -> Result<Evaluation> {
-    let local = evaluate_batched(model, data, normalize, classes, batch)?;
+    let local = evaluate_with(model, data, normalize, classes, batch, tta)?;
     if group.size() == 1 {
         return Ok(local);
     }

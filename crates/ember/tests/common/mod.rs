@@ -78,10 +78,43 @@ type = "linear"
 out = 10
 "#;
 
+/// [`TINY_SPEC`] with an identity-started convolution, batch norm with a fixed scale and
+/// GELU: the layers of the fast CIFAR-10 recipe, on 8x8 images.
+#[allow(dead_code)]
+pub const TINY_BN_SPEC: &str = r#"
+name = "tiny8-bn"
+input = [1, 8, 8]
+fixed = ["1.weight"]
+[[layer]]
+type = "conv2d"
+out = 4
+kernel = 3
+padding = 1
+bias = false
+init = "dirac"
+[[layer]]
+type = "batch_norm2d"
+momentum = 0.4
+[[layer]]
+type = "gelu"
+[[layer]]
+type = "max_pool2d"
+kernel = 2
+[[layer]]
+type = "flatten"
+[[layer]]
+type = "linear"
+out = 10
+"#;
+
 /// Runs the `ember` binary with `args`, in `dir` when given.
 pub fn ember_in(dir: Option<&Path>, args: &[&str]) -> std::process::Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ember"));
     cmd.args(args);
+    // Decoded image folders are cached away from the user's own cache.
+    if std::env::var_os("EMBER_CACHE").is_none() {
+        cmd.env("EMBER_CACHE", std::env::temp_dir().join("ember-test-cache"));
+    }
     if let Some(d) = dir {
         cmd.current_dir(d);
     }

@@ -54,6 +54,41 @@ pub trait Simd: Copy + Send + Sync + 'static {
     fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     /// Lane-wise maximum (for NaN-free inputs).
     fn max(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `|a|`
+    fn abs(self, a: Self::V) -> Self::V;
+    /// `|magnitude|` with the sign of `sign`, lane by lane.
+    fn copysign(self, magnitude: Self::V, sign: Self::V) -> Self::V;
+    /// `a` rounded to the nearest whole number (ties to even).
+    fn round(self, a: Self::V) -> Self::V;
+    /// `a · 2^n` for whole numbers `n` in [-126, 127].
+    fn mul_pow2(self, a: Self::V, n: Self::V) -> Self::V;
+
+    /// `e^a`, within 2 ulps on [-87, 88.5] (inputs are clamped to that range): `a = n ln2 + r`
+    /// with `n = round(a / ln2)` and `|r| <= ln2/2` (ln2 split in two so that `r` is exact),
+    /// `e^r` by its Taylor polynomial to degree 7 (remainder below 6e-9 relative), scaled
+    /// by `2^n`.
+    #[inline(always)]
+    fn exp(self, a: Self::V) -> Self::V {
+        let s = self;
+        let x = s.max(a, s.splat(-87.0));
+        let x = s.sub(s.splat(0.0), s.max(s.sub(s.splat(0.0), x), s.splat(-88.5)));
+        let n = s.round(s.mul(x, s.splat(std::f32::consts::LOG2_E)));
+        let r = s.mul_add(n, s.splat(-0.693_359_4), x);
+        let r = s.mul_add(n, s.splat(2.121_944_4e-4), r);
+        let mut p = s.splat(1.0 / 5040.0);
+        for c in [
+            1.0 / 720.0,
+            1.0 / 120.0,
+            1.0 / 24.0,
+            1.0 / 6.0,
+            0.5,
+            1.0,
+            1.0,
+        ] {
+            p = s.mul_add(p, r, s.splat(c));
+        }
+        s.mul_pow2(p, n)
+    }
     /// `g` where `x > 0`, else 0, lane by lane (ReLU's backward mask).
     fn where_positive(self, x: Self::V, g: Self::V) -> Self::V;
     /// The sum of the lanes.
@@ -186,6 +221,26 @@ impl Simd for Portable {
     #[inline(always)]
     fn max(self, a: f32x8, b: f32x8) -> f32x8 {
         a.fast_max(b)
+    }
+    #[inline(always)]
+    fn abs(self, a: f32x8) -> f32x8 {
+        a.abs()
+    }
+    #[inline(always)]
+    fn copysign(self, magnitude: f32x8, sign: f32x8) -> f32x8 {
+        let bit = f32x8::splat(-0.0);
+        (sign & bit) | (magnitude & !bit)
+    }
+    #[inline(always)]
+    fn round(self, a: f32x8) -> f32x8 {
+        a.round()
+    }
+    #[inline(always)]
+    fn mul_pow2(self, a: f32x8, n: f32x8) -> f32x8 {
+        let pow2 = n
+            .to_array()
+            .map(|n| f32::from_bits(((n as i32 + 127) as u32) << 23));
+        a * f32x8::new(pow2)
     }
     #[inline(always)]
     fn where_positive(self, x: f32x8, g: f32x8) -> f32x8 {

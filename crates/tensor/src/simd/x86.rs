@@ -149,6 +149,35 @@ impl Simd for Avx2 {
         unsafe { _mm256_max_ps(a, b) }
     }
     #[inline(always)]
+    fn abs(self, a: __m256) -> __m256 {
+        // SAFETY: see above.
+        unsafe { _mm256_andnot_ps(_mm256_set1_ps(-0.0), a) }
+    }
+    #[inline(always)]
+    fn copysign(self, magnitude: __m256, sign: __m256) -> __m256 {
+        // SAFETY: see above.
+        unsafe {
+            let bit = _mm256_set1_ps(-0.0);
+            _mm256_or_ps(_mm256_and_ps(sign, bit), _mm256_andnot_ps(bit, magnitude))
+        }
+    }
+    #[inline(always)]
+    fn round(self, a: __m256) -> __m256 {
+        // SAFETY: see above.
+        unsafe { _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }
+    }
+    #[inline(always)]
+    fn mul_pow2(self, a: __m256, n: __m256) -> __m256 {
+        // SAFETY: see above; `n + 127` shifted into the exponent field is 2^n.
+        unsafe {
+            let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+                _mm256_cvtps_epi32(n),
+                _mm256_set1_epi32(127),
+            ));
+            _mm256_mul_ps(a, _mm256_castsi256_ps(e))
+        }
+    }
+    #[inline(always)]
     fn where_positive(self, x: __m256, g: __m256) -> __m256 {
         // SAFETY: see above.
         unsafe { _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, _mm256_setzero_ps()), g) }
@@ -246,6 +275,31 @@ impl Simd for Avx512 {
     fn max(self, a: __m512, b: __m512) -> __m512 {
         // SAFETY: see above.
         unsafe { _mm512_max_ps(a, b) }
+    }
+    #[inline(always)]
+    fn abs(self, a: __m512) -> __m512 {
+        // SAFETY: see above.
+        unsafe { _mm512_abs_ps(a) }
+    }
+    #[inline(always)]
+    fn copysign(self, magnitude: __m512, sign: __m512) -> __m512 {
+        // SAFETY: see above.
+        unsafe {
+            let bit = _mm512_set1_epi32(i32::MIN);
+            let s = _mm512_and_si512(_mm512_castps_si512(sign), bit);
+            let m = _mm512_andnot_si512(bit, _mm512_castps_si512(magnitude));
+            _mm512_castsi512_ps(_mm512_or_si512(s, m))
+        }
+    }
+    #[inline(always)]
+    fn round(self, a: __m512) -> __m512 {
+        // SAFETY: see above.
+        unsafe { _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }
+    }
+    #[inline(always)]
+    fn mul_pow2(self, a: __m512, n: __m512) -> __m512 {
+        // SAFETY: see above.
+        unsafe { _mm512_scalef_ps(a, n) }
     }
     #[inline(always)]
     fn where_positive(self, x: __m512, g: __m512) -> __m512 {

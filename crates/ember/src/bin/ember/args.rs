@@ -81,10 +81,36 @@ pub enum AugmentArg {
     Crop,
     /// Random horizontal flip.
     Flip,
+    /// Horizontal flip every other epoch, from a random start per image.
+    AltFlip,
+    /// Random shift by up to 2 pixels each way, edges reflected.
+    Translate,
     /// An 8x8 square of zeros at a random place.
     Cutout,
     /// No augmentation.
     None,
+}
+
+/// The `--tta` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TtaArg {
+    /// The image alone.
+    None,
+    /// The mean of the logits of the image and its mirror.
+    Flip,
+    /// Also shifted by one pixel up-left and down-right (edges reflected).
+    FlipTranslate,
+}
+
+impl TtaArg {
+    /// The configuration's value.
+    pub fn tta(self) -> ember::config::Tta {
+        match self {
+            TtaArg::None => ember::config::Tta::None,
+            TtaArg::Flip => ember::config::Tta::Flip,
+            TtaArg::FlipTranslate => ember::config::Tta::FlipTranslate,
+        }
+    }
 }
 
 impl AugmentArg {
@@ -93,6 +119,8 @@ impl AugmentArg {
         match self {
             AugmentArg::Crop => "crop",
             AugmentArg::Flip => "flip",
+            AugmentArg::AltFlip => "alt-flip",
+            AugmentArg::Translate => "translate",
             AugmentArg::Cutout => "cutout",
             AugmentArg::None => "none",
         }
@@ -191,9 +219,23 @@ pub struct TrainArgs {
     /// statistics) fixed, e.g. `0,3` or `7.block`.
     #[arg(long, value_delimiter = ',', value_name = "PREFIX")]
     pub freeze: Vec<String>,
-    /// Train on at most N images (0: all).
+    /// Train on a seeded random sample of N training images, each class in its proportion (0: all).
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
+    /// Lookahead every N steps over an average of the weights whose decay grows as
+    /// ALPHA^N (t/T)^3; the run ends on the averaged weights (0: off).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub lookahead: u64,
+    /// The lookahead's ALPHA, in (0, 1].
+    #[arg(long, default_value_t = 0.95, value_name = "ALPHA")]
+    pub lookahead_alpha: f32,
+    /// Batch-norm parameters train with this many times the learning rate, and the weight
+    /// decay divided by it (1: the default rate and no decay, like biases).
+    #[arg(long, default_value_t = 1.0, value_name = "SCALE")]
+    pub norm_lr_scale: f32,
+    /// Test-time augmentation for the final test score.
+    #[arg(long, value_enum, default_value = "none")]
+    pub tta: TtaArg,
     /// Stop after this many optimizer steps in all, with a checkpoint (0: never).
     #[arg(long, default_value_t = 0)]
     pub max_steps: u64,
@@ -239,6 +281,9 @@ pub struct EvalArgs {
     /// Worker threads (0: one per core; at most 4 per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Test-time augmentation: score each image by its logits averaged over copies.
+    #[arg(long, value_enum, default_value = "none")]
+    pub tta: TtaArg,
 }
 
 #[derive(Args)]

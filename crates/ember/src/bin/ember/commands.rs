@@ -96,6 +96,10 @@ pub fn train(a: TrainArgs) -> Result<()> {
         test_split: a.test_split,
         init_from: a.init_from,
         freeze: a.freeze,
+        lookahead: a.lookahead,
+        lookahead_alpha: a.lookahead_alpha,
+        norm_lr_scale: a.norm_lr_scale,
+        tta: a.tta.tta(),
         existing_run,
     };
     let output = if a.json { Output::Json } else { Output::Human };
@@ -111,7 +115,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         return Err(Error::msg("--batch-size must be at least 1"));
     }
     let clf = Classifier::load(&a.checkpoint)?;
-    let eval = ember::evaluate_checkpoint(&clf, &a.dataset, a.batch_size)?;
+    let eval = ember::evaluate_checkpoint(&clf, &a.dataset, a.batch_size, a.tta.tta())?;
     if let Some(path) = &a.heatmap {
         ember::plot::plot_confusion(path, &eval)?;
     }
