@@ -147,7 +147,11 @@ impl Server {
             .thread_name(|i| format!("ember-compute-{i}"))
             .build()
             .map_err(|e| Error(format!("cannot start the compute threads: {e}")))?;
-        let http_threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+        // One HTTP thread answers tens of thousands of requests a second; the cores are
+        // the compute pool's (on 2 cores, 1 HTTP thread served as fast as 2 with a lower
+        // single-client latency, docs/BENCHMARKS.md).
+        let http_threads =
+            std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 4));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(http_threads)
             .thread_name("ember-http")
