@@ -195,7 +195,14 @@ impl Classifier {
             for (i, img) in chunk.iter().enumerate() {
                 normalize.apply(img, c, x.item_mut(i));
             }
-            let probs = softmax_rows(model.forward(&x, Mode::Eval));
+            // A model may end without a flatten ([N, C, 1, 1]): its rows are the logits.
+            let out = model.forward(&x, Mode::Eval);
+            let probs = if out.shape().dims().len() == 2 {
+                softmax_rows(out)
+            } else {
+                let k = out.shape().item_numel();
+                softmax_rows(&out.clone().reshape([chunk.len(), k])?)
+            };
             let k = probs.shape().item_numel();
             for i in 0..chunk.len() {
                 let p = probs.item(i).to_vec();

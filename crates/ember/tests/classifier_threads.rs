@@ -63,3 +63,27 @@ fn a_wrong_image_size_is_an_error_not_a_panic() {
     // The classifier is still usable afterwards.
     assert!(clf.predict(&[0u8; 784]).is_ok());
 }
+
+#[test]
+fn a_model_without_a_final_flatten_predicts_too() {
+    // Outputs [N, 3, 1, 1]: each image's values are its logits.
+    const NO_FLATTEN: &str = r#"
+name = "no-flatten"
+input = [1, 8, 8]
+[[layer]]
+type = "conv2d"
+out = 3
+kernel = 3
+padding = 1
+[[layer]]
+type = "global_avg_pool2d"
+"#;
+    let dir = temp_dir("classifier-no-flatten");
+    random_checkpoint(&dir, NO_FLATTEN, 11);
+    let clf = Classifier::load(&dir).unwrap();
+    let preds = clf.predict_batch(&[&[10u8; 64], &[200u8; 64]]).unwrap();
+    for p in preds {
+        assert_eq!(p.probabilities.len(), 3);
+        assert!((p.probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+}
