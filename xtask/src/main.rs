@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "xtask",
     bin_name = "cargo xtask",
-    about = "Ember's task runner: datasets, benchmarks, golden vectors"
+    about = "Ember's task runner: datasets, benchmarks, golden vectors, generated code"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -24,6 +24,8 @@ enum Task {
     Bench(xtask::bench::Args),
     /// Check the PyTorch golden vectors of a folder.
     Golden(xtask::golden::Args),
+    /// Regenerate the ONNX protobuf code of `ember export` from the vendored onnx.proto.
+    Protos(xtask::protos::Args),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
         Task::Download(a) => xtask::download::run_args(a),
         Task::Bench(a) => xtask::bench::run_args(a),
         Task::Golden(a) => xtask::golden::run_args(a),
+        Task::Protos(a) => xtask::protos::run_args(a),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
 }

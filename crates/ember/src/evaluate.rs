@@ -91,7 +91,7 @@ pub fn evaluate_with(
 /// dataset must have the checkpoint's image shape and number of classes, and test images.
 /// With `tta`, each image is scored by its test-time augmented logits.
 pub fn evaluate_checkpoint(
-    clf: &mut Classifier,
+    clf: &Classifier,
     dataset: &str,
     batch: usize,
     tta: Tta,
@@ -102,14 +102,14 @@ pub fn evaluate_checkpoint(
 /// [`evaluate_checkpoint`] with the label and split columns of a Parquet dataset, where
 /// given, instead of those the checkpoint records for the run.
 pub fn evaluate_checkpoint_with(
-    clf: &mut Classifier,
+    clf: &Classifier,
     dataset: &str,
     batch: usize,
     tta: Tta,
     label_column: Option<&str>,
     split_column: Option<&str>,
 ) -> Result<Evaluation> {
-    let (model, meta) = clf.parts();
+    let meta = clf.meta();
     let record = meta.data.clone().unwrap_or_default();
     let parquet = crate::datasets::parquet_options(
         label_column.or(record.label_column.as_deref()),
@@ -162,12 +162,6 @@ pub fn evaluate_checkpoint_with(
         .map_err(Error)?;
     let normalize = meta.normalize();
     let classes = meta.classes.clone();
-    evaluate_with(
-        model,
-        &Arc::new(splits.test),
-        &normalize,
-        &classes,
-        batch,
-        tta,
-    )
+    let test = Arc::new(splits.test);
+    clf.with_model(|model| evaluate_with(model, &test, &normalize, &classes, batch, tta))?
 }

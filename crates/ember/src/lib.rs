@@ -10,9 +10,35 @@
 //! let cfg = TrainConfig { epochs: 2, out: "runs/demo".into(), ..TrainConfig::default() };
 //! let report = train(&cfg, None, Output::Quiet)?;
 //! println!("test accuracy {:.3}", report.test_accuracy);
-//! let mut clf = ember::Classifier::load(&report.run_dir)?;
+//! let clf = ember::Classifier::load(&report.run_dir)?;
 //! # Ok::<(), ember::Error>(())
 //! ```
+//!
+//! ## Deploying
+//!
+//! A [`Classifier`] is `Send + Sync`: load it once and predict from every thread (each
+//! concurrent prediction runs on a replica of the network, its own scratch):
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! let clf = Arc::new(ember::Classifier::load("runs/latest".as_ref())?);
+//! let workers: Vec<_> = ["trouser.png", "boot.png"]
+//!     .into_iter()
+//!     .map(|file| {
+//!         let clf = Arc::clone(&clf);
+//!         std::thread::spawn(move || clf.predict_file(file.as_ref()))
+//!     })
+//!     .collect();
+//! for w in workers {
+//!     let p = w.join().expect("worker")?;
+//!     println!("{} {:.1}%", p.class, 100.0 * p.probabilities[p.index]);
+//! }
+//! # Ok::<(), ember::Error>(())
+//! ```
+//!
+//! The same model behind HTTP with dynamic batching is [`serve`] (`ember serve`); as an
+//! ONNX graph for other runtimes, [`export`] (`ember export --onnx`); weights trained in
+//! PyTorch come in through [`import`] (`ember import`).
 
 pub mod bench;
 pub mod checkpoint;
@@ -21,11 +47,14 @@ pub mod datasets;
 pub mod distributed;
 pub mod error;
 mod evaluate;
+pub mod export;
+pub mod import;
 pub mod info;
 pub mod metrics;
 pub mod optimizer;
 pub mod plot;
 pub mod predict;
+pub mod serve;
 pub mod spec;
 pub mod trainer;
 pub mod tta;

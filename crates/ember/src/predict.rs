@@ -1,27 +1,50 @@
 //! Inference from a checkpoint: decode an image, resize and normalise it as the checkpoint
 //! says, and return class probabilities.
+//!
+//! A [`Classifier`] is `Send + Sync`: one loaded model serves every thread of an
+//! application. Layers keep their activations in buffers of their own, so each thread that
+//! predicts at the same time uses a replica of the network (built from the shared weights
+//! on first need and kept for reuse): its per-thread scratch.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use ember_layers::loss::softmax_rows;
 use ember_layers::{Layer, Mode, Sequential};
 use ember_tensor::Tensor;
 use serde::Serialize;
 
-use crate::checkpoint::{self, CheckpointMeta};
+use crate::checkpoint::{self, CheckpointMeta, TensorMap};
 use crate::error::{Error, Result};
 
-/// A trained classifier loaded from a checkpoint.
+/// A trained classifier loaded from a checkpoint, shareable across threads.
 ///
 /// ```no_run
-/// let mut clf = ember::Classifier::load("runs/latest".as_ref())?;
+/// use std::sync::Arc;
+/// let clf = Arc::new(ember::Classifier::load("runs/latest".as_ref())?);
 /// let p = clf.predict_file("cat.png".as_ref())?;
 /// println!("{} ({:.1}%)", p.class, 100.0 * p.probabilities[p.index]);
+/// // The same model from several threads at once:
+/// let handles: Vec<_> = ["a.png", "b.png"]
+///     .into_iter()
+///     .map(|f| {
+///         let clf = Arc::clone(&clf);
+///         std::thread::spawn(move || clf.predict_file(f.as_ref()))
+///     })
+///     .collect();
+/// for h in handles {
+///     println!("{}", h.join().expect("thread")?.class);
+/// }
 /// # Ok::<(), ember::Error>(())
 /// ```
 pub struct Classifier {
     meta: CheckpointMeta,
-    model: Sequential,
+    /// The weights, from which replicas are built.
+    state: Arc<TensorMap>,
+    /// The checkpoint file, for messages.
+    file: std::path::PathBuf,
+    /// Networks not in use; a prediction takes one (or builds one) and puts it back.
+    idle: Mutex<Vec<Sequential>>,
     batch: usize,
 }
 
@@ -57,14 +80,31 @@ impl Prediction {
 /// Images per forward pass when predicting many, unless told otherwise.
 pub const PREDICT_BATCH: usize = 64;
 
+/// A network borrowed from the classifier's idle list, returned to it when dropped.
+struct Replica<'a> {
+    owner: &'a Classifier,
+    model: Option<Sequential>,
+}
+
+impl Drop for Replica<'_> {
+    fn drop(&mut self) {
+        if let Some(m) = self.model.take() {
+            self.owner.idle_list().push(m);
+        }
+    }
+}
+
 impl Classifier {
     /// Loads a checkpoint (a run folder, a `.safetensors` file or its `.json` sidecar),
     /// checking that its description fits its model (see [`CheckpointMeta::check`]).
     pub fn load(path: &Path) -> Result<Classifier> {
-        let (meta, model) = checkpoint::load(path)?;
+        let file = checkpoint::resolve(path)?;
+        let (meta, model, state) = checkpoint::load_with_state(&file)?;
         Ok(Classifier {
             meta,
-            model,
+            state: Arc::new(state),
+            file,
+            idle: Mutex::new(vec![model]),
             batch: PREDICT_BATCH,
         })
     }
@@ -85,43 +125,84 @@ impl Classifier {
         &self.meta
     }
 
-    /// The model and the checkpoint description, for evaluation.
-    pub(crate) fn parts(&mut self) -> (&mut Sequential, &CheckpointMeta) {
-        (&mut self.model, &self.meta)
+    /// The checkpoint file the classifier was loaded from.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// The idle networks; a panic in another thread's forward pass leaves the list usable.
+    fn idle_list(&self) -> std::sync::MutexGuard<'_, Vec<Sequential>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// An idle network, or a new one built from the shared weights.
+    fn replica(&self) -> Result<Replica<'_>> {
+        let idle = self.idle_list().pop();
+        let model = match idle {
+            Some(m) => m,
+            None => {
+                let mut m = self.meta.model.build()?;
+                checkpoint::load_model_state(&mut m, &self.state, &self.file)?;
+                m
+            }
+        };
+        Ok(Replica {
+            owner: self,
+            model: Some(model),
+        })
+    }
+
+    /// Runs `f` with a network of this checkpoint to itself (for evaluation).
+    pub(crate) fn with_model<T>(&self, f: impl FnOnce(&mut Sequential) -> T) -> Result<T> {
+        let mut r = self.replica()?;
+        let model = r.model.as_mut().ok_or_else(|| Error::msg("no network"))?;
+        Ok(f(model))
     }
 
     /// Predicts one image given as u8 pixels `[C, H, W]` of the checkpoint's input shape.
-    pub fn predict(&mut self, pixels: &[u8]) -> Result<Prediction> {
+    pub fn predict(&self, pixels: &[u8]) -> Result<Prediction> {
         let mut out = self.predict_batch(&[pixels])?;
         out.pop().ok_or_else(|| Error::msg("no prediction"))
     }
 
     /// Decodes an image file (PNG, JPEG, BMP), resizes it to the input shape and predicts.
-    pub fn predict_file(&mut self, path: &Path) -> Result<Prediction> {
+    pub fn predict_file(&self, path: &Path) -> Result<Prediction> {
         let [c, h, w] = self.meta.input_shape;
         let pixels = ember_data::load_image(path, c, h, w)?;
         self.predict(&pixels)
     }
 
-    /// Predicts many images (u8 `[C, H, W]` each), batched.
-    pub fn predict_batch(&mut self, images: &[&[u8]]) -> Result<Vec<Prediction>> {
+    /// Predicts many images (u8 `[C, H, W]` each), batched. Calls from several threads run
+    /// at the same time, each on a network of its own.
+    pub fn predict_batch(&self, images: &[&[u8]]) -> Result<Vec<Prediction>> {
         let [c, h, w] = self.meta.input_shape;
         let per = c * h * w;
+        if let Some(i) = images.iter().position(|img| img.len() != per) {
+            return Err(Error(format!(
+                "image {i} has {} pixel values, the model needs {per} ({c}x{h}x{w})",
+                images[i].len()
+            )));
+        }
         let normalize = self.meta.normalize();
         let mut preds = Vec::with_capacity(images.len());
+        let mut replica = self.replica()?;
+        let model = replica
+            .model
+            .as_mut()
+            .ok_or_else(|| Error::msg("no network"))?;
         for chunk in images.chunks(self.batch) {
             let mut x = Tensor::zeros([chunk.len(), c, h, w]);
             for (i, img) in chunk.iter().enumerate() {
-                if img.len() != per {
-                    return Err(Error(format!(
-                        "image {} has {} pixels values, the model needs {per} ({c}x{h}x{w})",
-                        preds.len() + i,
-                        img.len()
-                    )));
-                }
                 normalize.apply(img, c, x.item_mut(i));
             }
-            let probs = softmax_rows(self.model.forward(&x, Mode::Eval));
+            // A model may end without a flatten ([N, C, 1, 1]): its rows are the logits.
+            let out = model.forward(&x, Mode::Eval);
+            let probs = if out.shape().dims().len() == 2 {
+                softmax_rows(out)
+            } else {
+                let k = out.shape().item_numel();
+                softmax_rows(&out.clone().reshape([chunk.len(), k])?)
+            };
             let k = probs.shape().item_numel();
             for i in 0..chunk.len() {
                 let p = probs.item(i).to_vec();
@@ -139,5 +220,15 @@ impl Classifier {
             }
         }
         Ok(preds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// What the type system promises applications: one classifier for all threads.
+    #[test]
+    fn classifier_is_send_and_sync() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<super::Classifier>();
     }
 }

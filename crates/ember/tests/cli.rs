@@ -285,6 +285,7 @@ fn every_command_speaks_the_same_language() {
         &["predict"],
         &["bench"],
         &["dataset", "info"],
+        &["serve"],
     ] {
         assert!(flags_in_help(command).contains("--threads"), "{command:?}");
     }

@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: the kernel benches (criterion), the end-to-end throughput of the zoo
-//! models (`ember bench`), optionally Fashion-MNIST time-to-accuracy and a side-by-side run of
+//! models (`ember bench`), `ember serve` under 1, 8 and 32 loopback clients (`ember bench
+//! --serve`), optionally Fashion-MNIST time-to-accuracy and a side-by-side run of
 //! PyTorch on the same cores; writes `target/ember-bench/report.{md,json}` and prints a table.
 //!
 //! ```text
@@ -195,6 +196,11 @@ pub fn run(opts: &Options, root: &Path) -> Result<usize, String> {
         }
     }
 
+    eprintln!("== ember serve on loopback (1, 8, 32 clients)");
+    let serve_seconds = if opts.quick { 1.0 } else { 8.0 };
+    let served = ember_serve_bench(&ember, "fmnist-cnn", serve_seconds, opts.threads)?;
+    report.add_serving("fmnist-cnn", &served);
+
     if !opts.quick && opts.fmnist.join("train-images-idx3-ubyte.gz").exists() {
         eprintln!("== Fashion-MNIST time-to-accuracy (NETS.md recipe)");
         report.fmnist = Some(fmnist_time_to_accuracy(
@@ -239,6 +245,38 @@ fn ember_bench(ember: &Path, net: &str, seconds: f64, threads: usize) -> Result<
     let v: Value = serde_json::from_str(text.lines().last().unwrap_or(""))
         .map_err(|e| format!("ember bench {net}: {e}"))?;
     Ok(json!({"train": v["train_images_per_s"], "infer": v["infer_images_per_s"]}))
+}
+
+/// `ember bench --serve --json`: the server under 1, 8 and 32 concurrent clients.
+fn ember_serve_bench(
+    ember: &Path,
+    net: &str,
+    seconds: f64,
+    threads: usize,
+) -> Result<Value, String> {
+    let out = Command::new(ember)
+        .args([
+            "bench",
+            "--serve",
+            "--model",
+            net,
+            "--seconds",
+            &seconds.to_string(),
+            "--threads",
+            &threads.to_string(),
+            "--json",
+        ])
+        .output()
+        .map_err(|e| format!("{}: {e}", ember.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ember bench --serve {net}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or(""))
+        .map_err(|e| format!("ember bench --serve {net}: {e}"))
 }
 
 fn fmnist_time_to_accuracy(

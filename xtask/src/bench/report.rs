@@ -116,6 +116,28 @@ impl Report {
         }
     }
 
+    /// Adds what `ember bench --serve --json` measured on `net`: per client count, the
+    /// served images/s and the p50 and p99 latencies (`ember-serve/NET/Cclients/...`).
+    pub fn add_serving(&mut self, net: &str, v: &Value) {
+        for row in v["rows"].as_array().into_iter().flatten() {
+            let clients = row["clients"].as_u64().unwrap_or(0);
+            for (key, unit, higher_is_better) in [
+                ("images_per_s", "images/s", true),
+                ("p50_ms", "ms", false),
+                ("p99_ms", "ms", false),
+            ] {
+                if let Some(x) = row[key].as_f64() {
+                    self.figures.push(Figure {
+                        name: format!("ember-serve/{net}/{clients}clients/{key}"),
+                        value: x,
+                        unit: unit.into(),
+                        higher_is_better,
+                    });
+                }
+            }
+        }
+    }
+
     fn get(&self, name: &str) -> Option<f64> {
         self.figures
             .iter()
@@ -289,6 +311,30 @@ mod tests {
         assert_eq!(ratios[0].3, 1200.0);
         assert!((ratios[0].4 - 1.25).abs() < 1e-12);
         assert!(r.table().contains("1.25x"));
+    }
+
+    #[test]
+    fn serving_rows_become_figures_with_latencies_lower_is_better() {
+        let mut r = report(&[]);
+        let served = json!({"rows": [
+            {"clients": 1, "images_per_s": 2000.0, "p50_ms": 0.4, "p99_ms": 1.5},
+            {"clients": 32, "images_per_s": 15000.0, "p50_ms": 2.0, "p99_ms": 6.0},
+        ]});
+        r.add_serving("fmnist-cnn", &served);
+        assert_eq!(r.figures.len(), 6);
+        let p99 = r
+            .figures
+            .iter()
+            .find(|f| f.name == "ember-serve/fmnist-cnn/32clients/p99_ms")
+            .unwrap();
+        assert_eq!(
+            (p99.value, p99.unit.as_str(), p99.higher_is_better),
+            (6.0, "ms", false)
+        );
+        assert_eq!(
+            r.get("ember-serve/fmnist-cnn/1clients/images_per_s"),
+            Some(2000.0)
+        );
     }
 
     #[test]

@@ -103,6 +103,31 @@ fn metrics_with_nulls<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String
 }
 
 impl CheckpointMeta {
+    /// The description of a model that no training run produced (imported weights, a
+    /// benchmark's random ones): epoch 0, no metrics; `content_sha256` is filled in by
+    /// [`save`].
+    pub fn untrained(
+        model: ModelSpec,
+        zoo: Option<String>,
+        classes: Vec<String>,
+        normalization: Normalization,
+    ) -> CheckpointMeta {
+        CheckpointMeta {
+            format: FORMAT.into(),
+            ember_version: env!("CARGO_PKG_VERSION").into(),
+            zoo,
+            input_shape: model.input,
+            model,
+            normalization,
+            classes,
+            epoch: 0,
+            step: 0,
+            metrics: BTreeMap::new(),
+            content_sha256: String::new(),
+            data: None,
+        }
+    }
+
     /// Checks that the description is one the model in `model` can be used with: the
     /// input shape is the architecture's, there is a finite mean and a positive finite
     /// standard deviation per channel (or one for all), and one class name per output.
@@ -194,6 +219,11 @@ pub fn encode(
 /// Loads a checkpoint: checks its format and content hash, rebuilds the architecture it
 /// describes and loads the weights into it.
 pub fn load(path: &Path) -> Result<(CheckpointMeta, Sequential)> {
+    load_with_state(path).map(|(meta, model, _)| (meta, model))
+}
+
+/// [`load`], also returning the tensors read (to build more copies of the model from).
+pub fn load_with_state(path: &Path) -> Result<(CheckpointMeta, Sequential, TensorMap)> {
     let file = resolve(path)?;
     let (state, md) = read_safetensors(&file)?;
     let meta = meta_from(&file, &md)?;
@@ -218,7 +248,17 @@ pub fn load(path: &Path) -> Result<(CheckpointMeta, Sequential)> {
         .unwrap_or(0);
     meta.check(&file, outputs)?;
     load_model_state(&mut model, &state, &file)?;
-    Ok((meta, model))
+    Ok((meta, model, state))
+}
+
+/// The SHA-256 (hex) of a file's bytes, e.g. of a checkpoint as `sha256sum` prints it.
+pub fn file_sha256(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).map_err(|e| crate::error::io_error(path, "cannot read", e))?;
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// The description of checkpoint `path` (a run folder, a `.safetensors` file or its

@@ -36,8 +36,14 @@ pub enum Command {
         #[command(subcommand)]
         command: DatasetCommand,
     },
-    /// Training and inference images/s on random data.
+    /// Training and inference images/s on random data (with --serve: of `ember serve`).
     Bench(BenchArgs),
+    /// Serve a checkpoint over HTTP: POST /v1/predict, GET /v1/model, /healthz, /metrics.
+    Serve(ServeArgs),
+    /// Write a checkpoint as an ONNX model.
+    Export(ExportArgs),
+    /// Turn a PyTorch state_dict (safetensors) into an Ember run folder.
+    Import(ImportArgs),
 }
 
 #[derive(Subcommand)]
@@ -383,4 +389,82 @@ pub struct BenchArgs {
     /// (ring allreduce over 1, 10 and 25 Gbit/s links), from the measured step time.
     #[arg(long)]
     pub scaling: bool,
+    /// Measure `ember serve` instead: inference images/s first, then a server on loopback
+    /// under 1, 8 and 32 concurrent clients (images/s, p50 and p99 latency).
+    #[arg(long, conflicts_with_all = ["distributed", "scaling"])]
+    pub serve: bool,
+    /// With --serve: images per request.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub images_per_request: usize,
+    /// With --serve: the client counts to measure, comma separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 8, 32], value_name = "N")]
+    pub clients: Vec<usize>,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// A run folder, a .safetensors checkpoint or its .json sidecar.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Address to listen on (port 0: any free port; the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Compute threads (0: one per core; at most 4 per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// The most images in one forward pass.
+    #[arg(long, default_value_t = ember::serve::ServeConfig::default().max_batch)]
+    pub max_batch: usize,
+    /// How long a batch may wait for more requests, in milliseconds.
+    #[arg(long, default_value_t = ember::serve::ServeConfig::default().max_wait_ms, allow_negative_numbers = true)]
+    pub max_wait_ms: f64,
+    /// The largest request body, e.g. 10MB, 512KB or 1048576 (bytes).
+    #[arg(long, default_value = "10MB", value_parser = byte_size)]
+    pub max_body: usize,
+}
+
+fn byte_size(text: &str) -> Result<usize, String> {
+    ember::serve::parse_byte_size(text)
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Write an ONNX model (opset 13) here.
+    #[arg(long, value_name = "OUT.onnx")]
+    pub onnx: PathBuf,
+    /// A run folder, a .safetensors checkpoint or its .json sidecar.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// A PyTorch state_dict saved with `safetensors.torch.save_file`.
+    #[arg(long, value_name = "W.safetensors")]
+    pub state_dict: PathBuf,
+    /// The architecture: a zoo name (its last layer gets one output per class) or a model
+    /// file (*.toml) with an `input`.
+    #[arg(long)]
+    pub model: String,
+    /// Class names in label order, comma separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub classes: Vec<String>,
+    /// Per-channel mean of [0, 1] pixels the weights were trained with (one value, or one
+    /// per channel, comma separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required = true,
+        allow_negative_numbers = true
+    )]
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation (one value, or one per channel).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub std: Vec<f32>,
+    /// The run folder to write (best.safetensors + best.json).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Replace a checkpoint already in --out.
+    #[arg(long)]
+    pub force: bool,
 }

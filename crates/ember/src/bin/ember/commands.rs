@@ -116,9 +116,9 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     if a.batch_size == 0 {
         return Err(Error::msg("--batch-size must be at least 1"));
     }
-    let mut clf = Classifier::load(&a.checkpoint)?;
+    let clf = Classifier::load(&a.checkpoint)?;
     let eval = ember::evaluate_checkpoint_with(
-        &mut clf,
+        &clf,
         &a.dataset,
         a.batch_size,
         a.tta.tta(),
@@ -141,7 +141,7 @@ pub fn predict(a: PredictArgs) -> Result<()> {
     if a.batch_size == 0 {
         return Err(Error::msg("--batch-size must be at least 1"));
     }
-    let mut clf = Classifier::load(&a.checkpoint)?.with_batch_size(a.batch_size);
+    let clf = Classifier::load(&a.checkpoint)?.with_batch_size(a.batch_size);
     let classes = clf.classes().to_vec();
     let [c, h, w] = clf.meta().input_shape;
     let mut readable = Vec::with_capacity(a.images.len());
@@ -256,6 +256,9 @@ pub fn dataset_info(a: DatasetInfoArgs) -> Result<()> {
 }
 
 pub fn bench(a: BenchArgs) -> Result<()> {
+    if a.serve {
+        return crate::deploy::bench_serve(a);
+    }
     let group = join(a.distributed, 300.0)?;
     let r = on_every_rank(group.as_ref(), || {
         ember::bench::bench_in(group.as_ref(), &a.model, a.batch_size, a.seconds, a.threads)

@@ -1,8 +1,10 @@
-//! The `ember` command line: train, eval, predict, summary, info, dataset info, bench.
+//! The `ember` command line: train, eval, predict, summary, info, dataset info, bench,
+//! serve, export, import.
 //! Results go to stdout; progress, remarks and errors to stderr.
 
 mod args;
 mod commands;
+mod deploy;
 
 use std::process::ExitCode;
 
@@ -26,6 +28,9 @@ fn main() -> ExitCode {
             command: DatasetCommand::Info(a),
         } => commands::dataset_info(a),
         Command::Bench(a) => commands::bench(a),
+        Command::Serve(a) => deploy::serve(a),
+        Command::Export(a) => deploy::export(a),
+        Command::Import(a) => deploy::import(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
