@@ -10,11 +10,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use ember_layers::loss::softmax_rows;
-use ember_layers::{Layer, Mode, Sequential};
+use ember_layers::Sequential;
 use ember_tensor::Tensor;
 use serde::Serialize;
 
 use crate::checkpoint::{self, CheckpointMeta, TensorMap};
+use crate::config::Tta;
 use crate::error::{Error, Result};
 
 /// A trained classifier loaded from a checkpoint, shareable across threads.
@@ -46,6 +47,7 @@ pub struct Classifier {
     /// Networks not in use; a prediction takes one (or builds one) and puts it back.
     idle: Mutex<Vec<Sequential>>,
     batch: usize,
+    tta: Tta,
 }
 
 /// The prediction for one image.
@@ -106,12 +108,20 @@ impl Classifier {
             file,
             idle: Mutex::new(vec![model]),
             batch: PREDICT_BATCH,
+            tta: Tta::None,
         })
     }
 
     /// Predicts `batch` images per forward pass (at least 1) in [`predict_batch`](Self::predict_batch).
     pub fn with_batch_size(mut self, batch: usize) -> Self {
         self.batch = batch.max(1);
+        self
+    }
+
+    /// Scores every image by its test-time augmented logits (flips, optionally one-pixel
+    /// shifts; see [`Tta`]), as `ember eval --tta` does; [`Tta::None`] by default.
+    pub fn with_tta(mut self, tta: Tta) -> Self {
+        self.tta = tta;
         self
     }
 
@@ -196,13 +206,9 @@ impl Classifier {
                 normalize.apply(img, c, x.item_mut(i));
             }
             // A model may end without a flatten ([N, C, 1, 1]): its rows are the logits.
-            let out = model.forward(&x, Mode::Eval);
-            let probs = if out.shape().dims().len() == 2 {
-                softmax_rows(out)
-            } else {
-                let k = out.shape().item_numel();
-                softmax_rows(&out.clone().reshape([chunk.len(), k])?)
-            };
+            let out = crate::tta::logits(model, &x, self.tta);
+            let k = out.shape().item_numel();
+            let probs = softmax_rows(&out.reshape([chunk.len(), k])?);
             let k = probs.shape().item_numel();
             for i in 0..chunk.len() {
                 let p = probs.item(i).to_vec();

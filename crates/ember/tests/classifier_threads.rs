@@ -87,3 +87,27 @@ type = "global_avg_pool2d"
         assert!((p.probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-5);
     }
 }
+
+#[test]
+fn flip_tta_scores_an_image_and_its_mirror_alike() {
+    let dir = temp_dir("classifier-tta");
+    random_checkpoint(&dir, "fmnist-cnn", 13);
+    let mut rng = Rng::new(5);
+    let image: Vec<u8> = (0..28 * 28).map(|_| rng.below(256) as u8).collect();
+    let mirrored: Vec<u8> = image
+        .chunks_exact(28)
+        .flat_map(|row| row.iter().rev().copied())
+        .collect();
+    let plain = Classifier::load(&dir).unwrap();
+    let a = plain.predict(&image).unwrap();
+    let b = plain.predict(&mirrored).unwrap();
+    assert_ne!(a.probabilities, b.probabilities, "random weights see the mirror differently");
+    let tta = Classifier::load(&dir)
+        .unwrap()
+        .with_tta(ember::config::Tta::Flip);
+    let a = tta.predict(&image).unwrap();
+    let b = tta.predict(&mirrored).unwrap();
+    for (p, q) in a.probabilities.iter().zip(&b.probabilities) {
+        assert!((p - q).abs() < 1e-6, "{:?} against {:?}", a.probabilities, b.probabilities);
+    }
+}

@@ -141,7 +141,9 @@ pub fn predict(a: PredictArgs) -> Result<()> {
     if a.batch_size == 0 {
         return Err(Error::msg("--batch-size must be at least 1"));
     }
-    let clf = Classifier::load(&a.checkpoint)?.with_batch_size(a.batch_size);
+    let clf = Classifier::load(&a.checkpoint)?
+        .with_batch_size(a.batch_size)
+        .with_tta(a.tta.tta());
     let classes = clf.classes().to_vec();
     let [c, h, w] = clf.meta().input_shape;
     let mut readable = Vec::with_capacity(a.images.len());
