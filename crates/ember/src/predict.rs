@@ -9,8 +9,8 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use ember_layers::loss::softmax_rows;
 use ember_layers::Sequential;
+use ember_layers::loss::softmax_rows;
 use ember_tensor::Tensor;
 use serde::Serialize;
 

@@ -101,13 +101,21 @@ fn flip_tta_scores_an_image_and_its_mirror_alike() {
     let plain = Classifier::load(&dir).unwrap();
     let a = plain.predict(&image).unwrap();
     let b = plain.predict(&mirrored).unwrap();
-    assert_ne!(a.probabilities, b.probabilities, "random weights see the mirror differently");
+    assert_ne!(
+        a.probabilities, b.probabilities,
+        "random weights see the mirror differently"
+    );
     let tta = Classifier::load(&dir)
         .unwrap()
         .with_tta(ember::config::Tta::Flip);
     let a = tta.predict(&image).unwrap();
     let b = tta.predict(&mirrored).unwrap();
     for (p, q) in a.probabilities.iter().zip(&b.probabilities) {
-        assert!((p - q).abs() < 1e-6, "{:?} against {:?}", a.probabilities, b.probabilities);
+        assert!(
+            (p - q).abs() < 1e-6,
+            "{:?} against {:?}",
+            a.probabilities,
+            b.probabilities
+        );
     }
 }

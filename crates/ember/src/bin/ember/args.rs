@@ -325,7 +325,8 @@ pub struct PredictArgs {
     pub batch_size: usize,
     /// Worker threads (0: one per core; at most 4 per core).
     #[arg(long, default_value_t = 0)]
-    pub threads: usize,    /// Test-time augmentation: score each image by its logits averaged over copies.
+    pub threads: usize,
+    /// Test-time augmentation: score each image by its logits averaged over copies.
     #[arg(long, value_enum, default_value = "none")]
     pub tta: TtaArg,
 }
