@@ -229,7 +229,7 @@ pub fn augment_image(
         let n = n as isize;
         match i {
             _ if (0..n).contains(&i) => Some(i as usize),
-            _ if reflect => Some(if i < 0 { -i } else { 2 * n - 2 - i }.clamp(0, n - 1) as usize),
+            _ if reflect => Some(reflect_index(i, n).clamp(0, n - 1) as usize),
             _ => None,
         }
     };
@@ -278,6 +278,19 @@ pub fn augment_image(
                 out[ch * plane + y * w + x0..ch * plane + y * w + x1].fill(0.0);
             }
         }
+    }
+}
+
+/// Index `i` reflected about the edge elements of `0..n`, as PyTorch's `reflect` padding
+/// reads it: -1 -> 1, n -> n - 2; indices in `0..n` unchanged. One reflection only: an
+/// index further out than `n - 1` from the edge stays outside `0..n`.
+pub fn reflect_index(i: isize, n: isize) -> isize {
+    if i < 0 {
+        -i
+    } else if i >= n {
+        2 * n - 2 - i
+    } else {
+        i
     }
 }
 

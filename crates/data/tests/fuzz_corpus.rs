@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ember_data::Dataset;
@@ -41,14 +40,6 @@ fn replay_fuzz_corpus() {
     assert!(!fuzz_one("no-such-target", b""));
 }
 
-fn gz(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), flate2::Compression::best());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
-}
-
 #[test]
 #[ignore = "writes fuzz/corpus/"]
 fn write_fuzz_corpus() {
@@ -62,7 +53,7 @@ fn write_fuzz_corpus() {
     let img = idx::write(&[2, 3, 3], &(0..18).collect::<Vec<u8>>());
     put("idx", "images-2x3x3", &img);
     put("idx", "labels-4", &idx::write(&[4], &[0, 9, 3, 1]));
-    put("idx", "images-2x3x3.gz", &gz(&img));
+    put("idx", "images-2x3x3.gz", &common::gzip(&img));
     let mut lying = idx::write(&[1_000_000_000, 28, 28], &[]);
     lying.resize(64, 0);
     put("idx", "lying-header", &lying);

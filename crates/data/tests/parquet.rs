@@ -12,9 +12,11 @@ use common::TempDir;
 use ember_data::formats::parquet::{self as pq, ParquetOptions, WriteOptions};
 use ember_data::{DataError, Dataset, OpenOptions};
 use parquet::basic::Compression;
-use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DoubleType, Int32Type, Int64Type};
+use parquet::data_type::{
+    BoolType, ByteArray, ByteArrayType, DataType, DoubleType, Int32Type, Int64Type,
+};
 use parquet::file::properties::WriterProperties;
-use parquet::file::writer::SerializedFileWriter;
+use parquet::file::writer::{SerializedColumnWriter, SerializedFileWriter};
 use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::SchemaDescriptor;
 
@@ -36,6 +38,20 @@ fn spark_schema(extra: &str) -> String {
     )
 }
 
+/// Writes the present values of `v` to column `c`, a null as definition level `max - 1`.
+fn write_col<T: DataType>(
+    c: &mut SerializedColumnWriter<'_>,
+    v: Vec<Option<T::T>>,
+    max: i16,
+) -> parquet::errors::Result<usize> {
+    let defs: Vec<i16> = v
+        .iter()
+        .map(|x| if x.is_some() { max } else { max - 1 })
+        .collect();
+    let vals: Vec<T::T> = v.into_iter().flatten().collect();
+    c.typed::<T>().write_batch(&vals, Some(&defs), None)
+}
+
 /// Writes one row group of `cols` (one per leaf, in schema order), snappy-compressed.
 fn write_raw(path: &Path, schema: &str, cols: Vec<Col>) {
     let schema = Arc::new(parse_message_type(schema).unwrap());
@@ -49,40 +65,16 @@ fn write_raw(path: &Path, schema: &str, cols: Vec<Col>) {
     let mut g = w.next_row_group().unwrap();
     for (i, col) in cols.into_iter().enumerate() {
         let max = descr.column(i).max_def_level();
-        let defs = |present: Vec<bool>| -> Vec<i16> {
-            present
-                .iter()
-                .map(|&p| if p { max } else { max - 1 })
-                .collect()
-        };
         let mut c = g.next_column().unwrap().unwrap();
         match col {
             Col::Bytes(v) => {
-                let d = defs(v.iter().map(Option::is_some).collect());
-                let vals: Vec<ByteArray> = v.into_iter().flatten().map(ByteArray::from).collect();
-                c.typed::<ByteArrayType>()
-                    .write_batch(&vals, Some(&d), None)
+                let v = v.into_iter().map(|b| b.map(ByteArray::from)).collect();
+                write_col::<ByteArrayType>(&mut c, v, max)
             }
-            Col::I32(v) => {
-                let d = defs(v.iter().map(Option::is_some).collect());
-                let vals: Vec<i32> = v.into_iter().flatten().collect();
-                c.typed::<Int32Type>().write_batch(&vals, Some(&d), None)
-            }
-            Col::I64(v) => {
-                let d = defs(v.iter().map(Option::is_some).collect());
-                let vals: Vec<i64> = v.into_iter().flatten().collect();
-                c.typed::<Int64Type>().write_batch(&vals, Some(&d), None)
-            }
-            Col::F64(v) => {
-                let d = defs(v.iter().map(Option::is_some).collect());
-                let vals: Vec<f64> = v.into_iter().flatten().collect();
-                c.typed::<DoubleType>().write_batch(&vals, Some(&d), None)
-            }
-            Col::Bool(v) => {
-                let d = defs(v.iter().map(Option::is_some).collect());
-                let vals: Vec<bool> = v.into_iter().flatten().collect();
-                c.typed::<BoolType>().write_batch(&vals, Some(&d), None)
-            }
+            Col::I32(v) => write_col::<Int32Type>(&mut c, v, max),
+            Col::I64(v) => write_col::<Int64Type>(&mut c, v, max),
+            Col::F64(v) => write_col::<DoubleType>(&mut c, v, max),
+            Col::Bool(v) => write_col::<BoolType>(&mut c, v, max),
         }
         .unwrap();
         c.close().unwrap();

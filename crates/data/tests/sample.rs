@@ -1,27 +1,13 @@
 //! The embedded sample against the Debian Fashion-MNIST files it was cut from, and the
 //! generator that writes it (`cargo test -p ember-data --release --test sample -- --ignored`).
 
-use std::io::Write;
+mod common;
+
 use std::path::Path;
 
+use common::{DEBIAN_FASHION_MNIST as DEBIAN, debian_fashion_mnist as debian, gzip};
 use ember_data::formats::{gunzip, idx, read_file};
 use ember_data::{SAMPLE_TEST_PER_CLASS, SAMPLE_TRAIN_PER_CLASS};
-
-const DEBIAN: &str = "/usr/share/datasets/fashion-mnist";
-
-/// The Debian files, or None (with a note) when the package is missing outside CI.
-fn debian() -> Option<&'static Path> {
-    let p = Path::new(DEBIAN);
-    if p.is_dir() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{DEBIAN} missing: install dataset-fashion-mnist"
-    );
-    eprintln!("skipping: {DEBIAN} missing (apt-get install dataset-fashion-mnist)");
-    None
-}
 
 fn read(dir: &Path, base: &str) -> idx::IdxArray {
     let p = dir.join(format!("{base}.gz"));
@@ -49,14 +35,6 @@ fn select(dir: &Path, prefix: &str, per_class: usize) -> (Vec<u8>, Vec<u8>) {
         idx::write(&[n, images.dims[1], images.dims[2]], &px),
         idx::write(&[n], &lb),
     )
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), flate2::Compression::best());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
 }
 
 #[test]

@@ -67,14 +67,7 @@ pub fn shift(x: &Tensor, by: isize) -> Tensor {
     }
     let reflect = |i: isize, n: usize| -> usize {
         let n = n as isize;
-        (if i < 0 {
-            -i
-        } else if i >= n {
-            2 * n - 2 - i
-        } else {
-            i
-        })
-        .clamp(0, n - 1) as usize
+        ember_data::transform::reflect_index(i, n).clamp(0, n - 1) as usize
     };
     for (src, dst) in x
         .data()

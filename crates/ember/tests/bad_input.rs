@@ -7,36 +7,31 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use common::{ember_in, fails_with, show};
+use common::{arg, ember, fails_with, show};
 use ember::TrainConfig;
 use ember::checkpoint::{self, TensorData, TensorMap};
 use ember::trainer::{Output, train};
 use serde_json::{Value, json};
 
-fn ember(args: &[&str]) -> std::process::Output {
-    ember_in(None, args)
-}
-
-/// A checkpoint of the tiny spec, trained for one epoch on the tiny IDX set.
-fn trained(dir: &Path) -> PathBuf {
-    let data = dir.join("data");
-    common::write_tiny_idx(&data, 100, 20);
-    let spec = dir.join("tiny.toml");
-    std::fs::write(&spec, common::TINY_SPEC).unwrap();
+/// A fresh folder `name` with the tiny IDX set and spec, and a checkpoint of the spec
+/// trained on the set for one epoch: the folder and the checkpoint.
+fn trained(name: &str) -> (PathBuf, PathBuf) {
+    let t = common::tiny(name, 100, 20);
     let cfg = TrainConfig {
-        dataset: data.display().to_string(),
-        model: spec.display().to_string(),
+        dataset: t.data.display().to_string(),
+        model: t.spec.display().to_string(),
         epochs: 1,
         batch_size: 20,
         threads: 1,
-        out: dir.join("run"),
+        out: t.dir.join("run"),
         ..TrainConfig::default()
     };
     train(&cfg, None, Output::Quiet).unwrap();
-    dir.join("run").join("best.safetensors")
+    let best = t.dir.join("run").join("best.safetensors");
+    (t.dir, best)
 }
 
 /// Copies checkpoint `src` to `name` in `dir` with its metadata and tensors edited, and
@@ -64,45 +59,88 @@ fn edited(
 
 fn no_tensor_edit(_: &mut TensorMap) {}
 
+/// A damaged copy of a checkpoint: its file name, the edits of its metadata and tensors,
+/// and words the refusal must say besides the file name.
+type EditCase = (
+    &'static str,
+    fn(&mut Value),
+    fn(&mut TensorMap),
+    &'static [&'static str],
+);
+
 #[test]
 fn inconsistent_checkpoints_are_refused_on_load() {
-    let dir = common::temp_dir("bad-ckpt");
-    let best = trained(&dir);
+    let (dir, best) = trained("bad-ckpt");
     let img = dir.join("img.png");
     common::write_gray_png(&img, 8, 8, |x, y| (x * 30 + y) as u8);
     let img = img.to_str().unwrap();
     let predict = |ckpt: &str| ember(&["predict", "--checkpoint", ckpt, img]);
 
-    let c = edited(
-        &best,
-        &dir,
-        "mean.safetensors",
-        |m| m["normalization"]["mean"] = json!([]),
-        no_tensor_edit,
-    );
-    fails_with(
-        &predict(&c),
-        &["mean.safetensors", "normalisation", "0 means"],
-    );
-    let c = edited(
-        &best,
-        &dir,
-        "std.safetensors",
-        |m| m["normalization"]["std"] = json!([0.0]),
-        no_tensor_edit,
-    );
-    fails_with(&predict(&c), &["std.safetensors", "standard deviations"]);
-    let c = edited(
-        &best,
-        &dir,
-        "shape.safetensors",
-        |m| m["input_shape"] = json!([1, 16, 16]),
-        no_tensor_edit,
-    );
-    fails_with(
-        &predict(&c),
-        &["shape.safetensors", "input_shape [1, 16, 16]"],
-    );
+    // Each case: the file's name, its edits of the metadata and the tensors, and words of
+    // the message besides the file's name.
+    let cases: [EditCase; 7] = [
+        (
+            "mean",
+            |m| m["normalization"]["mean"] = json!([]),
+            no_tensor_edit,
+            &["normalisation", "0 means"],
+        ),
+        (
+            "std",
+            |m| m["normalization"]["std"] = json!([0.0]),
+            no_tensor_edit,
+            &["standard deviations"],
+        ),
+        (
+            "shape",
+            |m| m["input_shape"] = json!([1, 16, 16]),
+            no_tensor_edit,
+            &["input_shape [1, 16, 16]"],
+        ),
+        // Absurd sizes in the architecture: refused before anything that size is allocated.
+        (
+            "huge-input",
+            |m| {
+                m["model"]["input"] = json!([1, 100_000, 100_000]);
+                m["input_shape"] = json!([1, 100_000, 100_000]);
+            },
+            no_tensor_edit,
+            &["2^31"],
+        ),
+        (
+            "huge-linear",
+            |m| m["model"]["layer"][4]["out"] = json!(1u64 << 62),
+            no_tensor_edit,
+            &["2^31"],
+        ),
+        // Weights: integers where floats belong, values that are not numbers.
+        (
+            "i64",
+            |_| {},
+            |t| {
+                let w = t.get_mut("0.weight").unwrap();
+                w.data = TensorData::I64(w.to_f32().iter().map(|&x| x as i64).collect());
+            },
+            &["0.weight", "I64"],
+        ),
+        (
+            "nan",
+            |_| {},
+            |t| {
+                if let TensorData::F32(v) = &mut t.get_mut("4.bias").unwrap().data {
+                    v[3] = f32::NAN;
+                }
+            },
+            &["4.bias", "NaN"],
+        ),
+    ];
+    for (name, meta, tensors, words) in cases {
+        let file = format!("{name}.safetensors");
+        let c = edited(&best, &dir, &file, meta, tensors);
+        let mut want = vec![file.as_str()];
+        want.extend(words);
+        fails_with(&predict(&c), &want);
+    }
     for (n, names) in [(3, json!(["a", "b", "c"])), (0, json!([]))] {
         let c = edited(
             &best,
@@ -119,50 +157,6 @@ fn inconsistent_checkpoints_are_refused_on_load() {
             ],
         );
     }
-    // Absurd sizes in the architecture: refused before anything that size is allocated.
-    let c = edited(
-        &best,
-        &dir,
-        "huge-input.safetensors",
-        |m| {
-            m["model"]["input"] = json!([1, 100_000, 100_000]);
-            m["input_shape"] = json!([1, 100_000, 100_000]);
-        },
-        no_tensor_edit,
-    );
-    fails_with(&predict(&c), &["huge-input.safetensors", "2^31"]);
-    let c = edited(
-        &best,
-        &dir,
-        "huge-linear.safetensors",
-        |m| m["model"]["layer"][4]["out"] = json!(1u64 << 62),
-        no_tensor_edit,
-    );
-    fails_with(&predict(&c), &["huge-linear.safetensors", "2^31"]);
-    // Weights: integers where floats belong, values that are not numbers.
-    let c = edited(
-        &best,
-        &dir,
-        "i64.safetensors",
-        |_| {},
-        |t| {
-            let w = t.get_mut("0.weight").unwrap();
-            w.data = TensorData::I64(w.to_f32().iter().map(|&x| x as i64).collect());
-        },
-    );
-    fails_with(&predict(&c), &["i64.safetensors", "0.weight", "I64"]);
-    let c = edited(
-        &best,
-        &dir,
-        "nan.safetensors",
-        |_| {},
-        |t| {
-            if let TensorData::F32(v) = &mut t.get_mut("4.bias").unwrap().data {
-                v[3] = f32::NAN;
-            }
-        },
-    );
-    fails_with(&predict(&c), &["nan.safetensors", "4.bias", "NaN"]);
     // Metrics that are not numbers (written as null) do not make a checkpoint unreadable.
     let c = edited(
         &best,
@@ -244,22 +238,12 @@ fn stray_keys_in_model_files_are_refused_with_the_line() {
 
 /// Runs `ember args` in `dir`, failing the test if it takes more than `limit`.
 fn within(dir: &Path, args: &[&str], limit: Duration) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ember"))
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > limit {
-            child.kill().unwrap();
-            panic!("ember {args:?} still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
+    common::output_within(
+        Command::new(env!("CARGO_BIN_EXE_ember"))
+            .args(args)
+            .current_dir(dir),
+        limit,
+    )
 }
 
 #[test]
@@ -324,25 +308,17 @@ fn out_of_range_options_are_refused() {
 
 #[test]
 fn eval_without_test_images_fails() {
-    let dir = common::temp_dir("empty-test");
-    let best = trained(&dir);
+    let (dir, best) = trained("empty-test");
     let flat = dir.join("flat");
     common::write_flat_folder(&flat, 10, 2, 1);
-    let out = ember(&[
-        "eval",
-        "--checkpoint",
-        best.to_str().unwrap(),
-        "--dataset",
-        flat.to_str().unwrap(),
-    ]);
+    let out = ember(&["eval", "--checkpoint", arg(&best), "--dataset", arg(&flat)]);
     fails_with(&out, &["flat", "no test images"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn predict_goes_on_past_unreadable_images_and_fails_at_the_end() {
-    let dir = common::temp_dir("predict-some");
-    let best = trained(&dir);
+    let (dir, best) = trained("predict-some");
     let good = dir.join("good.png");
     common::write_gray_png(&good, 8, 8, |x, _| (x * 30) as u8);
     let broken = dir.join("broken.png");
@@ -377,14 +353,11 @@ fn predict_goes_on_past_unreadable_images_and_fails_at_the_end() {
 
 #[test]
 fn a_run_diverging_before_its_first_checkpoint_says_there_is_none() {
-    let dir = common::temp_dir("nan-first");
-    let data = dir.join("data");
-    common::write_tiny_idx(&data, 200, 20);
-    let spec = dir.join("tiny.toml");
-    std::fs::write(&spec, common::TINY_SPEC).unwrap();
+    let t = common::tiny("nan-first", 200, 20);
+    let dir = t.dir;
     let cfg = TrainConfig {
-        dataset: data.display().to_string(),
-        model: spec.display().to_string(),
+        dataset: t.data.display().to_string(),
+        model: t.spec.display().to_string(),
         lr: 1e12,
         momentum: 0.0,
         nesterov: false,

@@ -1,11 +1,13 @@
 //! One `Classifier` shared by many threads (`Send + Sync`, `predict(&self)`): each thread's
 //! predictions equal those made one at a time.
 
+mod common;
 mod deploy_common;
 
 use std::sync::Arc;
 
-use deploy_common::{random_checkpoint, temp_dir};
+use common::temp_dir;
+use deploy_common::random_checkpoint;
 use ember::Classifier;
 use ember_tensor::Rng;
 
@@ -67,17 +69,7 @@ fn a_wrong_image_size_is_an_error_not_a_panic() {
 #[test]
 fn a_model_without_a_final_flatten_predicts_too() {
     // Outputs [N, 3, 1, 1]: each image's values are its logits.
-    const NO_FLATTEN: &str = r#"
-name = "no-flatten"
-input = [1, 8, 8]
-[[layer]]
-type = "conv2d"
-out = 3
-kernel = 3
-padding = 1
-[[layer]]
-type = "global_avg_pool2d"
-"#;
+    const NO_FLATTEN: &str = include_str!("specs/no-flatten.toml");
     let dir = temp_dir("classifier-no-flatten");
     random_checkpoint(&dir, NO_FLATTEN, 11);
     let clf = Classifier::load(&dir).unwrap();

@@ -4,32 +4,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-use serde_json::Value;
-
-fn ember(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ember"))
-        .args(args)
-        .output()
-        .expect("running ember")
-}
-
-fn json_lines(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use common::{arg, ember, ember_in, ember_ok, json_lines, read_json, succeeded};
 
 fn write_png(path: &Path, pixels: &[u8], w: u32, h: u32) {
     image::GrayImage::from_raw(w, h, pixels.to_vec())
@@ -40,19 +16,11 @@ fn write_png(path: &Path, pixels: &[u8], w: u32, h: u32) {
 
 #[test]
 fn the_whole_workflow_from_the_command_line() {
-    let dir = common::temp_dir("cli");
-    let data = dir.join("data");
-    common::write_tiny_idx(&data, 300, 60);
-    let spec = dir.join("tiny.toml");
-    std::fs::write(&spec, common::TINY_SPEC).unwrap();
+    let common::Tiny { dir, data, spec } = common::tiny("cli", 300, 60);
     let run = dir.join("run");
-    let (data_s, spec_s, run_s) = (
-        data.to_str().unwrap(),
-        spec.to_str().unwrap(),
-        run.to_str().unwrap(),
-    );
+    let (data_s, spec_s, run_s) = (arg(&data), arg(&spec), arg(&run));
 
-    let out = ember(&[
+    let out = ember_ok(&[
         "train",
         "--dataset",
         data_s,
@@ -68,15 +36,14 @@ fn the_whole_workflow_from_the_command_line() {
         run_s,
         "--json",
     ]);
-    ok(&out);
-    let lines = json_lines(&out);
+    let lines = json_lines(&out.stdout);
     let last = lines.last().expect("a final JSON line");
     assert!(last["test_accuracy"].as_f64().unwrap() > 0.3, "{last}");
     assert_eq!(last["epochs"], 2);
     assert!(last["train_seconds"].as_f64().unwrap() > 0.0);
     assert_eq!(lines.iter().filter(|l| l["event"] == "epoch").count(), 2);
 
-    let out = ember(&[
+    let out = ember_ok(&[
         "eval",
         "--checkpoint",
         run_s,
@@ -86,8 +53,7 @@ fn the_whole_workflow_from_the_command_line() {
         "--heatmap",
         dir.join("confusion.png").to_str().unwrap(),
     ]);
-    ok(&out);
-    let e = &json_lines(&out)[0];
+    let e = &json_lines(&out.stdout)[0];
     assert!(e["accuracy"].as_f64().is_some());
     assert_eq!(e["per_class"].as_array().unwrap().len(), 10);
     assert_eq!(e["confusion"].as_array().unwrap().len(), 10);
@@ -112,9 +78,8 @@ fn the_whole_workflow_from_the_command_line() {
     }
     let mut args = vec!["predict", "--checkpoint", run_s, "--json", "--top-k", "2"];
     args.extend(imgs.iter().map(String::as_str));
-    let out = ember(&args);
-    ok(&out);
-    let preds = json_lines(&out);
+    let out = ember_ok(&args);
+    let preds = json_lines(&out.stdout);
     assert_eq!(preds.len(), 2);
     for p in &preds {
         assert!(p["path"].is_string() && p["class"].is_string() && p["index"].is_u64());
@@ -127,9 +92,8 @@ fn the_whole_workflow_from_the_command_line() {
         assert!((probs - 1.0).abs() < 1e-4);
     }
 
-    let out = ember(&["dataset", "info", data_s, "--json"]);
-    ok(&out);
-    let info = &json_lines(&out)[0];
+    let out = ember_ok(&["dataset", "info", data_s, "--json"]);
+    let info = &json_lines(&out.stdout)[0];
     assert_eq!(info["shape"], serde_json::json!([1, 8, 8]));
     assert_eq!(info["train"]["count"], 300);
     assert_eq!(
@@ -142,12 +106,10 @@ fn the_whole_workflow_from_the_command_line() {
         60
     );
 
-    let out = ember(&["summary", "fmnist-cnn"]);
-    ok(&out);
+    let out = ember_ok(&["summary", "fmnist-cnn"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("3136"));
 
-    let out = ember(&["info"]);
-    ok(&out);
+    let out = ember_ok(&["info"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("simd"));
 
     let bench = |flag: &str| {
@@ -164,30 +126,23 @@ fn the_whole_workflow_from_the_command_line() {
             flag,
         ])
     };
-    let out = bench("--json");
-    ok(&out);
-    let b = &json_lines(&out)[0];
+    let out = succeeded(bench("--json"));
+    let b = &json_lines(&out.stdout)[0];
     assert!(
         b["train_images_per_s"].as_f64().unwrap() > 0.0
             && b["infer_images_per_s"].as_f64().unwrap() > 0.0
     );
     assert_eq!(b["processes"], 1);
     assert_eq!(b["params"], 4 * 9 + 4 + 64 * 10 + 10);
-    let out = bench("--scaling");
-    ok(&out);
+    let out = succeeded(bench("--scaling"));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("| nodes | 1 Gbit/s") && text.contains("| 64 |"),
-        "{text}"
-    );
+    common::assert_contains(&text, &["| nodes | 1 Gbit/s", "| 64 |"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn damaged_inputs_fail_with_the_file_named() {
-    let dir = common::temp_dir("cli-bad");
-    let data = dir.join("data");
-    common::write_tiny_idx(&data, 30, 10);
+    let common::Tiny { dir, data, .. } = common::tiny("cli-bad", 30, 10);
     let labels = data.join("train-labels-idx1-ubyte");
     let bytes = std::fs::read(&labels).unwrap();
     std::fs::write(&labels, &bytes[..bytes.len() - 5]).unwrap();
@@ -223,8 +178,7 @@ fn damaged_inputs_fail_with_the_file_named() {
 fn flags_in_help(command: &[&str]) -> std::collections::BTreeSet<String> {
     let mut args = command.to_vec();
     args.push("--help");
-    let out = ember(&args);
-    ok(&out);
+    let out = ember_ok(&args);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     long_flags(&text)
         .into_iter()
@@ -266,53 +220,41 @@ fn the_readme_lists_exactly_the_train_options() {
 #[test]
 fn every_command_speaks_the_same_language() {
     // --batch-size everywhere, --batch as its alias; --threads wherever work is parallel.
-    for command in [
+    let (train, eval, predict, summary) = (
         &["train"][..],
-        &["eval"],
-        &["predict"],
-        &["summary"],
-        &["bench"],
+        &["eval"][..],
+        &["predict"][..],
+        &["summary"][..],
+    );
+    let (bench, info, dataset_info) = (&["bench"][..], &["info"][..], &["dataset", "info"][..]);
+    let serve = &["serve"][..];
+    for (flags, commands) in [
+        (
+            &["--batch-size", "--batch"][..],
+            &[train, eval, predict, summary, bench][..],
+        ),
+        (
+            &["--threads"][..],
+            &[train, eval, predict, bench, dataset_info, serve][..],
+        ),
+        (
+            &["--json"][..],
+            &[info, summary, eval, predict, dataset_info][..],
+        ),
     ] {
-        let flags = flags_in_help(command);
-        assert!(
-            flags.contains("--batch-size") && flags.contains("--batch"),
-            "{command:?}: {flags:?}"
-        );
-    }
-    for command in [
-        &["train"][..],
-        &["eval"],
-        &["predict"],
-        &["bench"],
-        &["dataset", "info"],
-        &["serve"],
-    ] {
-        assert!(flags_in_help(command).contains("--threads"), "{command:?}");
-    }
-    for command in [
-        &["info"][..],
-        &["summary"],
-        &["eval"],
-        &["predict"],
-        &["dataset", "info"],
-    ] {
-        assert!(flags_in_help(command).contains("--json"), "{command:?}");
+        for command in commands {
+            let have = flags_in_help(command);
+            for flag in flags {
+                assert!(have.contains(*flag), "{command:?}: {flag} not in {have:?}");
+            }
+        }
     }
     // Closed sets are listed in the help; every flag has a line of help (clap puts it on
     // the line after the flag).
-    for command in [
-        &["train"][..],
-        &["eval"],
-        &["predict"],
-        &["summary"],
-        &["info"],
-        &["bench"],
-        &["dataset", "info"],
-    ] {
+    for command in [train, eval, predict, summary, info, bench, dataset_info] {
         let mut args = command.to_vec();
         args.push("-h");
-        let out = ember(&args);
-        ok(&out);
+        let out = ember_ok(&args);
         let help = String::from_utf8_lossy(&out.stdout).into_owned();
         let lines: Vec<&str> = help.lines().map(str::trim).collect();
         for (i, line) in lines.iter().enumerate().filter(|(_, l)| l.starts_with('-')) {
@@ -334,31 +276,25 @@ fn every_command_speaks_the_same_language() {
             );
         }
     }
-    let out = ember(&["info", "--json"]);
-    ok(&out);
-    let info = &json_lines(&out)[0];
+    let out = ember_ok(&["info", "--json"]);
+    let info = &json_lines(&out.stdout)[0];
     assert!(info["simd"].is_string() && info["threads"].as_u64().unwrap() > 0);
-    let out = ember(&["summary", "fmnist-cnn", "--json", "--batch", "4"]);
-    ok(&out);
-    let s = &json_lines(&out)[0];
+    let out = ember_ok(&["summary", "fmnist-cnn", "--json", "--batch", "4"]);
+    let s = &json_lines(&out.stdout)[0];
     assert_eq!(s["total_params"], 421_642);
     assert_eq!(s["input"], serde_json::json!([4, 1, 28, 28]));
 }
 
 #[test]
 fn results_go_to_stdout_and_progress_to_stderr() {
-    let dir = common::temp_dir("cli-streams");
-    let data = dir.join("data");
-    common::write_tiny_idx(&data, 100, 20);
-    let spec = dir.join("tiny.toml");
-    std::fs::write(&spec, common::TINY_SPEC).unwrap();
+    let common::Tiny { dir, data, spec } = common::tiny("cli-streams", 100, 20);
     let run = |out_dir: &str, nesterov: &[&str]| {
         let mut args = vec![
             "train",
             "--dataset",
-            data.to_str().unwrap(),
+            arg(&data),
             "--model",
-            spec.to_str().unwrap(),
+            arg(&spec),
             "--epochs",
             "2",
             "--batch",
@@ -369,12 +305,9 @@ fn results_go_to_stdout_and_progress_to_stderr() {
             out_dir,
         ];
         args.extend_from_slice(nesterov);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ember"));
-        cmd.args(&args).current_dir(&dir);
-        cmd.output().unwrap()
+        ember_in(Some(&dir), &args)
     };
-    let out = run("a", &["--nesterov"]);
-    ok(&out);
+    let out = succeeded(run("a", &["--nesterov"]));
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
@@ -389,13 +322,10 @@ fn results_go_to_stdout_and_progress_to_stderr() {
         assert!(line.len() <= 80, "{line}");
     }
     // The old spelling still works, and --no-nesterov is its opposite.
-    ok(&run("b", &["--nesterov", "false"]));
-    ok(&run("c", &["--no-nesterov"]));
+    succeeded(run("b", &["--nesterov", "false"]));
+    succeeded(run("c", &["--no-nesterov"]));
     for (name, nesterov) in [("a", true), ("b", false), ("c", false)] {
-        let cfg: Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.join(name).join("config.json")).unwrap(),
-        )
-        .unwrap();
+        let cfg = read_json(&dir.join(name).join("config.json"));
         assert_eq!(cfg["nesterov"], nesterov, "{name}");
     }
     std::fs::remove_dir_all(&dir).unwrap();

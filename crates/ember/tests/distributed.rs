@@ -16,71 +16,51 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::mpi::{bin, mpi_ember};
+use common::{events, output_within, read_json, run_ok, words};
 use ember::checkpoint;
 use ember_layers::{Layer, Param};
-use serde_json::Value;
+
+/// A fresh folder `name` for a test that needs MPI, or None (with a note) without MPI.
+fn mpi_dir(name: &str) -> Option<PathBuf> {
+    mpi_ember()?;
+    Some(common::temp_dir(name))
+}
 
 /// Relative tolerance of losses and weights (see the module comment).
 const TOL: f64 = 2e-5;
 
 /// `ember train` on the embedded sample for `steps` steps, JSON losses every step.
 fn train_args(out: &Path, batch: usize, steps: u64, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "train",
-        "--batch-size",
-        &batch.to_string(),
-        "--max-steps",
-        &steps.to_string(),
-        "--lr",
-        "0.01",
-        "--json",
-        "--log-every",
-        "1",
-        "--threads",
-        "1",
-        "--out",
-        out.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args = words(&format!(
+        "train --batch-size {batch} --max-steps {steps} --lr 0.01 --json --log-every 1 \
+         --threads 1"
+    ));
+    args.extend(["--out".to_string(), out.display().to_string()]);
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
 
-fn run(mut cmd: Command) -> Output {
-    let out = cmd.output().expect("starting the command");
-    assert!(
-        out.status.success(),
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 fn one_process(args: &[String]) -> Output {
-    let mut cmd = Command::new(bin());
-    cmd.args(args);
-    run(cmd)
+    run_ok(Command::new(bin()).args(args))
 }
 
 fn two_ranks(args: &[String]) -> Output {
-    let mut cmd = Command::new("mpirun");
-    cmd.args(["-n", "2", bin()]).args(args).arg("--distributed");
-    run(cmd)
+    run_ok(
+        Command::new("mpirun")
+            .args(["-n", "2", bin()])
+            .args(args)
+            .arg("--distributed"),
+    )
 }
 
 fn step_losses(out: &Output) -> Vec<f64> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["event"] == "step")
+    events(&out.stdout, "step")
+        .iter()
         .map(|v| v["loss"].as_f64().unwrap())
         .collect()
 }
@@ -122,46 +102,13 @@ fn max_difference(a: (&Output, &Path), b: (&Output, &Path)) -> f64 {
 }
 
 /// A batch-norm network without dropout for the 28x28 sample.
-const BN_SPEC: &str = r#"
-name = "bn-test"
-input = [1, 28, 28]
-[[layer]]
-type = "conv2d"
-out = 8
-kernel = 3
-padding = 1
-bias = false
-[[layer]]
-type = "batch_norm2d"
-[[layer]]
-type = "relu"
-[[layer]]
-type = "max_pool2d"
-kernel = 2
-[[layer]]
-type = "conv2d"
-out = 16
-kernel = 3
-padding = 1
-[[layer]]
-type = "batch_norm2d"
-[[layer]]
-type = "relu"
-[[layer]]
-type = "global_avg_pool2d"
-[[layer]]
-type = "flatten"
-[[layer]]
-type = "linear"
-out = 10
-"#;
+const BN_SPEC: &str = include_str!("specs/bn-test.toml");
 
 #[test]
 fn two_ranks_of_64_equal_one_process_of_128() {
-    if mpi_ember().is_none() {
+    let Some(dir) = mpi_dir("mpi-equal") else {
         return;
-    }
-    let dir = common::temp_dir("mpi-equal");
+    };
     let (one, two) = (dir.join("one"), dir.join("two"));
     let a = one_process(&train_args(&one, 128, 20, &[]));
     let b = two_ranks(&train_args(&two, 64, 20, &[]));
@@ -170,11 +117,7 @@ fn two_ranks_of_64_equal_one_process_of_128() {
     eprintln!("2 x 64 vs 1 x 128: largest relative difference {worst:e}");
     assert!(worst < TOL, "2 x 64 vs 1 x 128 differ by {worst:e}");
     // Rank 0 alone wrote the run folder, and reported the global throughput's time split.
-    let done: Value = String::from_utf8_lossy(&b.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["event"] == "done")
-        .unwrap();
+    let done = &events(&b.stdout, "done")[0];
     assert_eq!(done["processes"], 2);
     assert!(done["allreduce_seconds"].as_f64().unwrap() > 0.0);
     assert_eq!(
@@ -187,12 +130,10 @@ fn two_ranks_of_64_equal_one_process_of_128() {
 
 #[test]
 fn synchronised_batch_norm_equals_one_process() {
-    if mpi_ember().is_none() {
+    let Some(dir) = mpi_dir("mpi-syncbn") else {
         return;
-    }
-    let dir = common::temp_dir("mpi-syncbn");
-    let spec = dir.join("bn.toml");
-    std::fs::write(&spec, BN_SPEC).unwrap();
+    };
+    let spec = common::write_spec(&dir, "bn.toml", BN_SPEC);
     let model = ["--model", spec.to_str().unwrap()];
     let (one, two, local) = (dir.join("one"), dir.join("two"), dir.join("local"));
     let a = one_process(&train_args(&one, 128, 20, &model));
@@ -213,13 +154,12 @@ fn synchronised_batch_norm_equals_one_process() {
 
 #[test]
 fn a_run_resumes_on_another_number_of_processes() {
-    if mpi_ember().is_none() {
+    let Some(dir) = mpi_dir("mpi-resume") else {
         return;
-    }
-    let dir = common::temp_dir("mpi-resume");
+    };
     let (whole, part) = (dir.join("whole"), dir.join("part"));
-    let a = one_process(&train_args(&whole, 128, 20, &[]));
     two_ranks(&train_args(&part, 64, 10, &[]));
+    let a = one_process(&train_args(&whole, 128, 20, &[]));
     let mut resume = train_args(&part, 128, 20, &[]);
     resume.extend(["--resume".to_string(), part.to_str().unwrap().to_string()]);
     let b = one_process(&resume);
@@ -234,42 +174,21 @@ fn a_run_resumes_on_another_number_of_processes() {
             assert!(rel(*p as f64, *q as f64) < TOL, "{n}: {p} vs {q}");
         }
     }
-    let cfg: Value =
-        serde_json::from_str(&std::fs::read_to_string(part.join("config.json")).unwrap()).unwrap();
+    let cfg = read_json(&part.join("config.json"));
     assert_eq!(cfg["world"], 1);
     assert_eq!(cfg["batch_size"], 128);
 }
 
-/// Runs `mpirun` with `args`, fails the test if it has not ended after `limit`.
-fn ends_within(mut cmd: Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("the job still runs after {limit:?}: it hangs");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn a_rank_that_cannot_read_its_data_ends_the_job() {
-    if mpi_ember().is_none() {
+    let Some(dir) = mpi_dir("mpi-baddata") else {
         return;
-    }
-    let dir = common::temp_dir("mpi-baddata");
+    };
     let (a, b) = (dir.join("a"), dir.join("b"));
     std::fs::create_dir_all(a.join("data")).unwrap();
     std::fs::create_dir_all(&b).unwrap();
     common::write_tiny_idx(&a.join("data"), 64, 16);
-    let spec = dir.join("tiny.toml");
-    std::fs::write(&spec, common::TINY_SPEC).unwrap();
+    let spec = common::write_spec(&dir, "tiny.toml", common::TINY_SPEC);
     // Same arguments on both ranks; the relative dataset path exists only for rank 0,
     // which would train and wait for rank 1 forever if the job did not end.
     let args = [
@@ -287,7 +206,7 @@ fn a_rank_that_cannot_read_its_data_ends_the_job() {
         .args(args)
         .args([":", "-n", "1", "-wdir", b.to_str().unwrap(), bin()])
         .args(args);
-    let out = ends_within(cmd, Duration::from_secs(60));
+    let out = output_within(&mut cmd, Duration::from_secs(60));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("rank 1 of 2"), "{stderr}");
@@ -361,18 +280,14 @@ fn fault_rank_1(name: &str, signal: &str, timeout_s: &str) -> Output {
 
 #[test]
 fn a_rank_that_dies_ends_the_job() {
-    if mpi_ember().is_none() {
-        return;
-    }
+    let Some(_) = mpi_ember() else { return };
     let out = fault_rank_1("mpi-dies", "-KILL", "300");
     assert!(!out.status.success());
 }
 
 #[test]
 fn a_rank_that_hangs_is_timed_out() {
-    if mpi_ember().is_none() {
-        return;
-    }
+    let Some(_) = mpi_ember() else { return };
     let out = fault_rank_1("mpi-hangs", "-STOP", "3");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());

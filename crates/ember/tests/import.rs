@@ -4,32 +4,18 @@
 //! PyTorch itself where a Python with torch and safetensors is found (its logits must
 //! then equal Ember's).
 
+mod common;
 mod deploy_common;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use deploy_common::{python_with, temp_dir};
+use common::{arg, ember, ember_ok, show, temp_dir};
+use deploy_common::{python_with, read_f32};
 use ember::checkpoint::{StoredTensor, TensorData, TensorMap, write_safetensors};
 use ember_layers::{Layer, Mode};
 use ember_tensor::{Rng, Tensor};
-
-fn ember(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ember"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn f32_tensor(shape: &[usize], rng: &mut Rng) -> StoredTensor {
     let n = shape.iter().product();
@@ -42,41 +28,49 @@ fn f32_tensor(shape: &[usize], rng: &mut Rng) -> StoredTensor {
 /// fmnist-cnn's `state_dict` as PyTorch names and lays it out (`nn.Sequential` indices,
 /// OIHW convolution weights, `[out, in]` linear weights).
 fn fmnist_cnn_state(rng: &mut Rng) -> TensorMap {
-    [
-        ("0.weight", vec![32, 1, 3, 3]),
-        ("0.bias", vec![32]),
-        ("3.weight", vec![64, 32, 3, 3]),
-        ("3.bias", vec![64]),
-        ("7.weight", vec![128, 3136]),
-        ("7.bias", vec![128]),
-        ("9.weight", vec![10, 128]),
-        ("9.bias", vec![10]),
-    ]
-    .into_iter()
-    .map(|(n, s)| (n.to_string(), f32_tensor(&s, rng)))
-    .collect()
+    common::FMNIST_CNN_STATE
+        .into_iter()
+        .map(|(n, s)| (n.to_string(), f32_tensor(s, rng)))
+        .collect()
 }
 
 const CLASSES: &str = "T-shirt,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Boot";
 
-fn import(state: &Path, out: &Path, extra: &[&str]) -> Output {
+/// Fashion-MNIST's normalisation: mean and standard deviation.
+const NORM: [&str; 2] = ["0.286", "0.353"];
+
+/// `ember import` of `state` as `model` with `classes` and normalisation `[mean, std]`
+/// into `out`, with `extra` flags.
+fn import_as(
+    state: &Path,
+    model: &str,
+    classes: &str,
+    [mean, std]: [&str; 2],
+    out: &Path,
+    extra: &[&str],
+) -> Output {
     let mut args = vec![
         "import",
         "--state-dict",
-        state.to_str().unwrap(),
+        arg(state),
         "--model",
-        "fmnist-cnn",
+        model,
         "--classes",
-        CLASSES,
+        classes,
         "--mean",
-        "0.286",
+        mean,
         "--std",
-        "0.353",
+        std,
         "--out",
-        out.to_str().unwrap(),
+        arg(out),
     ];
     args.extend(extra);
     ember(&args)
+}
+
+/// `ember import` of an fmnist-cnn `state` with Fashion-MNIST's classes.
+fn import(state: &Path, out: &Path, extra: &[&str]) -> Output {
+    import_as(state, "fmnist-cnn", CLASSES, NORM, out, extra)
 }
 
 #[test]
@@ -104,29 +98,10 @@ fn a_pytorch_layout_state_dict_becomes_a_run_folder_every_command_takes() {
     // predict, eval, export and serve take it.
     let img = dir.join("x.png");
     std::fs::write(&img, deploy_common::png(1, 28, 28, 3)).unwrap();
-    let out = ember(&[
-        "predict",
-        "--checkpoint",
-        run.to_str().unwrap(),
-        img.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", show(&out));
-    let out = ember(&[
-        "eval",
-        "--checkpoint",
-        run.to_str().unwrap(),
-        "--dataset",
-        "sample",
-    ]);
-    assert!(out.status.success(), "{}", show(&out));
+    ember_ok(&["predict", "--checkpoint", arg(&run), arg(&img)]);
+    ember_ok(&["eval", "--checkpoint", arg(&run), "--dataset", "sample"]);
     let onnx = dir.join("m.onnx");
-    let out = ember(&[
-        "export",
-        "--onnx",
-        onnx.to_str().unwrap(),
-        "--checkpoint",
-        run.to_str().unwrap(),
-    ]);
+    let out = ember(&["export", "--onnx", arg(&onnx), "--checkpoint", arg(&run)]);
     assert!(out.status.success() && onnx.exists(), "{}", show(&out));
     let server = deploy_common::ServeProcess::start(&run, &[]);
     let (s, body) = deploy_common::read(
@@ -208,21 +183,7 @@ fn every_mismatch_is_named() {
     // Flags: class count, normalisation, the file itself.
     write_safetensors(&file, &fmnist_cnn_state(&mut rng), HashMap::new()).unwrap();
     let run = dir.join("run");
-    let bad_classes = ember(&[
-        "import",
-        "--state-dict",
-        file.to_str().unwrap(),
-        "--model",
-        "cifar-cnn",
-        "--classes",
-        "a,b",
-        "--mean",
-        "0.5",
-        "--std",
-        "0.5",
-        "--out",
-        run.to_str().unwrap(),
-    ]);
+    let bad_classes = import_as(&file, "cifar-cnn", "a,b", ["0.5", "0.5"], &run, &[]);
     let err = String::from_utf8_lossy(&bad_classes.stderr);
     assert!(
         err.contains("0.weight") && err.contains("[32, 3, 3, 3]"),
@@ -254,21 +215,14 @@ fn every_mismatch_is_named() {
 fn a_class_count_that_does_not_fit_a_spec_file_is_refused() {
     let dir = temp_dir("import-classes");
     let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/fmnist-bn.toml");
-    let out = ember(&[
-        "import",
-        "--state-dict",
-        "unused.safetensors",
-        "--model",
-        spec.to_str().unwrap(),
-        "--classes",
+    let out = import_as(
+        Path::new("unused.safetensors"),
+        arg(&spec),
         "a,b,c",
-        "--mean",
-        "0.5",
-        "--std",
-        "0.5",
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
+        ["0.5", "0.5"],
+        &dir,
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr)
@@ -307,14 +261,6 @@ x.numpy().astype("<f4").tofile(out + "/x.f32")
 y.numpy().astype("<f4").tofile(out + "/y.f32")
 "#;
 
-fn read_f32(path: &Path) -> Vec<f32> {
-    std::fs::read(path)
-        .unwrap()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
-
 #[test]
 fn a_state_dict_saved_by_pytorch_gives_pytorchs_logits() {
     // PyTorch is large and not installed by CI: this test runs where it is found.
@@ -322,30 +268,17 @@ fn a_state_dict_saved_by_pytorch_gives_pytorchs_logits() {
         return;
     };
     let dir = temp_dir("import-torch");
-    let out = Command::new(py)
-        .args(["-c", TORCH_FMNIST_BN])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", show(&out));
+    common::run_ok(Command::new(py).args(["-c", TORCH_FMNIST_BN]).arg(&dir));
     let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/fmnist-bn.toml");
     let run = dir.join("run");
-    let out = ember(&[
-        "import",
-        "--state-dict",
-        dir.join("w.safetensors").to_str().unwrap(),
-        "--model",
-        spec.to_str().unwrap(),
-        "--classes",
+    common::succeeded(import_as(
+        &dir.join("w.safetensors"),
+        arg(&spec),
         CLASSES,
-        "--mean",
-        "0.286",
-        "--std",
-        "0.353",
-        "--out",
-        run.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", show(&out));
+        NORM,
+        &run,
+        &[],
+    ));
     let (_, mut model) = ember::checkpoint::load(&run).unwrap();
     let x = Tensor::from_vec([4, 1, 28, 28], read_f32(&dir.join("x.f32"))).unwrap();
     let got = model.forward(&x, Mode::Eval).to_vec();

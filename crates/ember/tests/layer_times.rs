@@ -49,22 +49,24 @@ fn layer_times(
         .collect()
 }
 
+/// The number in environment variable `name`, else `default`.
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 #[test]
 #[ignore]
 fn zoo_layer_times() {
-    let threads: usize = std::env::var("EMBER_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
+    let threads = env_or("EMBER_THREADS", 2);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .expect("thread pool");
     let models = std::env::var("EMBER_MODELS").unwrap_or_else(|_| "fmnist-cnn,cifar-cnn".into());
-    let batch: usize = std::env::var("EMBER_BATCH")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(128);
+    let batch = env_or("EMBER_BATCH", 128);
     pool.install(|| {
         for spec in models
             .split(',')

@@ -7,12 +7,14 @@
 //! `~/torch-venv/bin/python3` or `python3`. Without one the tests are skipped with a note,
 //! except under CI, where they fail (`.ci/run` installs them).
 
+mod common;
 mod deploy_common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use deploy_common::{python_with, random_checkpoint, temp_dir};
+use common::{run_ok, temp_dir};
+use deploy_common::{python_with, random_checkpoint, read_f32};
 use ember_layers::{Layer, Mode};
 use ember_tensor::{Rng, Tensor};
 use serde_json::Value;
@@ -30,17 +32,12 @@ fn python() -> Option<PathBuf> {
 fn check_against_ort(py: &Path, ckpt: &Path, n: usize, name: &str) -> Value {
     let dir = ckpt.parent().unwrap();
     let onnx = dir.join(format!("{name}.onnx"));
-    let out = Command::new(env!("CARGO_BIN_EXE_ember"))
-        .args(["export", "--onnx"])
-        .arg(&onnx)
-        .arg("--checkpoint")
-        .arg(ckpt)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "export of {name} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_ember"))
+            .args(["export", "--onnx"])
+            .arg(&onnx)
+            .arg("--checkpoint")
+            .arg(ckpt),
     );
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -56,29 +53,21 @@ fn check_against_ort(py: &Path, ckpt: &Path, n: usize, name: &str) -> Value {
     let output = dir.join(format!("{name}.out.f32"));
     let bytes: Vec<u8> = x.data().iter().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::write(&input, bytes).unwrap();
-    let run = Command::new(py)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/onnx_run.py"))
-        .arg(&onnx)
-        .arg(&input)
-        .arg(&output)
-        .arg(format!("{n},{c},{h},{w}"))
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "ONNX Runtime on {name} failed:\n{}",
-        String::from_utf8_lossy(&run.stderr)
+    // ONNX Runtime on the model.
+    let run = run_ok(
+        Command::new(py)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/onnx_run.py"))
+            .arg(&onnx)
+            .arg(&input)
+            .arg(&output)
+            .arg(format!("{n},{c},{h},{w}")),
     );
     let report: Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(
         report["checked"], true,
         "onnx.checker did not run: {report}"
     );
-    let got: Vec<f32> = std::fs::read(&output)
-        .unwrap()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
+    let got = read_f32(&output);
     assert_eq!(got.len(), want.len(), "{name}: {report}");
     let k = want.len() / n;
     let mut worst = 0.0f32;
@@ -128,104 +117,7 @@ fn zoo_models_match_onnx_runtime() {
 /// padded max and average pools with and without count_include_pad, leaky ReLU, GELU,
 /// batch norm, residual blocks with identity and projection shortcuts, dropout, global
 /// average pooling, linear layers with and without bias, and a scale.
-const EVERY_LAYER: &str = r#"
-name = "every-layer"
-input = [3, 20, 18]
-[[layer]]
-type = "conv2d"
-out = 8
-kernel = [3, 5]
-stride = [1, 2]
-padding = [2, 1]
-dilation = [2, 1]
-[[layer]]
-type = "batch_norm2d"
-eps = 1e-3
-[[layer]]
-type = "relu"
-[[layer]]
-type = "conv2d"
-out = 8
-kernel = 3
-padding = 1
-groups = 4
-bias = false
-[[layer]]
-type = "relu"
-[[layer]]
-type = "leaky_relu"
-slope = 0.1
-[[layer]]
-type = "max_pool2d"
-kernel = 3
-stride = 2
-padding = 1
-[[layer]]
-type = "residual"
-[[layer.block]]
-type = "conv2d"
-out = 8
-kernel = 3
-padding = 1
-[[layer.block]]
-type = "gelu"
-[[layer.block]]
-type = "conv2d"
-out = 8
-kernel = 1
-[[layer]]
-type = "avg_pool2d"
-kernel = 3
-stride = 1
-padding = 1
-count_include_pad = false
-[[layer]]
-type = "residual"
-[[layer.block]]
-type = "conv2d"
-out = 16
-kernel = 3
-stride = 2
-padding = 1
-[[layer.block]]
-type = "batch_norm2d"
-[[layer.block]]
-type = "relu"
-[[layer.shortcut]]
-type = "conv2d"
-out = 16
-kernel = 1
-stride = 2
-[[layer]]
-type = "avg_pool2d"
-kernel = 2
-stride = 1
-padding = 1
-[[layer]]
-type = "dropout"
-p = 0.3
-[[layer]]
-type = "relu"
-[[layer]]
-type = "max_pool2d"
-kernel = 2
-[[layer]]
-type = "global_avg_pool2d"
-[[layer]]
-type = "flatten"
-[[layer]]
-type = "linear"
-out = 12
-bias = false
-[[layer]]
-type = "gelu"
-[[layer]]
-type = "linear"
-out = 5
-[[layer]]
-type = "scale"
-factor = 0.5
-"#;
+const EVERY_LAYER: &str = include_str!("specs/every-layer.toml");
 
 #[test]
 fn every_layer_and_option_matches_onnx_runtime() {
@@ -248,27 +140,13 @@ fn a_trained_fmnist_bn_matches_onnx_runtime() {
     let dir = temp_dir("onnx-fmnist-bn");
     let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/fmnist-bn.toml");
     let run = dir.join("run");
-    let out = Command::new(env!("CARGO_BIN_EXE_ember"))
-        .args(["train", "--model"])
-        .arg(&spec)
-        .args([
-            "--epochs",
-            "1",
-            "--limit",
-            "1024",
-            "--batch-size",
-            "64",
-            "--val-split",
-            "0",
-        ])
-        .arg("--out")
-        .arg(&run)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "training failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new(env!("CARGO_BIN_EXE_ember"))
+            .args(["train", "--model"])
+            .arg(&spec)
+            .args(["--epochs", "1", "--limit", "1024", "--batch-size", "64"])
+            .args(["--val-split", "0", "--out"])
+            .arg(&run),
     );
     // Training moved the batch-norm statistics away from their initial values.
     let (meta, _) = ember::checkpoint::load(&run).unwrap();

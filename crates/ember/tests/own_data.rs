@@ -4,17 +4,15 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use common::{ember_in, fails_with, show};
+use common::{arg, ember, ember_ok, eval_json, fails_with, json_of, show};
 use ember::TrainConfig;
 use ember::checkpoint;
 use ember::trainer::{Output, train};
-use serde_json::Value;
 
 fn tiny(dir: &Path, dataset: &Path) -> TrainConfig {
-    let spec = dir.join("tiny.toml");
-    std::fs::write(&spec, common::TINY_SPEC).unwrap();
+    let spec = common::write_spec(dir, "tiny.toml", common::TINY_SPEC);
     TrainConfig {
         dataset: dataset.display().to_string(),
         model: spec.display().to_string(),
@@ -27,33 +25,28 @@ fn tiny(dir: &Path, dataset: &Path) -> TrainConfig {
     }
 }
 
-fn json_of(out: &std::process::Output) -> Value {
-    assert!(out.status.success(), "{}", show(out));
-    serde_json::from_slice(&out.stdout).unwrap()
+/// One epoch of the model file `spec` on a fresh tiny IDX set of `n_train` images in
+/// folder `name`: the folder and the configuration (run folder `run`).
+fn one_epoch(name: &str, n_train: usize, spec: &str) -> (PathBuf, TrainConfig) {
+    let dir = common::temp_dir(name);
+    let data = dir.join("data");
+    common::write_tiny_idx(&data, n_train, 20);
+    let mut cfg = tiny(&dir, &data);
+    std::fs::write(&cfg.model, spec).unwrap();
+    cfg.epochs = 1;
+    train(&cfg, None, Output::Quiet).unwrap();
+    (dir, cfg)
 }
 
 #[test]
 fn a_flat_folder_is_split_into_training_validation_and_test_images() {
-    let dir = common::temp_dir("flat-split");
-    let flat = dir.join("flat");
-    common::write_flat_folder(&flat, 10, 30, 1);
+    let (dir, flat) = common::flat_folder("flat-split", 10, 30, 1);
     let report = train(&tiny(&dir, &flat), None, Output::Quiet).unwrap();
     // 10% of 300 held out for testing (stratified), 20% of the rest for validation.
     assert_eq!(report.test.count, 30);
     assert!(report.test_accuracy > 0.3, "{}", report.test_accuracy);
     // eval holds out the same test images.
-    let out = ember_in(
-        None,
-        &[
-            "eval",
-            "--checkpoint",
-            dir.join("run").to_str().unwrap(),
-            "--dataset",
-            flat.to_str().unwrap(),
-            "--json",
-        ],
-    );
-    let e = json_of(&out);
+    let e = eval_json(&dir.join("run"), arg(&flat));
     assert_eq!(e["count"], 30);
     assert_eq!(e["accuracy"].as_f64().unwrap(), report.test_accuracy);
     // A dataset with a test part of its own takes no --test-split.
@@ -71,9 +64,7 @@ fn a_flat_folder_is_split_into_training_validation_and_test_images() {
 
 #[test]
 fn images_are_resized_on_load_and_the_size_is_recorded() {
-    let dir = common::temp_dir("image-size");
-    let flat = dir.join("flat");
-    common::write_flat_folder(&flat, 10, 12, 4); // 32x32 images
+    let (dir, flat) = common::flat_folder("image-size", 10, 12, 4); // 32x32 images
     let e = train(&tiny(&dir, &flat), None, Output::Quiet)
         .unwrap_err()
         .to_string();
@@ -91,45 +82,19 @@ fn images_are_resized_on_load_and_the_size_is_recorded() {
     assert_eq!(meta.data.as_ref().unwrap().image_size, Some([8, 8]));
     // predict and eval resize 32x32 images to the checkpoint's 8x8.
     let img = flat.join("class5/0.png");
-    let out = ember_in(
-        None,
-        &[
-            "predict",
-            "--checkpoint",
-            dir.join("run").to_str().unwrap(),
-            img.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", show(&out));
-    let out = ember_in(
-        None,
-        &[
-            "eval",
-            "--checkpoint",
-            dir.join("run").to_str().unwrap(),
-            "--dataset",
-            flat.to_str().unwrap(),
-            "--json",
-        ],
-    );
-    assert_eq!(json_of(&out)["count"], 10);
+    ember_ok(&["predict", "--checkpoint", arg(&dir.join("run")), arg(&img)]);
+    assert_eq!(eval_json(&dir.join("run"), arg(&flat))["count"], 10);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_model_file_without_input_takes_the_datasets() {
-    let dir = common::temp_dir("no-input");
-    let data = dir.join("data");
-    common::write_tiny_idx(&data, 100, 20);
-    let mut cfg = tiny(&dir, &data);
     let no_input = common::TINY_SPEC.replace("input = [1, 8, 8]\n", "");
-    std::fs::write(&cfg.model, &no_input).unwrap();
-    cfg.epochs = 1;
-    train(&cfg, None, Output::Quiet).unwrap();
+    let (dir, cfg) = one_epoch("no-input", 100, &no_input);
     let meta = checkpoint::read_meta(&dir.join("run")).unwrap();
     assert_eq!(meta.model.input, [1, 8, 8]);
     // Without a dataset there is nothing to take it from: summary says what is missing.
-    let out = ember_in(None, &["summary", &cfg.model]);
+    let out = ember(&["summary", &cfg.model]);
     fails_with(&out, &["tiny.toml", "no input shape"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -158,29 +123,25 @@ fn a_zoo_model_is_fitted_to_the_classes_and_fine_tuned_with_frozen_layers() {
     let flat = dir.join("flat");
     common::write_flat_folder(&flat, 3, 16, 4);
     let run = dir.join("tuned");
-    let out = ember_in(
-        None,
-        &[
-            "train",
-            "--dataset",
-            flat.to_str().unwrap(),
-            "--image-size",
-            "28x28",
-            "--init-from",
-            dir.join("base").to_str().unwrap(),
-            "--freeze",
-            "0,3",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "8",
-            "--threads",
-            "2",
-            "--out",
-            run.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", show(&out));
+    let out = ember_ok(&[
+        "train",
+        "--dataset",
+        arg(&flat),
+        "--image-size",
+        "28x28",
+        "--init-from",
+        arg(&dir.join("base")),
+        "--freeze",
+        "0,3",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--threads",
+        "2",
+        "--out",
+        arg(&run),
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("last layer resized from 10 to 3 outputs"),
@@ -206,34 +167,11 @@ fn a_zoo_model_is_fitted_to_the_classes_and_fine_tuned_with_frozen_layers() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-const TINY_BN: &str = r#"
-input = [1, 8, 8]
-[[layer]]
-type = "conv2d"
-out = 4
-kernel = 3
-padding = 1
-bias = false
-[[layer]]
-type = "batch_norm2d"
-[[layer]]
-type = "relu"
-[[layer]]
-type = "flatten"
-[[layer]]
-type = "linear"
-out = 10
-"#;
+const TINY_BN: &str = include_str!("specs/tiny8-bn-plain.toml");
 
 #[test]
 fn frozen_batch_norm_keeps_its_running_statistics_bit_for_bit() {
-    let dir = common::temp_dir("freeze-bn");
-    let data = dir.join("data");
-    common::write_tiny_idx(&data, 200, 20);
-    let mut cfg = tiny(&dir, &data);
-    std::fs::write(&cfg.model, TINY_BN).unwrap();
-    cfg.epochs = 1;
-    train(&cfg, None, Output::Quiet).unwrap();
+    let (dir, cfg) = one_epoch("freeze-bn", 200, TINY_BN);
     let tuned = TrainConfig {
         init_from: Some(dir.join("run")),
         freeze: vec!["0".into(), "1.".into()],
@@ -278,35 +216,29 @@ fn frozen_batch_norm_keeps_its_running_statistics_bit_for_bit() {
 /// it is up to date; `EMBER_CACHE=off` turns the cache off.
 #[test]
 fn dataset_info_reports_the_cache() {
-    let dir = common::temp_dir("cache-info");
-    let flat = dir.join("flat");
-    common::write_flat_folder(&flat, 3, 4, 1);
+    let (dir, flat) = common::flat_folder("cache-info", 3, 4, 1);
     let cache = dir.join("cache");
-    let info = |cache_env: &str| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ember"))
-            .args(["dataset", "info", flat.to_str().unwrap(), "--json"])
+    let info = |cache_env: &str, extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ember"))
+            .args(["dataset", "info", arg(&flat)])
+            .args(extra)
             .env("EMBER_CACHE", cache_env)
             .output()
-            .unwrap();
-        json_of(&out)
+            .unwrap()
     };
-    let j = info(cache.to_str().unwrap());
+    let j = json_of(&info(arg(&cache), &["--json"]));
     let path = j["cache"]["path"].as_str().unwrap().to_string();
     assert!(path.starts_with(cache.to_str().unwrap()), "{j}");
     assert_eq!(j["cache"]["valid"], true, "{j}");
     assert!(Path::new(&path).is_file());
     // The text form says it too.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ember"))
-        .args(["dataset", "info", flat.to_str().unwrap()])
-        .env("EMBER_CACHE", cache.to_str().unwrap())
-        .output()
-        .unwrap();
+    let out = info(arg(&cache), &[]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("decoded copy") && text.contains("up to date"),
         "{}",
         show(&out)
     );
-    assert!(info("off")["cache"].is_null());
+    assert!(json_of(&info("off", &["--json"]))["cache"].is_null());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -7,10 +7,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{ember_in, fails_with, show};
+use common::{arg, ember, ember_json, ember_ok, eval_json, events, fails_with, read_json};
 use ember_data::Dataset;
 use ember_data::formats::parquet::{WriteOptions, write_spark_images};
-use serde_json::Value;
 
 /// `n` images of the sample from `start` on, every `step`-th.
 fn sample_part(train: bool, n: usize) -> Dataset {
@@ -44,9 +43,7 @@ fn a_spark_dataframe_trains_evaluates_and_is_described() {
 
     let mut args = vec!["dataset", "info", d, "--json"];
     args.extend(cols);
-    let out = ember_in(None, &args);
-    assert!(out.status.success(), "{}", show(&out));
-    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let info = ember_json(&args);
     assert_eq!(info["format"], "spark-parquet");
     assert_eq!(info["train"]["count"], 600);
     assert_eq!(info["test"]["count"], 200);
@@ -68,60 +65,36 @@ fn a_spark_dataframe_trains_evaluates_and_is_described() {
         "2",
         "--json",
         "--out",
-        run.to_str().unwrap(),
+        arg(&run),
     ];
     args.extend(cols);
-    let out = ember_in(None, &args);
-    assert!(out.status.success(), "{}", show(&out));
-    let done: Value = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["event"] == "done")
-        .unwrap();
+    let out = ember_ok(&args);
+    let done = &events(&out.stdout, "done")[0];
     let accuracy = done["test_accuracy"].as_f64().unwrap();
     assert!(accuracy > 0.5, "{accuracy}");
-    let config: Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    let config = read_json(&run.join("config.json"));
     assert_eq!(config["split_column"], "part");
 
     // eval needs no column flags: the checkpoint records them.
-    let out = ember_in(
-        None,
-        &[
-            "eval",
-            "--checkpoint",
-            run.to_str().unwrap(),
-            "--dataset",
-            d,
-            "--json",
-        ],
-    );
-    assert!(out.status.success(), "{}", show(&out));
-    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let e = eval_json(&run, d);
     assert_eq!(e["count"], 200);
     assert_eq!(e["accuracy"].as_f64().unwrap(), accuracy);
 
     // A column the files lack is named with the file and the columns they have.
-    let out = ember_in(None, &["dataset", "info", d, "--label-column", "nope"]);
+    let out = ember(&["dataset", "info", d, "--label-column", "nope"]);
     fails_with(&out, &["a.parquet", "a column `nope`", "image, kind, part"]);
     // eval's flags override the recorded columns.
-    let out = ember_in(
-        None,
-        &[
-            "eval",
-            "--checkpoint",
-            run.to_str().unwrap(),
-            "--dataset",
-            d,
-            "--label-column",
-            "part",
-        ],
-    );
+    let out = ember(&[
+        "eval",
+        "--checkpoint",
+        arg(&run),
+        "--dataset",
+        d,
+        "--label-column",
+        "part",
+    ]);
     fails_with(&out, &["b.parquet", "the unknown class \"test\""]);
     // The flags mean nothing for other formats.
-    let out = ember_in(
-        None,
-        &["dataset", "info", "sample", "--split-column", "part"],
-    );
+    let out = ember(&["dataset", "info", "sample", "--split-column", "part"]);
     fails_with(&out, &["--split-column", "sample", "not Parquet"]);
 }

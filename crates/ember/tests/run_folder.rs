@@ -5,42 +5,21 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{ember_in, fails_with, show};
+use common::{Tiny, ember_in, fails_with, read_json, show, succeeded};
 use ember::TrainConfig;
 use ember::checkpoint;
 use ember::config::ExistingRun;
 use ember::trainer::{Output, train};
 
-struct Setup {
-    dir: PathBuf,
-    data: PathBuf,
-    spec: PathBuf,
-}
-
-fn setup(name: &str) -> Setup {
-    let dir = common::temp_dir(name);
-    let data = dir.join("data");
-    common::write_tiny_idx(&data, 400, 100);
-    let spec = dir.join("tiny.toml");
-    std::fs::write(&spec, common::TINY_SPEC).unwrap();
-    Setup { dir, data, spec }
+fn setup(name: &str) -> Tiny {
+    common::tiny(name, 400, 100)
 }
 
 /// 3 epochs of 20 steps (batch 16, 80 of the 400 images for validation).
-fn config(s: &Setup, out: &str) -> TrainConfig {
-    TrainConfig {
-        dataset: s.data.display().to_string(),
-        model: s.spec.display().to_string(),
-        epochs: 3,
-        batch_size: 16,
-        val_split: 0.2,
-        augment: "flip".into(),
-        threads: 2,
-        out: s.dir.join(out),
-        ..TrainConfig::default()
-    }
+fn config(s: &Tiny, out: &str) -> TrainConfig {
+    s.config(&s.dir.join(out))
 }
 
 fn weights(path: &Path) -> checkpoint::TensorMap {
@@ -69,8 +48,7 @@ fn a_folder_holding_another_run_is_refused_replaced_or_moved_aside() {
         args.extend_from_slice(extra);
         ember_in(Some(&s.dir), &args)
     };
-    let out = run(&["--out", "mine"]);
-    assert!(out.status.success(), "{}", show(&out));
+    succeeded(run(&["--out", "mine"]));
     let metrics = std::fs::read(s.dir.join("mine/metrics.jsonl")).unwrap();
     let best = std::fs::read(s.dir.join("mine/best.safetensors")).unwrap();
     // Again into the same folder: refused, and the first run is untouched.
@@ -93,8 +71,7 @@ fn a_folder_holding_another_run_is_refused_replaced_or_moved_aside() {
         best
     );
     // --force replaces it.
-    let out = run(&["--out", "mine", "--seed", "5", "--force"]);
-    assert!(out.status.success(), "{}", show(&out));
+    let out = succeeded(run(&["--out", "mine", "--seed", "5", "--force"]));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--force: removed"));
     assert_ne!(
         std::fs::read(s.dir.join("mine/best.safetensors")).unwrap(),
@@ -102,8 +79,7 @@ fn a_folder_holding_another_run_is_refused_replaced_or_moved_aside() {
     );
     // The default folder moves an earlier run aside instead.
     for _ in 0..2 {
-        let out = run(&[]);
-        assert!(out.status.success(), "{}", show(&out));
+        succeeded(run(&[]));
     }
     let aside = s.dir.join("runs/run-1");
     assert!(
@@ -124,7 +100,7 @@ fn out_listing(dir: &Path) -> std::process::Output {
 
 /// The uninterrupted run's last weights, and a run of the same configuration stopped at
 /// step 27 (mid-epoch 2) in folder `part`.
-fn reference_and_stopped(s: &Setup) -> (checkpoint::TensorMap, TrainConfig) {
+fn reference_and_stopped(s: &Tiny) -> (checkpoint::TensorMap, TrainConfig) {
     let full = config(s, "full");
     train(&full, None, Output::Quiet).unwrap();
     let mut part = config(s, "part");
@@ -134,71 +110,75 @@ fn reference_and_stopped(s: &Setup) -> (checkpoint::TensorMap, TrainConfig) {
     (weights(&s.dir.join("full/last.safetensors")), part)
 }
 
-#[test]
-fn a_save_that_fails_between_the_two_files_leaves_a_resumable_pair() {
-    let s = setup("cut-save");
+/// Stops a run at step 27 in folder `part`, does `cut` to that folder (with the run's
+/// configuration), resumes the run and checks that it ends where the uninterrupted run
+/// ended; returns the test's folder.
+fn cut_then_resumed(name: &str, cut: impl FnOnce(&Path, &TrainConfig)) -> Tiny {
+    let s = setup(name);
     let (want, part) = reference_and_stopped(&s);
     let dir = s.dir.join("part");
-    // The state's temporary file cannot be created (as on a full disk): the save at step
-    // 34 fails after the weights' temporary file was written.
-    let blocker = dir.join(format!(
-        ".last.state.safetensors.{}.tmp",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&blocker).unwrap();
-    let mut cut = part.clone();
-    cut.max_steps = 34;
-    let e = train(&cut, Some(&dir), Output::Quiet)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("last.state.safetensors"), "{e}");
-    std::fs::remove_dir(&blocker).unwrap();
+    cut(&dir, &part);
     let resumed = train(&part, Some(&dir), Output::Quiet).unwrap();
     assert_eq!(resumed.steps, 60);
     assert_eq!(weights(&dir.join("last.safetensors")), want);
+    s
+}
+
+#[test]
+fn a_save_that_fails_between_the_two_files_leaves_a_resumable_pair() {
+    let s = cut_then_resumed("cut-save", |dir, part| {
+        // The state's temporary file cannot be created (as on a full disk): the save at
+        // step 34 fails after the weights' temporary file was written.
+        let blocker = dir.join(format!(
+            ".last.state.safetensors.{}.tmp",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&blocker).unwrap();
+        let mut cut = part.clone();
+        cut.max_steps = 34;
+        let e = train(&cut, Some(dir), Output::Quiet)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("last.state.safetensors"), "{e}");
+        std::fs::remove_dir(&blocker).unwrap();
+    });
     std::fs::remove_dir_all(&s.dir).unwrap();
 }
 
 #[test]
 fn a_save_cut_between_its_renames_resumes_from_the_consistent_pair() {
-    let s = setup("cut-rename");
-    let (want, part) = reference_and_stopped(&s);
-    let dir = s.dir.join("part");
-    let at = |n: &str| dir.join(n);
-    // As a save stopped after the current pair was set aside and the new weights put in
-    // place (here: other weights), but before the new state landed.
-    std::fs::rename(at("last.safetensors"), at("last.prev.safetensors")).unwrap();
-    std::fs::rename(
-        at("last.state.safetensors"),
-        at("last.prev.state.safetensors"),
-    )
-    .unwrap();
-    std::fs::copy(at("best.safetensors"), at("last.safetensors")).unwrap();
-    let resumed = train(&part, Some(&dir), Output::Quiet).unwrap();
-    assert_eq!(resumed.steps, 60);
-    assert_eq!(weights(&at("last.safetensors")), want);
+    let s = cut_then_resumed("cut-rename", |dir, _| {
+        let at = |n: &str| dir.join(n);
+        // As a save stopped after the current pair was set aside and the new weights put
+        // in place (here: other weights), but before the new state landed.
+        std::fs::rename(at("last.safetensors"), at("last.prev.safetensors")).unwrap();
+        std::fs::rename(
+            at("last.state.safetensors"),
+            at("last.prev.state.safetensors"),
+        )
+        .unwrap();
+        std::fs::copy(at("best.safetensors"), at("last.safetensors")).unwrap();
+    });
+    let at = |n: &str| s.dir.join("part").join(n);
     assert!(!at("last.prev.safetensors").exists() && !at("last.prev.state.safetensors").exists());
     std::fs::remove_dir_all(&s.dir).unwrap();
 }
 
 #[test]
 fn weights_and_a_state_that_do_not_belong_together_fall_back_to_the_set_aside_pair() {
-    let s = setup("cut-half");
-    let (want, part) = reference_and_stopped(&s);
-    let dir = s.dir.join("part");
-    let at = |n: &str| dir.join(n);
-    // Stopped after the state was set aside: the weights in place, the state beside them
-    // under the .prev name, and a newer state of other weights where the state belongs.
-    std::fs::copy(
-        at("last.state.safetensors"),
-        at("last.prev.state.safetensors"),
-    )
-    .unwrap();
-    std::fs::copy(at("last.safetensors"), at("last.prev.safetensors")).unwrap();
-    std::fs::copy(at("best.safetensors"), at("last.safetensors")).unwrap();
-    let resumed = train(&part, Some(&dir), Output::Quiet).unwrap();
-    assert_eq!(resumed.steps, 60);
-    assert_eq!(weights(&at("last.safetensors")), want);
+    let s = cut_then_resumed("cut-half", |dir, _| {
+        let at = |n: &str| dir.join(n);
+        // Stopped after the state was set aside: the weights in place, the state beside
+        // them under the .prev name, and a newer state of other weights where the state
+        // belongs.
+        std::fs::copy(
+            at("last.state.safetensors"),
+            at("last.prev.state.safetensors"),
+        )
+        .unwrap();
+        std::fs::copy(at("last.safetensors"), at("last.prev.safetensors")).unwrap();
+        std::fs::copy(at("best.safetensors"), at("last.safetensors")).unwrap();
+    });
     std::fs::remove_dir_all(&s.dir).unwrap();
 }
 
@@ -238,9 +218,7 @@ fn best_json_records_the_epochs_completed() {
         ..config(&s, "run")
     };
     train(&cfg, None, Output::Quiet).unwrap();
-    let best: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(s.dir.join("run/best.json")).unwrap())
-            .unwrap();
+    let best = read_json(&s.dir.join("run/best.json"));
     assert_eq!(best["epoch"], 1, "{best}");
     assert_eq!(best["step"], 20, "{best}");
     std::fs::remove_dir_all(&s.dir).unwrap();
@@ -248,27 +226,7 @@ fn best_json_records_the_epochs_completed() {
 
 /// A network whose batch norm, in eval mode, passes on a 1e20 scale that training
 /// normalises away: the training loss is finite, the validation loss is not.
-const EXPLODES_IN_EVAL: &str = r#"
-input = [1, 8, 8]
-[[layer]]
-type = "conv2d"
-out = 2
-kernel = 3
-padding = 1
-[[layer]]
-type = "scale"
-factor = 1e20
-[[layer]]
-type = "batch_norm2d"
-[[layer]]
-type = "flatten"
-[[layer]]
-type = "linear"
-out = 10
-[[layer]]
-type = "scale"
-factor = 1e20
-"#;
+const EXPLODES_IN_EVAL: &str = include_str!("specs/explodes-in-eval.toml");
 
 #[test]
 fn a_validation_loss_that_is_not_finite_stops_the_run() {

@@ -3,6 +3,7 @@
 //! input gets a 4xx JSON error naming the problem while the server keeps serving, the
 //! model description and metrics, and SIGTERM / Ctrl-C with requests in flight.
 
+mod common;
 mod deploy_common;
 
 use std::sync::Arc;
@@ -10,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use deploy_common::{ServeProcess, agent, png, random_checkpoint, read, temp_dir};
+use common::{run_ok, temp_dir};
+use deploy_common::{ServeProcess, agent, png, random_checkpoint, read};
 use ember::Classifier;
 use serde_json::{Value, json};
 
@@ -36,6 +38,16 @@ fn assert_error(got: (u16, Value), status: u16, code: &str, words: &[&str]) {
         assert!(message.contains(w), "{w:?} not in {message:?}");
     }
 }
+
+/// A bad request and its answer: content type, body, status, error code and words of the
+/// message.
+type BadRequest = (
+    &'static str,
+    Vec<u8>,
+    u16,
+    &'static str,
+    &'static [&'static str],
+);
 
 /// The library's prediction for an encoded image, as the server decodes it.
 fn expected(clf: &Classifier, image: &[u8]) -> ember::Prediction {
@@ -143,64 +155,127 @@ fn bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving() {
     let predict = server.url("/v1/predict");
     let good = png(1, 28, 28, 5);
 
-    // Not an image: wrong media type, text bytes, an empty body, a GIF.
-    assert_error(
-        post(&predict, "text/plain", b"hello"),
-        415,
-        "unsupported_media_type",
-        &["text/plain", "image/png", "application/json"],
-    );
-    assert_error(
-        post(&predict, "image/png", b"hello, world"),
-        400,
-        "not_an_image",
-        &["not a PNG, JPEG or BMP"],
-    );
-    assert_error(
-        post(&predict, "image/png", b""),
-        400,
-        "not_an_image",
-        &["empty"],
-    );
-    assert_error(
-        post(
-            &predict,
-            "image/gif",
-            b"GIF89a\x01\x00\x01\x00\x00\x00\x00;",
-        ),
-        400,
-        "not_an_image",
-        &["Gif", "PNG, JPEG and BMP"],
-    );
-    // Undecodable: a PNG cut short, a JPEG header alone.
-    assert_error(
-        post(&predict, "image/png", &good[..good.len() / 2]),
-        400,
-        "undecodable_image",
-        &["cannot decode"],
-    );
-    assert_error(
-        post(&predict, "image/jpeg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"),
-        400,
-        "undecodable_image",
-        &["cannot decode"],
-    );
-    // Wrong channels: RGB for a grayscale model.
-    assert_error(
-        post(&predict, "image/png", &png(3, 28, 28, 6)),
-        400,
-        "wrong_channels",
-        &["RGB", "grayscale"],
-    );
-    // Over --max-body (4 KB).
     let big = vec![b'x'; 5000];
-    assert_error(
-        post(&predict, "image/png", &big),
-        413,
-        "body_too_large",
-        &["5000 bytes", "4000"],
-    );
-    // ... also when sent in chunks, without a Content-Length to refuse it by.
+    let json_body = |v: Value| v.to_string().into_bytes();
+    let json = "application/json";
+    // Each case: content type, body, and the answer's status, code and words.
+    let cases: [BadRequest; 16] = [
+        // Not an image: wrong media type, text bytes, an empty body, a GIF.
+        (
+            "text/plain",
+            b"hello".to_vec(),
+            415,
+            "unsupported_media_type",
+            &["text/plain", "image/png", "application/json"],
+        ),
+        (
+            "image/png",
+            b"hello, world".to_vec(),
+            400,
+            "not_an_image",
+            &["not a PNG, JPEG or BMP"],
+        ),
+        ("image/png", vec![], 400, "not_an_image", &["empty"]),
+        (
+            "image/gif",
+            b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec(),
+            400,
+            "not_an_image",
+            &["Gif", "PNG, JPEG and BMP"],
+        ),
+        // Undecodable: a PNG cut short, a JPEG header alone.
+        (
+            "image/png",
+            good[..good.len() / 2].to_vec(),
+            400,
+            "undecodable_image",
+            &["cannot decode"],
+        ),
+        (
+            "image/jpeg",
+            b"\xff\xd8\xff\xe0\x00\x10JFIF\x00".to_vec(),
+            400,
+            "undecodable_image",
+            &["cannot decode"],
+        ),
+        // Wrong channels: RGB for a grayscale model.
+        (
+            "image/png",
+            png(3, 28, 28, 6),
+            400,
+            "wrong_channels",
+            &["RGB", "grayscale"],
+        ),
+        // Over --max-body (4 KB).
+        (
+            "image/png",
+            big.clone(),
+            413,
+            "body_too_large",
+            &["5000 bytes", "4000"],
+        ),
+        // Bad JSON, in every way.
+        (
+            json,
+            b"{\"images\": [\"abc\"".to_vec(),
+            400,
+            "bad_json",
+            &["JSON"],
+        ),
+        (
+            json,
+            b"{\"image\": []}".to_vec(),
+            400,
+            "bad_json",
+            &["image"],
+        ),
+        (
+            json,
+            b"{\"images\": []}".to_vec(),
+            400,
+            "no_images",
+            &["empty"],
+        ),
+        (
+            json,
+            b"{\"images\": [7]}".to_vec(),
+            400,
+            "bad_json",
+            &["images[0]", "not a string"],
+        ),
+        (
+            json,
+            b"{\"images\": [\"***\"]}".to_vec(),
+            400,
+            "bad_base64",
+            &["images[0]", "base64"],
+        ),
+        (
+            json,
+            json_body(json!({"images": [STANDARD.encode(&good), STANDARD.encode(b"nope")]})),
+            400,
+            "not_an_image",
+            &["images[1]"],
+        ),
+        (
+            json,
+            json_body(json!({"images": [STANDARD.encode(&good)], "top_k": 0})),
+            400,
+            "bad_top_k",
+            &["top_k", "0"],
+        ),
+        (
+            json,
+            json_body(json!({"images": [STANDARD.encode(&good)], "top_k": "three"})),
+            400,
+            "bad_top_k",
+            &["three"],
+        ),
+    ];
+    for (content_type, body, status, code, words) in cases {
+        assert_error(post(&predict, content_type, &body), status, code, words);
+    }
+    // Over --max-body also when sent in chunks, without a Content-Length to refuse it by.
     let chunked = agent()
         .post(&predict)
         .header("Content-Type", "image/png")
@@ -212,59 +287,6 @@ fn bad_input_gets_a_4xx_json_error_and_the_server_keeps_serving() {
         413,
         "body_too_large",
         &["4000"],
-    );
-    // Bad JSON, in every way.
-    let json = "application/json";
-    assert_error(
-        post(&predict, json, b"{\"images\": [\"abc\""),
-        400,
-        "bad_json",
-        &["JSON"],
-    );
-    assert_error(
-        post(&predict, json, b"{\"image\": []}"),
-        400,
-        "bad_json",
-        &["image"],
-    );
-    assert_error(
-        post(&predict, json, b"{\"images\": []}"),
-        400,
-        "no_images",
-        &["empty"],
-    );
-    assert_error(
-        post(&predict, json, b"{\"images\": [7]}"),
-        400,
-        "bad_json",
-        &["images[0]", "not a string"],
-    );
-    assert_error(
-        post(&predict, json, b"{\"images\": [\"***\"]}"),
-        400,
-        "bad_base64",
-        &["images[0]", "base64"],
-    );
-    let two = json!({"images": [STANDARD.encode(&good), STANDARD.encode(b"nope")]});
-    assert_error(
-        post(&predict, json, two.to_string().as_bytes()),
-        400,
-        "not_an_image",
-        &["images[1]"],
-    );
-    let k0 = json!({"images": [STANDARD.encode(&good)], "top_k": 0});
-    assert_error(
-        post(&predict, json, k0.to_string().as_bytes()),
-        400,
-        "bad_top_k",
-        &["top_k", "0"],
-    );
-    let kneg = json!({"images": [STANDARD.encode(&good)], "top_k": "three"});
-    assert_error(
-        post(&predict, json, kneg.to_string().as_bytes()),
-        400,
-        "bad_top_k",
-        &["three"],
     );
     assert_error(
         post(&server.url("/v1/predict?top_k=-2"), "image/png", &good),
@@ -364,29 +386,7 @@ fn bad_options_are_refused_before_listening() {
 
 /// A model whose forward pass takes long enough (tens of ms per image on 2 cores) for
 /// requests to be still in flight when the signal arrives.
-const SLOW_SPEC: &str = r#"
-name = "slow"
-input = [3, 64, 64]
-[[layer]]
-type = "conv2d"
-out = 64
-kernel = 3
-padding = 1
-[[layer]]
-type = "relu"
-[[layer]]
-type = "conv2d"
-out = 64
-kernel = 3
-padding = 1
-[[layer]]
-type = "global_avg_pool2d"
-[[layer]]
-type = "flatten"
-[[layer]]
-type = "linear"
-out = 4
-"#;
+const SLOW_SPEC: &str = include_str!("specs/slow.toml");
 
 /// Sends `n` concurrent requests of `per` images, waits until the server counts them all
 /// in flight, sends `signal`, and checks that every one is answered and the server exits 0.
@@ -493,23 +493,10 @@ fn concurrent_requests_share_forward_passes() {
 #[test]
 fn the_serving_benchmark_runs_and_reports_every_client_count() {
     // What `ember bench --serve` reports, not how fast (figures live in docs/BENCHMARKS.md).
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ember"))
-        .args([
-            "bench",
-            "--serve",
-            "--seconds",
-            "0.2",
-            "--clients",
-            "1,3",
-            "--json",
-        ])
-        .args(["--images-per-request", "2"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ember"))
+            .args(["bench", "--serve", "--seconds", "0.2", "--clients", "1,3"])
+            .args(["--json", "--images-per-request", "2"]),
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["model"], "fmnist-cnn");

@@ -15,6 +15,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
 use common::mpi::{bin, mpi_ember};
+use common::{events, read_json, succeeded, words};
 use ember::checkpoint;
 use ember_layers::{Layer, Param};
 use serde_json::Value;
@@ -40,10 +41,11 @@ fn pyspark_python() -> Option<String> {
     None
 }
 
-/// What both the launcher and the hand-started job need, or None where one is missing.
-fn tools() -> Option<String> {
+/// What both the launcher and the hand-started job need (the Python with pyspark) and a
+/// fresh folder `name`, or None where a tool is missing.
+fn tools_and_dir(name: &str) -> Option<(String, PathBuf)> {
     mpi_ember()?;
-    pyspark_python()
+    Some((pyspark_python()?, common::temp_dir(name)))
 }
 
 fn launcher() -> PathBuf {
@@ -52,30 +54,12 @@ fn launcher() -> PathBuf {
 
 /// `ember train` arguments: 2 epochs of 9 steps of 2 x 64 images of the sample, validated.
 fn train_args(out: &Path) -> Vec<String> {
-    [
-        "--dataset",
-        "sample",
-        "--limit",
-        "1280",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "64",
-        "--lr",
-        "0.01",
-        "--seed",
-        "7",
-        "--threads",
-        "1",
-        "--json",
-        "--log-every",
-        "1",
-        "--out",
-        out.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    let mut args = words(
+        "--dataset sample --limit 1280 --epochs 2 --batch-size 64 --lr 0.01 --seed 7 \
+         --threads 1 --json --log-every 1 --out",
+    );
+    args.push(out.display().to_string());
+    args
 }
 
 fn launch(python: &str, workdir: &Path, args: &[String]) -> Output {
@@ -126,29 +110,13 @@ fn metrics(run: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// The JSON lines of one event from a run's stdout, without timings.
-fn events(stdout: &[u8], event: &str) -> Vec<Value> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["event"] == event)
-        .collect()
-}
-
 #[test]
 fn the_spark_launcher_trains_as_mpirun_does() {
-    let Some(python) = tools() else {
+    let Some((python, dir)) = tools_and_dir("spark-launch") else {
         return;
     };
-    let dir = common::temp_dir("spark-launch");
     let (spark, manual) = (dir.join("spark"), dir.join("manual"));
-    let out = launch(&python, &dir, &train_args(Path::new("spark")));
-    assert!(
-        out.status.success(),
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeded(launch(&python, &dir, &train_args(Path::new("spark"))));
     let by_hand = Command::new("mpirun")
         .args(["-n", "2", bin(), "train", "--distributed"])
         .args(train_args(&manual))
@@ -174,9 +142,7 @@ fn the_spark_launcher_trains_as_mpirun_does() {
     assert_eq!(metrics(&spark).len(), 2);
     assert_eq!(metrics(&spark), metrics(&manual));
     let config = |run: &Path| {
-        let mut v: Value =
-            serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap())
-                .unwrap();
+        let mut v = read_json(&run.join("config.json"));
         v.as_object_mut().unwrap().remove("out");
         v
     };
@@ -186,10 +152,9 @@ fn the_spark_launcher_trains_as_mpirun_does() {
 
 #[test]
 fn a_failing_job_fails_the_stage_and_the_launcher() {
-    let Some(python) = tools() else {
+    let Some((python, dir)) = tools_and_dir("spark-fail") else {
         return;
     };
-    let dir = common::temp_dir("spark-fail");
     let mut args = train_args(Path::new("run"));
     args[1] = "no-such-dataset".into();
     let out = launch(&python, &dir, &args);

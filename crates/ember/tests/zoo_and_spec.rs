@@ -1,6 +1,8 @@
 //! The zoo matches the PyTorch reference definitions; spec files parse, build and fail
 //! with errors that name the line.
 
+mod common;
+
 use ember::spec::ModelSpec;
 use ember::zoo;
 use ember_layers::Layer;
@@ -17,19 +19,10 @@ fn names_and_shapes(spec: &ModelSpec) -> Vec<(String, Vec<usize>)> {
 #[test]
 fn fmnist_cnn_has_the_pytorch_state_dict() {
     // nn.Sequential(conv, relu, pool, conv, relu, pool, flatten, linear, relu, linear)
-    let want: Vec<(String, Vec<usize>)> = [
-        ("0.weight", vec![32, 1, 3, 3]),
-        ("0.bias", vec![32]),
-        ("3.weight", vec![64, 32, 3, 3]),
-        ("3.bias", vec![64]),
-        ("7.weight", vec![128, 3136]),
-        ("7.bias", vec![128]),
-        ("9.weight", vec![10, 128]),
-        ("9.bias", vec![10]),
-    ]
-    .into_iter()
-    .map(|(n, s)| (n.to_string(), s))
-    .collect();
+    let want: Vec<(String, Vec<usize>)> = common::FMNIST_CNN_STATE
+        .into_iter()
+        .map(|(n, s)| (n.to_string(), s.to_vec()))
+        .collect();
     assert_eq!(names_and_shapes(&zoo::fmnist_cnn()), want);
 }
 
@@ -82,40 +75,7 @@ fn zoo_specs_round_trip_through_toml() {
     }
 }
 
-const TINY: &str = r#"
-name = "tiny"
-input = [1, 12, 12]
-
-[[layer]]
-type = "conv2d"
-out = 4
-kernel = 3
-padding = 1
-
-[[layer]]
-type = "relu"
-
-[[layer]]
-type = "residual"
-[[layer.block]]
-type = "conv2d"
-out = 4
-kernel = 3
-padding = 1
-[[layer.block]]
-type = "batch_norm2d"
-
-[[layer]]
-type = "max_pool2d"
-kernel = 2
-
-[[layer]]
-type = "flatten"
-
-[[layer]]
-type = "linear"
-out = 3
-"#;
+const TINY: &str = include_str!("specs/tiny12.toml");
 
 #[test]
 fn a_spec_file_builds() {

@@ -45,6 +45,28 @@ impl Param {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pair(pub usize, pub usize);
 
+/// `input` as `(n, c, h, w)`, else the error that the layer `describe` names is given an
+/// input that is not NCHW.
+pub(crate) fn nchw(
+    input: Shape,
+    describe: impl FnOnce() -> String,
+) -> Result<(usize, usize, usize, usize), LayerError> {
+    input
+        .nchw()
+        .map_err(|_| LayerError(format!("{}: input shape {input} is not NCHW", describe())))
+}
+
+impl Pair {
+    /// `3` for `Pair(3, 3)`, `3x5` for `Pair(3, 5)`: how layer descriptions show sizes.
+    pub(crate) fn short(self) -> String {
+        if self.0 == self.1 {
+            self.0.to_string()
+        } else {
+            format!("{}x{}", self.0, self.1)
+        }
+    }
+}
+
 impl From<usize> for Pair {
     fn from(v: usize) -> Self {
         Pair(v, v)

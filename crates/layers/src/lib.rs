@@ -38,6 +38,7 @@
 
 mod buffers;
 mod par;
+mod window;
 
 pub mod activation;
 pub mod conv;

@@ -21,6 +21,24 @@ pub use kernels::{
 use crate::buffers::Buffers;
 use crate::{Layer, LayerError, Mode, Pair};
 
+/// The stride and padding options of a windowed pool (their field in `inner`), the
+/// padding's documentation `$padding_doc`.
+macro_rules! window_options {
+    ($padding_doc:literal) => {
+        /// Stride (default: the kernel size).
+        pub fn stride(mut self, s: impl Into<Pair>) -> Self {
+            self.inner.stride = s.into();
+            self
+        }
+
+        #[doc = $padding_doc]
+        pub fn padding(mut self, p: impl Into<Pair>) -> Self {
+            self.inner.padding = p.into();
+            self
+        }
+    };
+}
+
 /// What the two windowed pooling layers share: options, buffers, shape checks.
 #[derive(Clone, Debug)]
 struct Windowed {
@@ -43,12 +61,7 @@ impl Windowed {
     }
 
     fn geometry(&self, input: Shape) -> Result<PoolGeometry, LayerError> {
-        let (batch, channels, height, width) = input.nchw().map_err(|_| {
-            LayerError(format!(
-                "{}: input shape {input} is not NCHW",
-                self.describe()
-            ))
-        })?;
+        let (batch, channels, height, width) = crate::layer::nchw(input, || self.describe())?;
         let g = PoolGeometry {
             batch,
             channels,
@@ -73,21 +86,14 @@ impl Windowed {
     }
 
     fn describe(&self) -> String {
-        let pair = |p: Pair| {
-            if p.0 == p.1 {
-                p.0.to_string()
-            } else {
-                format!("{}x{}", p.0, p.1)
-            }
-        };
         let mut s = format!(
             "{}(k{}, s{}",
             self.name,
-            pair(self.kernel),
-            pair(self.stride)
+            self.kernel.short(),
+            self.stride.short()
         );
         if self.padding != Pair(0, 0) {
-            s += &format!(", p{}", pair(self.padding));
+            s += &format!(", p{}", self.padding.short());
         }
         s + ")"
     }
@@ -160,17 +166,23 @@ impl MaxPool2d {
         self
     }
 
-    /// Stride (default: the kernel size).
-    pub fn stride(mut self, s: impl Into<Pair>) -> Self {
-        self.inner.stride = s.into();
-        self
-    }
+    window_options!("Padding on each side, read as `-inf` (default 0; at most half the kernel).");
+}
 
-    /// Padding on each side, read as `-inf` (default 0; at most half the kernel).
-    pub fn padding(mut self, p: impl Into<Pair>) -> Self {
-        self.inner.padding = p.into();
-        self
-    }
+/// The [`Layer`] methods both windowed pools answer from their shared window `inner`: the
+/// output buffers, output shape and FLOPs.
+macro_rules! from_window {
+    () => {
+        crate::buffers::buffered_outputs!(inner.bufs);
+
+        fn output_shape(&self, input: Shape) -> Result<Shape, LayerError> {
+            self.inner.output_shape(input)
+        }
+
+        fn flops(&self, input: Shape) -> u64 {
+            self.inner.flops(input)
+        }
+    };
 }
 
 impl Layer for MaxPool2d {
@@ -220,15 +232,7 @@ impl Layer for MaxPool2d {
         grad_in
     }
 
-    crate::buffers::buffered_outputs!(inner.bufs);
-
-    fn output_shape(&self, input: Shape) -> Result<Shape, LayerError> {
-        self.inner.output_shape(input)
-    }
-
-    fn flops(&self, input: Shape) -> u64 {
-        self.inner.flops(input)
-    }
+    from_window!();
 
     fn describe(&self) -> String {
         let d = self.inner.describe();
@@ -272,17 +276,7 @@ impl AvgPool2d {
         }
     }
 
-    /// Stride (default: the kernel size).
-    pub fn stride(mut self, s: impl Into<Pair>) -> Self {
-        self.inner.stride = s.into();
-        self
-    }
-
-    /// Zero padding on each side (default 0; at most half the kernel).
-    pub fn padding(mut self, p: impl Into<Pair>) -> Self {
-        self.inner.padding = p.into();
-        self
-    }
+    window_options!("Zero padding on each side (default 0; at most half the kernel).");
 
     /// Whether padded cells count in the divisor (default true, as in PyTorch).
     pub fn count_include_pad(mut self, yes: bool) -> Self {
@@ -327,15 +321,7 @@ impl Layer for AvgPool2d {
         grad_in
     }
 
-    crate::buffers::buffered_outputs!(inner.bufs);
-
-    fn output_shape(&self, input: Shape) -> Result<Shape, LayerError> {
-        self.inner.output_shape(input)
-    }
-
-    fn flops(&self, input: Shape) -> u64 {
-        self.inner.flops(input)
-    }
+    from_window!();
 
     fn describe(&self) -> String {
         let d = self.inner.describe();

@@ -180,17 +180,17 @@ fn names_buffers_and_counter() {
     assert!(err.contains("[2, 3, 3, 3]"), "{err}");
 }
 
-#[test]
-fn large_batch_runs_in_parallel_and_matches() {
-    // Big enough to take the parallel paths.
-    let k = case(8, 3, 32, 32, 3, 2.0);
-    let mut bn = layer_for(&k, 1e-5, 0.1);
+/// One training-mode forward pass of case `k` (eps 1e-5, momentum 0.1): the layer after
+/// it, its output, and the f64 reference's.
+fn train_forward(k: &Case) -> (BatchNorm2d, Vec<f32>, r::BatchNormTrain) {
+    let mut bn = layer_for(k, 1e-5, 0.1);
     let y = bn.forward(&k.x, Mode::Train).to_vec();
+    let [n, c, h, w]: [usize; 4] = k.x.shape().dims().try_into().unwrap();
     let want = r::batchnorm_train_forward(
         &f64s(k.x.data()),
-        8,
-        3,
-        1024,
+        n,
+        c,
+        h * w,
         &f64s(k.gamma.data()),
         &f64s(k.beta.data()),
         &f64s(k.rm.data()),
@@ -198,6 +198,13 @@ fn large_batch_runs_in_parallel_and_matches() {
         1e-5,
         0.1,
     );
+    (bn, y, want)
+}
+
+#[test]
+fn large_batch_runs_in_parallel_and_matches() {
+    // Big enough to take the parallel paths.
+    let (_, y, want) = train_forward(&case(8, 3, 32, 32, 3, 2.0));
     assert_close("output", &f64s(&y), &want.output, F32_TOL);
 }
 
@@ -220,21 +227,7 @@ fn empty_batch_leaves_statistics_finite() {
 #[test]
 fn large_mean_small_spread_keeps_the_variance() {
     // Mean 1000, std ~1: a naive E[x^2] - E[x]^2 in f32 would lose every digit.
-    let k = case(4, 2, 7, 9, 11, 1000.0);
-    let mut bn = layer_for(&k, 1e-5, 0.1);
-    let y = bn.forward(&k.x, Mode::Train).to_vec();
-    let want = r::batchnorm_train_forward(
-        &f64s(k.x.data()),
-        4,
-        2,
-        63,
-        &f64s(k.gamma.data()),
-        &f64s(k.beta.data()),
-        &f64s(k.rm.data()),
-        &f64s(k.rv.data()),
-        1e-5,
-        0.1,
-    );
+    let (bn, y, want) = train_forward(&case(4, 2, 7, 9, 11, 1000.0));
     assert_close("output", &f64s(&y), &want.output, 1e-4);
     assert_close(
         "running_var",

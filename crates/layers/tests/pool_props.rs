@@ -32,6 +32,14 @@ fn normal(n: usize, rng: &mut Rng) -> Vec<f64> {
     (0..n).map(|_| rng.normal() as f64).collect()
 }
 
+/// A max pool's input of `g` (distinct values) and an output gradient, from `seed`.
+fn max_pool_inputs(g: &PoolGeometry, seed: u64) -> (Vec<f64>, Vec<f64>) {
+    let mut rng = Rng::new(seed);
+    let x = distinct(g.batch * g.channels * g.height * g.width, &mut rng);
+    let gy = normal(g.batch * g.channels * g.out_h() * g.out_w(), &mut rng);
+    (x, gy)
+}
+
 prop_compose! {
     fn geometry()(kh in 1usize..=4, kw in 1usize..=4, sh in 1usize..=3, sw in 1usize..=3,
                   pfh in 0usize..=2, pfw in 0usize..=2, batch in 1usize..=2, channels in 1usize..=3,
@@ -57,6 +65,23 @@ fn grad_tensor(g: &PoolGeometry, v: &[f64]) -> Tensor {
     .unwrap()
 }
 
+/// `pool`'s output and input gradient (for `gy`) on `x` against the reference's.
+fn layer_matches(
+    pool: &mut dyn Layer,
+    g: &PoolGeometry,
+    x: &[f64],
+    gy: &[f64],
+    want_y: &[f64],
+    want_gx: &[f64],
+) -> Result<(), TestCaseError> {
+    let xt = tensor(g, x);
+    let y = pool.forward(&xt, Mode::Train).to_vec();
+    prop_assert!(rel_err(&y, want_y) <= TOL, "output");
+    let gx = pool.backward(&xt, &grad_tensor(g, gy), true).to_vec();
+    prop_assert!(rel_err(&gx, want_gx) <= TOL, "grad_input");
+    Ok(())
+}
+
 fn fd_check(x: &[f64], grad: &[f64], f: impl Fn(&[f64]) -> f64) -> Result<(), TestCaseError> {
     let h = 1e-4; // well below the 1/64 gaps between max-pool inputs
     for i in 0..x.len() {
@@ -80,18 +105,12 @@ proptest! {
     #[test]
     fn max_pool_matches_reference(g in geometry(), seed in any::<u64>()) {
         prop_assume!(g.validate("test").is_ok());
-        let mut rng = Rng::new(seed);
-        let x = distinct(g.batch * g.channels * g.height * g.width, &mut rng);
-        let gy = normal(g.batch * g.channels * g.out_h() * g.out_w(), &mut rng);
+        let (x, gy) = max_pool_inputs(&g, seed);
         let want_y = max_pool2d_forward(&g, &x);
         let want_gx = max_pool2d_backward(&g, &x, &gy);
         fd_check(&x, &want_gx, |x| max_pool2d_forward(&g, x).iter().zip(&gy).map(|(a, b)| a * b).sum())?;
         let mut pool = MaxPool2d::new(g.kernel).stride(g.stride).padding(g.padding);
-        let xt = tensor(&g, &x);
-        let y = pool.forward(&xt, Mode::Train).to_vec();
-        prop_assert!(rel_err(&y, &want_y) <= TOL, "output");
-        let gx = pool.backward(&xt, &grad_tensor(&g, &gy), true).to_vec();
-        prop_assert!(rel_err(&gx, &want_gx) <= TOL, "grad_input");
+        layer_matches(&mut pool, &g, &x, &gy, &want_y, &want_gx)?;
     }
 
     /// The 2x2 stride-2 backward fast path against the general kernel, exactly, with many
@@ -139,11 +158,7 @@ proptest! {
         }
         let want_gx = max_pool2d_backward(&g, &x, &gy_eff);
         let mut pool = MaxPool2d::new(2).relu(relu);
-        let xt = tensor(&g, &x);
-        let y = pool.forward(&xt, Mode::Train).to_vec();
-        prop_assert!(rel_err(&y, &want_y) <= TOL, "output");
-        let gx = pool.backward(&xt, &grad_tensor(&g, &gy), true).to_vec();
-        prop_assert!(rel_err(&gx, &want_gx) <= TOL, "grad_input");
+        layer_matches(&mut pool, &g, &x, &gy, &want_y, &want_gx)?;
     }
 
     #[test]
@@ -156,11 +171,7 @@ proptest! {
         let want_gx = avg_pool2d_backward(&g, cip, &gy);
         fd_check(&x, &want_gx, |x| avg_pool2d_forward(&g, cip, x).iter().zip(&gy).map(|(a, b)| a * b).sum())?;
         let mut pool = AvgPool2d::new(g.kernel).stride(g.stride).padding(g.padding).count_include_pad(cip);
-        let xt = tensor(&g, &x);
-        let y = pool.forward(&xt, Mode::Train).to_vec();
-        prop_assert!(rel_err(&y, &want_y) <= TOL, "output");
-        let gx = pool.backward(&xt, &grad_tensor(&g, &gy), true).to_vec();
-        prop_assert!(rel_err(&gx, &want_gx) <= TOL, "grad_input");
+        layer_matches(&mut pool, &g, &x, &gy, &want_y, &want_gx)?;
     }
 
     #[test]
@@ -225,15 +236,10 @@ proptest! {
     #[test]
     fn max_pool_2x2_fast_path_matches_reference(h in 2usize..=9, w in 2usize..=150, c in 1usize..=2, seed in any::<u64>()) {
         let g = PoolGeometry { batch: 1, channels: c, height: h, width: w, kernel: Pair(2, 2), stride: Pair(2, 2), padding: Pair(0, 0) };
-        let mut rng = Rng::new(seed);
-        let x = distinct(c * h * w, &mut rng);
-        let gy = normal(c * g.out_h() * g.out_w(), &mut rng);
+        let (x, gy) = max_pool_inputs(&g, seed);
         let mut pool = MaxPool2d::new(2);
-        let xt = tensor(&g, &x);
-        let y = pool.forward(&xt, Mode::Train).to_vec();
-        prop_assert!(rel_err(&y, &max_pool2d_forward(&g, &x)) <= TOL);
-        let gx = pool.backward(&xt, &grad_tensor(&g, &gy), true).to_vec();
-        prop_assert!(rel_err(&gx, &max_pool2d_backward(&g, &x, &gy)) <= TOL);
+        let (want_y, want_gx) = (max_pool2d_forward(&g, &x), max_pool2d_backward(&g, &x, &gy));
+        layer_matches(&mut pool, &g, &x, &gy, &want_y, &want_gx)?;
     }
 }
 
@@ -244,19 +250,13 @@ proptest! {
     #[test]
     fn fused_relu_max_pool_matches_reference(g in geometry(), seed in any::<u64>()) {
         prop_assume!(g.validate("test").is_ok());
-        let mut rng = Rng::new(seed);
-        let x = distinct(g.batch * g.channels * g.height * g.width, &mut rng);
-        let gy = normal(g.batch * g.channels * g.out_h() * g.out_w(), &mut rng);
+        let (x, gy) = max_pool_inputs(&g, seed);
         // Reference: y = relu(maxpool(x)); dy/dx routes gy through positive outputs only.
         let pooled = max_pool2d_forward(&g, &x);
         let want_y: Vec<f64> = pooled.iter().map(|v| v.max(0.0)).collect();
         let gy_masked: Vec<f64> = gy.iter().zip(&pooled).map(|(d, p)| if *p > 0.0 { *d } else { 0.0 }).collect();
         let want_gx = max_pool2d_backward(&g, &x, &gy_masked);
         let mut pool = MaxPool2d::new(g.kernel).stride(g.stride).padding(g.padding).relu(true);
-        let xt = tensor(&g, &x);
-        let y = pool.forward(&xt, Mode::Train).to_vec();
-        prop_assert!(rel_err(&y, &want_y) <= TOL, "output");
-        let gx = pool.backward(&xt, &grad_tensor(&g, &gy), true).to_vec();
-        prop_assert!(rel_err(&gx, &want_gx) <= TOL, "grad_input");
+        layer_matches(&mut pool, &g, &x, &gy, &want_y, &want_gx)?;
     }
 }

@@ -222,28 +222,7 @@ pub fn run(opts: &Options, root: &Path) -> Result<usize, String> {
 }
 
 fn ember_bench(ember: &Path, net: &str, seconds: f64, threads: usize) -> Result<Value, String> {
-    let out = Command::new(ember)
-        .args([
-            "bench",
-            "--model",
-            net,
-            "--seconds",
-            &seconds.to_string(),
-            "--threads",
-            &threads.to_string(),
-            "--json",
-        ])
-        .output()
-        .map_err(|e| format!("{}: {e}", ember.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "ember bench {net}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(text.lines().last().unwrap_or(""))
-        .map_err(|e| format!("ember bench {net}: {e}"))?;
+    let v = ember_bench_json(ember, &[], net, seconds, threads)?;
     Ok(json!({"train": v["train_images_per_s"], "infer": v["infer_images_per_s"]}))
 }
 
@@ -254,29 +233,46 @@ fn ember_serve_bench(
     seconds: f64,
     threads: usize,
 ) -> Result<Value, String> {
-    let out = Command::new(ember)
-        .args([
-            "bench",
-            "--serve",
-            "--model",
-            net,
-            "--seconds",
-            &seconds.to_string(),
-            "--threads",
-            &threads.to_string(),
-            "--json",
-        ])
-        .output()
-        .map_err(|e| format!("{}: {e}", ember.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "ember bench --serve {net}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
+    ember_bench_json(ember, &["--serve"], net, seconds, threads)
+}
+
+/// The last line `ember bench FLAGS --model NET --seconds S --threads T --json` prints.
+fn ember_bench_json(
+    ember: &Path,
+    flags: &[&str],
+    net: &str,
+    seconds: f64,
+    threads: usize,
+) -> Result<Value, String> {
+    let what = ["ember bench"]
+        .iter()
+        .chain(flags)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = run_ember(
+        Command::new(ember)
+            .arg("bench")
+            .args(flags)
+            .args(["--model", net, "--seconds", &seconds.to_string()])
+            .args(["--threads", &threads.to_string(), "--json"]),
+        &format!("{what} {net}"),
+    )?;
     let text = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(text.lines().last().unwrap_or(""))
-        .map_err(|e| format!("ember bench --serve {net}: {e}"))
+        .map_err(|e| format!("{what} {net}: {e}"))
+}
+
+/// Runs `cmd` (an `ember` command); its output if it succeeded, else its stderr after
+/// `what`.
+fn run_ember(cmd: &mut Command, what: &str) -> Result<std::process::Output, String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{}: {e}", cmd.get_program().to_string_lossy()))?;
+    if !out.status.success() {
+        return Err(format!("{what}: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(out)
 }
 
 fn fmnist_time_to_accuracy(
@@ -286,43 +282,36 @@ fn fmnist_time_to_accuracy(
     out_dir: &Path,
 ) -> Result<Value, String> {
     let run_dir = out_dir.join("fmnist-run");
-    let out = Command::new(ember)
-        .args([
-            "train",
-            "--dataset",
-            &data.display().to_string(),
-            "--model",
-            "fmnist-cnn",
-            "--epochs",
-            "8",
-            "--batch-size",
-            "128",
-            "--optimizer",
-            "sgd",
-            "--lr",
-            "0.05",
-            "--momentum",
-            "0.9",
-            "--nesterov",
-            "true",
-            "--weight-decay",
-            "5e-4",
-            "--val-split",
-            "0",
-            "--threads",
-            &threads.to_string(),
-            "--out",
-            &run_dir.display().to_string(),
-            "--json",
-        ])
-        .output()
-        .map_err(|e| format!("{}: {e}", ember.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "fmnist training: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
+    let mut train = Command::new(ember);
+    train.args([
+        "train",
+        "--dataset",
+        &data.display().to_string(),
+        "--model",
+        "fmnist-cnn",
+        "--epochs",
+        "8",
+        "--batch-size",
+        "128",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.05",
+        "--momentum",
+        "0.9",
+        "--nesterov",
+        "true",
+        "--weight-decay",
+        "5e-4",
+        "--val-split",
+        "0",
+        "--threads",
+        &threads.to_string(),
+        "--out",
+        &run_dir.display().to_string(),
+        "--json",
+    ]);
+    let out = run_ember(&mut train, "fmnist training")?;
     let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())

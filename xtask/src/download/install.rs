@@ -68,6 +68,19 @@ struct Source<'a> {
     digests: Digests,
 }
 
+impl<'a> Source<'a> {
+    /// The packed archive at `path`, verified as `verify::verify` found.
+    fn packed(path: PathBuf, archive: &'a Archive<'a>, (v, digests): (Verified, Digests)) -> Self {
+        Source {
+            path,
+            archive,
+            form: Form::Packed,
+            how: how(v),
+            digests,
+        }
+    }
+}
+
 /// Installs `ds` under `opts.data_dir`: see the module doc for the steps.
 pub fn install(ds: &Dataset, opts: &Options) -> Result<Outcome, Error> {
     let target = ds.dir_in(&opts.data_dir);
@@ -192,14 +205,8 @@ fn download<'a>(ds: &'a Dataset<'a>, opts: &Options) -> Result<Vec<Source<'a>>, 
         let part = dl.join(format!("{}.part", archive.file_name));
         // A verified download kept from an interrupted unpack.
         if done.is_file() {
-            if let Ok((v, digests)) = verify::verify(&done, archive) {
-                sources.push(Source {
-                    path: done,
-                    archive,
-                    form: Form::Packed,
-                    how: how(v),
-                    digests,
-                });
+            if let Ok(verified) = verify::verify(&done, archive) {
+                sources.push(Source::packed(done, archive, verified));
                 continue;
             }
             let _ = fs::remove_file(&done);
@@ -228,15 +235,9 @@ fn download<'a>(ds: &'a Dataset<'a>, opts: &Options) -> Result<Vec<Source<'a>>, 
             });
         }
         match verify::verify(&part, archive) {
-            Ok((v, digests)) => {
+            Ok(verified) => {
                 fs::rename(&part, &done).map_err(|e| Error::io(&done, "rename", e))?;
-                sources.push(Source {
-                    path: done,
-                    archive,
-                    form: Form::Packed,
-                    how: how(v),
-                    digests,
-                });
+                sources.push(Source::packed(done, archive, verified));
             }
             Err(mut e) => {
                 let _ = fs::remove_file(&part);
@@ -274,29 +275,16 @@ fn import<'a>(ds: &'a Dataset<'a>, from: &Path) -> Result<Vec<Source<'a>>, Error
                 ),
             });
         };
-        let (v, digests) = verify::verify(from, archive)?;
-        let source = Source {
-            path: from.to_path_buf(),
-            archive,
-            form: Form::Packed,
-            how: how(v),
-            digests,
-        };
-        return Ok(vec![source]);
+        let verified = verify::verify(from, archive)?;
+        return Ok(vec![Source::packed(from.to_path_buf(), archive, verified)]);
     }
     let mut sources = Vec::new();
     let mut missing = Vec::new();
     for archive in ds.archives {
         let packed = from.join(archive.file_name);
         if packed.is_file() {
-            let (v, digests) = verify::verify(&packed, archive)?;
-            sources.push(Source {
-                path: packed,
-                archive,
-                form: Form::Packed,
-                how: how(v),
-                digests,
-            });
+            let verified = verify::verify(&packed, archive)?;
+            sources.push(Source::packed(packed, archive, verified));
             continue;
         }
         if let Unpack::Gunzip {

@@ -24,6 +24,17 @@ pub fn need_shape(name: &str, t: &GoldenTensor, want: &[usize]) -> Result<(), St
     }
 }
 
+/// Compares `t` with the expected tensor `name` of `g`.
+fn compare_expected(
+    g: &Golden,
+    name: &str,
+    t: &Tensor,
+    cmp: &mut Comparison,
+) -> Result<(), String> {
+    cmp.tensor(name, t.shape().dims(), t.data(), &g.expected(name)?);
+    Ok(())
+}
+
 /// Sets parameter `name` (a `visit_params` name) of `layer` to `value`.
 pub fn set_param(layer: &mut dyn Layer, name: &str, value: &Tensor) -> Result<(), String> {
     let mut result = Err(format!("the layer has no parameter {name:?}"));
@@ -120,13 +131,7 @@ pub fn forward_backward(
     };
     cmp.tensor("output", &shape, y.data(), &want);
     let dx = layer.backward(&x, &grad_out, true);
-    cmp.tensor(
-        "grad_input",
-        dx.shape().dims(),
-        dx.data(),
-        &g.expected("grad_input")?,
-    );
-    Ok(())
+    compare_expected(g, "grad_input", dx, cmp)
 }
 
 /// `linear`.
@@ -199,8 +204,7 @@ pub fn batchnorm2d(g: &Golden, mode: Mode, cmp: &mut Comparison) -> Result<(), S
     let xt = to_tensor("input", &x)?;
     if mode == Mode::Eval {
         let y = layer.forward(&xt, mode);
-        cmp.tensor("output", y.shape().dims(), y.data(), &g.expected("output")?);
-        return Ok(());
+        return compare_expected(g, "output", y, cmp);
     }
     forward_backward(g, &mut layer, mode, false, cmp)?;
     if affine {
@@ -212,19 +216,8 @@ pub fn batchnorm2d(g: &Golden, mode: Mode, cmp: &mut Comparison) -> Result<(), S
         )?;
     }
     let (rm, rv) = (layer.running_mean().clone(), layer.running_var().clone());
-    cmp.tensor(
-        "running_mean",
-        rm.shape().dims(),
-        rm.data(),
-        &g.expected("running_mean")?,
-    );
-    cmp.tensor(
-        "running_var",
-        rv.shape().dims(),
-        rv.data(),
-        &g.expected("running_var")?,
-    );
-    Ok(())
+    compare_expected(g, "running_mean", &rm, cmp)?;
+    compare_expected(g, "running_var", &rv, cmp)
 }
 
 /// Checks `params.reduction` is `"mean"` (the only reduction Ember's loss has).
@@ -277,11 +270,5 @@ pub fn cross_entropy(g: &Golden, cmp: &mut Comparison) -> Result<(), String> {
         &mut grad,
     );
     cmp.tensor("loss", &[], &[loss], &g.expected("loss")?);
-    cmp.tensor(
-        "grad_logits",
-        grad.shape().dims(),
-        grad.data(),
-        &g.expected("grad_logits")?,
-    );
-    Ok(())
+    compare_expected(g, "grad_logits", &grad, cmp)
 }

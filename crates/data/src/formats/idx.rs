@@ -255,34 +255,16 @@ mod tests {
     fn dataset_checks_counts_and_labels() {
         let classes: Vec<String> = (0..10).map(|d| d.to_string()).collect();
         let img = || parse("i", &write(&[2, 1, 2], &[1, 2, 3, 4])).unwrap();
-        let ok = to_dataset(
-            "i",
-            img(),
-            "l",
-            parse("l", &write(&[2], &[3, 9])).unwrap(),
-            &classes,
-        )
-        .unwrap();
+        // The two images with `labels`.
+        let with_labels = |labels: &[u8]| {
+            let l = parse("l", &write(&[labels.len()], labels)).unwrap();
+            to_dataset("i", img(), "l", l, &classes)
+        };
+        let ok = with_labels(&[3, 9]).unwrap();
         assert_eq!(ok.shape(), [1, 1, 2]);
         assert_eq!(ok.image(1), &[3, 4]);
-        assert!(
-            to_dataset(
-                "i",
-                img(),
-                "l",
-                parse("l", &write(&[3], &[3, 9, 1])).unwrap(),
-                &classes
-            )
-            .is_err()
-        );
-        let e = to_dataset(
-            "i",
-            img(),
-            "l",
-            parse("l", &write(&[2], &[3, 10])).unwrap(),
-            &classes,
-        )
-        .unwrap_err();
+        assert!(with_labels(&[3, 9, 1]).is_err());
+        let e = with_labels(&[3, 10]).unwrap_err();
         assert_eq!(e.file, "l");
     }
 }

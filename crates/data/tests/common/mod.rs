@@ -38,6 +38,33 @@ impl Drop for TempDir {
     }
 }
 
+/// Debian's Fashion-MNIST files (package `dataset-fashion-mnist`, installed by CI).
+pub const DEBIAN_FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
+
+/// [`DEBIAN_FASHION_MNIST`], or None (with a note) when the package is missing outside CI.
+pub fn debian_fashion_mnist() -> Option<&'static Path> {
+    let p = Path::new(DEBIAN_FASHION_MNIST);
+    if p.is_dir() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{DEBIAN_FASHION_MNIST} missing: install dataset-fashion-mnist"
+    );
+    eprintln!("skipping: {DEBIAN_FASHION_MNIST} missing (apt-get install dataset-fashion-mnist)");
+    None
+}
+
+/// `bytes` gzip'd reproducibly (no time stamp).
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::best());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
 /// A gzip'd tar of (path, bytes) members.
 pub fn tar_gz(files: &[(String, Vec<u8>)]) -> Vec<u8> {
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

@@ -34,30 +34,38 @@ fn window_attrs(kernel: Size, stride: Size, padding: Size) -> Vec<AttributeProto
     ]
 }
 
-fn ints(name: &str, values: &[i64]) -> AttributeProto {
+/// `v` as string slices, the inputs [`GraphBuilder::node`] takes.
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// An attribute `name` of type `ty`, its value not yet set.
+fn attr(name: &str, ty: AttributeType) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
-        r#type: Some(AttributeType::Ints as i32),
-        ints: values.to_vec(),
+        r#type: Some(ty as i32),
         ..Default::default()
+    }
+}
+
+fn ints(name: &str, values: &[i64]) -> AttributeProto {
+    AttributeProto {
+        ints: values.to_vec(),
+        ..attr(name, AttributeType::Ints)
     }
 }
 
 fn int(name: &str, value: i64) -> AttributeProto {
     AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Int as i32),
         i: Some(value),
-        ..Default::default()
+        ..attr(name, AttributeType::Int)
     }
 }
 
 fn float(name: &str, value: f32) -> AttributeProto {
     AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Float as i32),
         f: Some(value),
-        ..Default::default()
+        ..attr(name, AttributeType::Float)
     }
 }
 
@@ -100,6 +108,16 @@ impl<'a> GraphBuilder<'a> {
             ..Default::default()
         });
         name
+    }
+
+    /// The inputs of a layer with weights: `x`, the initializer of `{at}.weight` and, with
+    /// `bias`, that of `{at}.bias`.
+    fn weighted_inputs(&mut self, x: String, at: &str, bias: bool) -> Result<Vec<String>> {
+        let mut inputs = vec![x, self.weight(&format!("{at}.weight"))?];
+        if bias {
+            inputs.push(self.weight(&format!("{at}.bias"))?);
+        }
+        Ok(inputs)
     }
 
     /// The weight `name` as an initialiser (once), checked to hold `len` finite values.
@@ -148,18 +166,11 @@ impl<'a> GraphBuilder<'a> {
                 bias,
                 ..
             } => {
-                let w = self.weight(&format!("{at}.weight"))?;
-                let mut inputs = vec![x.as_str(), w.as_str()];
-                let b = if bias {
-                    Some(self.weight(&format!("{at}.bias"))?)
-                } else {
-                    None
-                };
-                inputs.extend(b.as_deref());
+                let inputs = self.weighted_inputs(x, at, bias)?;
                 let mut attrs = window_attrs(kernel, stride, padding);
                 attrs.push(ints("dilations", &pair(dilation)));
                 attrs.push(int("group", groups as i64));
-                self.node("Conv", format!("{out}/Conv"), &inputs, attrs)
+                self.node("Conv", format!("{out}/Conv"), &strs(&inputs), attrs)
             }
             LayerSpec::MaxPool2d {
                 kernel,
@@ -188,20 +199,9 @@ impl<'a> GraphBuilder<'a> {
                 vec![],
             ),
             LayerSpec::Linear { bias, .. } => {
-                let w = self.weight(&format!("{at}.weight"))?;
-                let mut inputs = vec![x.as_str(), w.as_str()];
-                let b = if bias {
-                    Some(self.weight(&format!("{at}.bias"))?)
-                } else {
-                    None
-                };
-                inputs.extend(b.as_deref());
-                self.node(
-                    "Gemm",
-                    format!("{out}/Gemm"),
-                    &inputs,
-                    vec![int("transB", 1)],
-                )
+                let inputs = self.weighted_inputs(x, at, bias)?;
+                let attrs = vec![int("transB", 1)];
+                self.node("Gemm", format!("{out}/Gemm"), &strs(&inputs), attrs)
             }
             LayerSpec::Relu => self.node("Relu", format!("{out}/Relu"), &[&x], vec![]),
             LayerSpec::LeakyRelu { slope } => self.node(

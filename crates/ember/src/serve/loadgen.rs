@@ -101,6 +101,11 @@ fn test_png(shape: [usize; 3]) -> Result<Vec<u8>> {
         state ^= state << 17;
         *p = (state >> 32) as u8;
     }
+    encode_png(&pixels, shape)
+}
+
+/// Encodes `[c, h, w]` pixels, grayscale (`c` 1) or RGB (3, interleaved), as a PNG.
+pub fn encode_png(pixels: &[u8], [c, h, w]: [usize; 3]) -> Result<Vec<u8>> {
     let color = if c == 1 {
         image::ExtendedColorType::L8
     } else {
@@ -109,7 +114,7 @@ fn test_png(shape: [usize; 3]) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     image::ImageEncoder::write_image(
         image::codecs::png::PngEncoder::new(&mut out),
-        &pixels,
+        pixels,
         w as u32,
         h as u32,
         color,

@@ -140,58 +140,56 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str(
-            "# HELP ember_http_requests_total HTTP requests answered, by route and status.\n",
-        );
-        out.push_str("# TYPE ember_http_requests_total counter\n");
+        let help = "HTTP requests answered, by route and status.";
+        header(&mut out, "ember_http_requests_total", "counter", help);
         for ((route, status), n) in lock(&self.requests).iter() {
             let _ = writeln!(
                 out,
                 "ember_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
             );
         }
-        out.push_str(
-            "# HELP ember_http_errors_total Error answers, by route, status and error code.\n",
-        );
-        out.push_str("# TYPE ember_http_errors_total counter\n");
+        let help = "Error answers, by route, status and error code.";
+        header(&mut out, "ember_http_errors_total", "counter", help);
         for ((route, status, code), n) in lock(&self.errors).iter() {
             let _ = writeln!(
                 out,
                 "ember_http_errors_total{{route=\"{route}\",status=\"{status}\",code=\"{code}\"}} {n}"
             );
         }
-        out.push_str(
-            "# HELP ember_http_request_duration_seconds Time from request to answer, by route.\n",
-        );
-        out.push_str("# TYPE ember_http_request_duration_seconds histogram\n");
+        let latency = "ember_http_request_duration_seconds";
+        let help = "Time from request to answer, by route.";
+        header(&mut out, latency, "histogram", help);
         for (route, h) in lock(&self.latency).iter() {
-            h.render(
-                &mut out,
-                "ember_http_request_duration_seconds",
-                &format!("route=\"{route}\""),
-            );
+            h.render(&mut out, latency, &format!("route=\"{route}\""));
         }
-        out.push_str(
-            "# HELP ember_predict_in_flight Prediction requests received and not yet answered.\n",
-        );
-        out.push_str("# TYPE ember_predict_in_flight gauge\n");
-        let _ = writeln!(
-            out,
-            "ember_predict_in_flight {}",
-            self.in_flight.load(Ordering::Relaxed)
-        );
-        out.push_str("# HELP ember_images_predicted_total Images classified.\n");
-        out.push_str("# TYPE ember_images_predicted_total counter\n");
-        let _ = writeln!(
-            out,
-            "ember_images_predicted_total {}",
-            self.images.load(Ordering::Relaxed)
-        );
-        out.push_str("# HELP ember_batch_size Images per forward pass.\n");
-        out.push_str("# TYPE ember_batch_size histogram\n");
-        self.batch_size.render(&mut out, "ember_batch_size", "");
+        for (name, help, kind, value) in [
+            (
+                "ember_predict_in_flight",
+                "Prediction requests received and not yet answered.",
+                "gauge",
+                &self.in_flight,
+            ),
+            (
+                "ember_images_predicted_total",
+                "Images classified.",
+                "counter",
+                &self.images,
+            ),
+        ] {
+            header(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
+        let batch = "ember_batch_size";
+        header(&mut out, batch, "histogram", "Images per forward pass.");
+        self.batch_size.render(&mut out, batch, "");
         out
     }
+}
+
+/// The `# HELP` and `# TYPE` lines of metric `name`.
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Helpers of the deployment tests: checkpoints with random weights (batch-norm statistics
 //! included), test images, a Python with ONNX Runtime (and optionally PyTorch), and an
-//! `ember serve` process on a free port.
+//! `ember serve` process on a free port. The test files that use them use `common` too.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -11,12 +11,13 @@ use ember::checkpoint::{self, CheckpointMeta, Normalization};
 use ember_layers::Layer;
 use ember_tensor::Rng;
 
-/// A fresh temporary folder for one test.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ember-deploy-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// The little-endian `f32`s of a file.
+pub fn read_f32(path: &Path) -> Vec<f32> {
+    std::fs::read(path)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 /// Writes `dir/best.safetensors` for `model` (zoo name or spec TOML text) with random
@@ -75,21 +76,7 @@ pub fn png(channels: usize, w: u32, h: u32, seed: u64) -> Vec<u8> {
     let pixels: Vec<u8> = (0..channels * (w * h) as usize)
         .map(|_| rng.below(256) as u8)
         .collect();
-    let color = if channels == 1 {
-        image::ExtendedColorType::L8
-    } else {
-        image::ExtendedColorType::Rgb8
-    };
-    let mut out = Vec::new();
-    image::ImageEncoder::write_image(
-        image::codecs::png::PngEncoder::new(&mut out),
-        &pixels,
-        w,
-        h,
-        color,
-    )
-    .unwrap();
-    out
+    ember::serve::loadgen::encode_png(&pixels, [channels, h as usize, w as usize]).unwrap()
 }
 
 /// A Python that imports every one of `modules`: `$EMBER_PYTHON`, `~/torch-venv/bin/python3`

@@ -9,40 +9,41 @@ use super::ConvGeometry;
 use super::chunk::{BackwardImages, grow};
 use super::epilogue::Epilogue;
 use crate::Pair;
+use crate::window::valid_range;
 
-/// The range of output columns `ox` whose input column `ox*s + k*d - p` lies in `0..w`.
-fn valid_range(w: usize, out: usize, s: usize, kd: usize, p: usize) -> (usize, usize) {
-    // ox*s + kd >= p  and  ox*s + kd < w + p
-    let lo = if kd >= p { 0 } else { (p - kd).div_ceil(s) };
-    let hi = if w + p > kd {
-        (w + p - kd).div_ceil(s)
-    } else {
-        0
-    };
-    (lo.min(out), hi.min(out).max(lo.min(out)))
+/// The sizes of an unfolding by `g`: input `(h, w)`, output `(ho, wo)`, kernel `(kh, kw)`,
+/// stride `(sh, sw)` and `p = ho * wo`, after asserting that an image of `x_len` elements
+/// holds `channels` planes and `cols_len` elements their unfolding (`kernel` names the
+/// caller).
+fn sizes(
+    kernel: &str,
+    channels: usize,
+    g: &ConvGeometry,
+    x_len: usize,
+    cols_len: usize,
+) -> [usize; 9] {
+    let (h, w) = (g.height, g.width);
+    let (ho, wo) = (g.out_h(), g.out_w());
+    let (kh, kw) = (g.kernel.0, g.kernel.1);
+    let p = ho * wo;
+    assert!(
+        x_len >= channels * h * w,
+        "{kernel}: input has {x_len} elements, needs {}",
+        channels * h * w
+    );
+    assert!(
+        cols_len >= channels * kh * kw * p,
+        "{kernel}: cols has {cols_len} elements, needs {}",
+        channels * kh * kw * p
+    );
+    [h, w, ho, wo, kh, kw, g.stride.0, g.stride.1, p]
 }
 
 /// Unfolds `channels` channels of one image `x` (`channels * height * width`, sizes from
 /// `g`) into `cols`, a `[channels * kh * kw, out_h * out_w]` row-major matrix; padding
 /// reads as zero. Panics if a slice is shorter than these sizes.
 pub fn im2col(x: &[f32], channels: usize, g: &ConvGeometry, cols: &mut [f32]) {
-    let (h, w) = (g.height, g.width);
-    let (ho, wo) = (g.out_h(), g.out_w());
-    let (kh, kw) = (g.kernel.0, g.kernel.1);
-    let (sh, sw) = (g.stride.0, g.stride.1);
-    let p = ho * wo;
-    assert!(
-        x.len() >= channels * h * w,
-        "im2col: input has {} elements, needs {}",
-        x.len(),
-        channels * h * w
-    );
-    assert!(
-        cols.len() >= channels * kh * kw * p,
-        "im2col: cols has {} elements, needs {}",
-        cols.len(),
-        channels * kh * kw * p
-    );
+    let [h, w, ho, wo, kh, kw, sh, sw, p] = sizes("im2col", channels, g, x.len(), cols.len());
     for c in 0..channels {
         let plane = &x[c * h * w..(c + 1) * h * w];
         for ky in 0..kh {
@@ -80,23 +81,7 @@ pub fn im2col(x: &[f32], channels: usize, g: &ConvGeometry, cols: &mut [f32]) {
 /// out_w]`) into the input position it was read from in `x` (`channels * height * width`).
 /// Entries that came from padding are dropped. `x` is accumulated into, not overwritten.
 pub fn col2im(cols: &[f32], channels: usize, g: &ConvGeometry, x: &mut [f32]) {
-    let (h, w) = (g.height, g.width);
-    let (ho, wo) = (g.out_h(), g.out_w());
-    let (kh, kw) = (g.kernel.0, g.kernel.1);
-    let (sh, sw) = (g.stride.0, g.stride.1);
-    let p = ho * wo;
-    assert!(
-        x.len() >= channels * h * w,
-        "col2im: input has {} elements, needs {}",
-        x.len(),
-        channels * h * w
-    );
-    assert!(
-        cols.len() >= channels * kh * kw * p,
-        "col2im: cols has {} elements, needs {}",
-        cols.len(),
-        channels * kh * kw * p
-    );
+    let [h, w, ho, wo, kh, kw, sh, sw, p] = sizes("col2im", channels, g, x.len(), cols.len());
     for c in 0..channels {
         let plane = &mut x[c * h * w..(c + 1) * h * w];
         for ky in 0..kh {

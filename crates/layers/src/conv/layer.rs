@@ -513,12 +513,7 @@ impl Layer for Conv2d {
     }
 
     fn output_shape(&self, input: Shape) -> Result<Shape, LayerError> {
-        let (n, c, h, w) = input.nchw().map_err(|_| {
-            LayerError(format!(
-                "{}: input shape {input} is not NCHW",
-                self.describe()
-            ))
-        })?;
+        let (n, c, h, w) = crate::layer::nchw(input, || self.describe())?;
         if c != self.in_channels {
             return Err(LayerError(format!(
                 "{}: input shape {input} has {c} channels, expected [N, {}, H, W]",
@@ -540,23 +535,16 @@ impl Layer for Conv2d {
     }
 
     fn describe(&self) -> String {
-        let pair = |p: Pair| {
-            if p.0 == p.1 {
-                p.0.to_string()
-            } else {
-                format!("{}x{}", p.0, p.1)
-            }
-        };
         let mut s = format!(
             "Conv2d({}->{}, k{}, s{}, p{}",
             self.in_channels,
             self.out_channels,
-            pair(self.kernel),
-            pair(self.stride),
-            pair(self.padding)
+            self.kernel.short(),
+            self.stride.short(),
+            self.padding.short()
         );
         if self.dilation != Pair(1, 1) {
-            s += &format!(", d{}", pair(self.dilation));
+            s += &format!(", d{}", self.dilation.short());
         }
         if self.groups != 1 {
             s += &format!(", groups {}", self.groups);

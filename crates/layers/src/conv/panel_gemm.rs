@@ -65,52 +65,28 @@ pub(super) fn panel_gemm_in<S: Simd>(s: S, a: &[f32], b: MatRef<'_>, mut c: MatM
         let bcol = |v: usize| bs.get(j0 + v * S::LANES..).unwrap_or(&[]);
         let two = n - j0 > S::LANES;
         let mut p = 0;
+        // The tile of R rows from panel p times the column blocks `$b`, stored into C.
+        macro_rules! tile_into_c {
+            ($r:literal, $nb:literal, $b:expr) => {{
+                let tile_rows = std::array::from_fn(|r| rows(p, r));
+                let acc = tile::<S, $r, $nb>(s, tile_rows, PANEL_M, $b, ldb, k);
+                store(s, &acc, p * PANEL_M, j0, &mut c, false);
+            }};
+        }
         while p < panels {
             // Two panels per tile where the level has the registers for them.
             if wide && p + 1 < panels {
                 if two {
-                    let acc = tile::<S, 12, 2>(
-                        s,
-                        std::array::from_fn(|r| rows(p, r)),
-                        PANEL_M,
-                        [bcol(0), bcol(1)],
-                        ldb,
-                        k,
-                    );
-                    store(s, &acc, p * PANEL_M, j0, &mut c, false);
+                    tile_into_c!(12, 2, [bcol(0), bcol(1)]);
                 } else {
-                    let acc = tile::<S, 12, 1>(
-                        s,
-                        std::array::from_fn(|r| rows(p, r)),
-                        PANEL_M,
-                        [bcol(0)],
-                        ldb,
-                        k,
-                    );
-                    store(s, &acc, p * PANEL_M, j0, &mut c, false);
+                    tile_into_c!(12, 1, [bcol(0)]);
                 }
                 p += 2;
             } else {
                 if two {
-                    let acc = tile::<S, 6, 2>(
-                        s,
-                        std::array::from_fn(|r| rows(p, r)),
-                        PANEL_M,
-                        [bcol(0), bcol(1)],
-                        ldb,
-                        k,
-                    );
-                    store(s, &acc, p * PANEL_M, j0, &mut c, false);
+                    tile_into_c!(6, 2, [bcol(0), bcol(1)]);
                 } else {
-                    let acc = tile::<S, 6, 1>(
-                        s,
-                        std::array::from_fn(|r| rows(p, r)),
-                        PANEL_M,
-                        [bcol(0)],
-                        ldb,
-                        k,
-                    );
-                    store(s, &acc, p * PANEL_M, j0, &mut c, false);
+                    tile_into_c!(6, 1, [bcol(0)]);
                 }
                 p += 1;
             }
@@ -200,48 +176,24 @@ pub(super) fn gemm_nt_acc_in<S: Simd>(s: S, a: MatRef<'_>, bt: &[f32], mut c: Ma
     for j0 in (0..n).step_by(2 * S::LANES) {
         let two = n - j0 > S::LANES;
         for i0 in (0..m).step_by(rows_per_tile) {
+            // The tile of R rows from row i0 times the column blocks `$b`, added to C.
+            macro_rules! tile_into_c {
+                ($r:literal, $nb:literal, $b:expr) => {{
+                    let tile_rows = std::array::from_fn(|r| rows(i0, r));
+                    let acc = tile::<S, $r, $nb>(s, tile_rows, 1, $b, PANEL_N, k);
+                    store(s, &acc, i0, j0, &mut c, true);
+                }};
+            }
             if S::LANES == 16 {
                 if two {
-                    let acc = tile::<S, 12, 2>(
-                        s,
-                        std::array::from_fn(|r| rows(i0, r)),
-                        1,
-                        [bcol(j0, 0), bcol(j0, 1)],
-                        PANEL_N,
-                        k,
-                    );
-                    store(s, &acc, i0, j0, &mut c, true);
+                    tile_into_c!(12, 2, [bcol(j0, 0), bcol(j0, 1)]);
                 } else {
-                    let acc = tile::<S, 12, 1>(
-                        s,
-                        std::array::from_fn(|r| rows(i0, r)),
-                        1,
-                        [bcol(j0, 0)],
-                        PANEL_N,
-                        k,
-                    );
-                    store(s, &acc, i0, j0, &mut c, true);
+                    tile_into_c!(12, 1, [bcol(j0, 0)]);
                 }
             } else if two {
-                let acc = tile::<S, 6, 2>(
-                    s,
-                    std::array::from_fn(|r| rows(i0, r)),
-                    1,
-                    [bcol(j0, 0), bcol(j0, 1)],
-                    PANEL_N,
-                    k,
-                );
-                store(s, &acc, i0, j0, &mut c, true);
+                tile_into_c!(6, 2, [bcol(j0, 0), bcol(j0, 1)]);
             } else {
-                let acc = tile::<S, 6, 1>(
-                    s,
-                    std::array::from_fn(|r| rows(i0, r)),
-                    1,
-                    [bcol(j0, 0)],
-                    PANEL_N,
-                    k,
-                );
-                store(s, &acc, i0, j0, &mut c, true);
+                tile_into_c!(6, 1, [bcol(j0, 0)]);
             }
         }
     }

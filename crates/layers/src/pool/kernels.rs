@@ -3,6 +3,7 @@
 use ember_tensor::simd::{self, Simd};
 use ember_tensor::simd_dispatch;
 
+use crate::window::valid_range;
 use crate::{LayerError, Pair};
 
 /// The sizes of a pooling over an NCHW batch (dilation 1).
@@ -91,17 +92,6 @@ fn clip(o: usize, s: usize, p: usize, k: usize, n: usize) -> (usize, usize, usiz
     )
 }
 
-/// Output columns `[lo, hi)` whose tap `kx` reads a real input column.
-fn tap_range(w: usize, wo: usize, s: usize, kx: usize, p: usize) -> (usize, usize) {
-    let lo = if kx >= p { 0 } else { (p - kx).div_ceil(s) };
-    let hi = if w + p > kx {
-        (w + p - kx).div_ceil(s)
-    } else {
-        0
-    };
-    (lo.min(wo), hi.min(wo).max(lo.min(wo)))
-}
-
 /// Max pooling of one plane `x` (`height x width` from `g`) into `y` (`out_h x out_w`).
 pub fn max_pool2d_plane(x: &[f32], g: &PoolGeometry, y: &mut [f32]) {
     let (w, ho, wo) = (g.width, g.out_h(), g.out_w());
@@ -130,7 +120,7 @@ fn max_pool_windows(x: &[f32], g: &PoolGeometry, y: &mut [f32]) {
         for iy in y0..y1 {
             let src = &x[iy * w..(iy + 1) * w];
             for kx in 0..g.kernel.1 {
-                let (lo, hi) = tap_range(w, wo, g.stride.1, kx, g.padding.1);
+                let (lo, hi) = valid_range(w, wo, g.stride.1, kx, g.padding.1);
                 if hi <= lo {
                     continue;
                 }
@@ -326,7 +316,7 @@ fn avg_pool2d_plane_in(x: &[f32], g: &PoolGeometry, count_include_pad: bool, y: 
         for iy in y0..y1 {
             let src = &x[iy * w..(iy + 1) * w];
             for kx in 0..g.kernel.1 {
-                let (lo, hi) = tap_range(w, wo, g.stride.1, kx, g.padding.1);
+                let (lo, hi) = valid_range(w, wo, g.stride.1, kx, g.padding.1);
                 if hi <= lo {
                     continue;
                 }
@@ -377,7 +367,7 @@ fn avg_pool2d_backward_plane_in(
         for iy in y0..y1 {
             let dst = &mut gx[iy * w..(iy + 1) * w];
             for kx in 0..g.kernel.1 {
-                let (lo, hi) = tap_range(w, wo, g.stride.1, kx, g.padding.1);
+                let (lo, hi) = valid_range(w, wo, g.stride.1, kx, g.padding.1);
                 if hi <= lo {
                     continue;
                 }

@@ -3,7 +3,7 @@
 //! do not cover, and an optimizer builder from golden-style hyper-parameters.
 #![allow(dead_code)]
 
-use ember_optim::{Adam, AdamW, Optimizer, Sgd};
+use ember_optim::{Adam, AdamCore, AdamW, Optimizer, Sgd};
 
 /// Hyper-parameters as in a golden file's `params`.
 #[derive(Clone, Debug)]
@@ -41,9 +41,19 @@ impl Hyper {
         }
     }
 
+    /// `adam` (Adam or AdamW) with these betas, eps, weight decay and AMSGrad.
+    fn adam_options<const DECOUPLED: bool>(
+        &self,
+        adam: AdamCore<DECOUPLED>,
+    ) -> AdamCore<DECOUPLED> {
+        adam.betas(self.betas.0 as f32, self.betas.1 as f32)
+            .eps(self.eps as f32)
+            .weight_decay(self.weight_decay as f32)
+            .amsgrad(self.amsgrad)
+    }
+
     /// The Ember optimizer with these hyper-parameters, through the public builders.
     pub fn build(&self) -> Box<dyn Optimizer> {
-        let (b1, b2) = (self.betas.0 as f32, self.betas.1 as f32);
         match self.optimizer.as_str() {
             "sgd" => Box::new(
                 Sgd::new(self.lr as f32)
@@ -52,20 +62,8 @@ impl Hyper {
                     .nesterov(self.nesterov)
                     .weight_decay(self.weight_decay as f32),
             ),
-            "adam" => Box::new(
-                Adam::new(self.lr as f32)
-                    .betas(b1, b2)
-                    .eps(self.eps as f32)
-                    .weight_decay(self.weight_decay as f32)
-                    .amsgrad(self.amsgrad),
-            ),
-            "adamw" => Box::new(
-                AdamW::new(self.lr as f32)
-                    .betas(b1, b2)
-                    .eps(self.eps as f32)
-                    .weight_decay(self.weight_decay as f32)
-                    .amsgrad(self.amsgrad),
-            ),
+            "adam" => Box::new(self.adam_options(Adam::new(self.lr as f32))),
+            "adamw" => Box::new(self.adam_options(AdamW::new(self.lr as f32))),
             other => panic!("unknown optimizer {other}"),
         }
     }

@@ -131,6 +131,17 @@ fn image_size(text: &str) -> Result<[usize; 2], String> {
     ember::config::parse_image_size(text)
 }
 
+/// How `eval` and `predict` score images: threads and test-time augmentation.
+#[derive(Args)]
+pub struct ScoringArgs {
+    /// Worker threads (0: one per core; at most 4 per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Test-time augmentation: score each image by its logits averaged over copies.
+    #[arg(long, value_enum, default_value = "none")]
+    pub tta: TtaArg,
+}
+
 /// The columns of a Parquet dataset (a Spark image DataFrame).
 #[derive(Args)]
 pub struct ColumnArgs {
@@ -297,12 +308,9 @@ pub struct EvalArgs {
     /// Images per forward pass.
     #[arg(long = "batch-size", visible_alias = "batch", default_value_t = ember::EVAL_BATCH)]
     pub batch_size: usize,
-    /// Worker threads (0: one per core; at most 4 per core).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
-    /// Test-time augmentation: score each image by its logits averaged over copies.
-    #[arg(long, value_enum, default_value = "none")]
-    pub tta: TtaArg,
+    /// Worker threads and test-time augmentation.
+    #[command(flatten)]
+    pub scoring: ScoringArgs,
 }
 
 #[derive(Args)]
@@ -323,12 +331,9 @@ pub struct PredictArgs {
     /// Images per forward pass.
     #[arg(long = "batch-size", visible_alias = "batch", default_value_t = ember::predict::PREDICT_BATCH)]
     pub batch_size: usize,
-    /// Worker threads (0: one per core; at most 4 per core).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
-    /// Test-time augmentation: score each image by its logits averaged over copies.
-    #[arg(long, value_enum, default_value = "none")]
-    pub tta: TtaArg,
+    /// Worker threads and test-time augmentation.
+    #[command(flatten)]
+    pub scoring: ScoringArgs,
 }
 
 #[derive(Args)]

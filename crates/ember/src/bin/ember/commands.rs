@@ -112,7 +112,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
 }
 
 pub fn eval(a: EvalArgs) -> Result<()> {
-    use_threads(a.threads)?;
+    use_threads(a.scoring.threads)?;
     if a.batch_size == 0 {
         return Err(Error::msg("--batch-size must be at least 1"));
     }
@@ -121,7 +121,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         &clf,
         &a.dataset,
         a.batch_size,
-        a.tta.tta(),
+        a.scoring.tta.tta(),
         a.columns.label_column.as_deref(),
         a.columns.split_column.as_deref(),
     )?;
@@ -137,13 +137,13 @@ pub fn eval(a: EvalArgs) -> Result<()> {
 }
 
 pub fn predict(a: PredictArgs) -> Result<()> {
-    use_threads(a.threads)?;
+    use_threads(a.scoring.threads)?;
     if a.batch_size == 0 {
         return Err(Error::msg("--batch-size must be at least 1"));
     }
     let clf = Classifier::load(&a.checkpoint)?
         .with_batch_size(a.batch_size)
-        .with_tta(a.tta.tta());
+        .with_tta(a.scoring.tta.tta());
     let classes = clf.classes().to_vec();
     let [c, h, w] = clf.meta().input_shape;
     let mut readable = Vec::with_capacity(a.images.len());
@@ -233,11 +233,7 @@ pub fn summary(a: SummaryArgs) -> Result<()> {
 
 pub fn info(a: InfoArgs) -> Result<()> {
     let m = ember::info::machine_info();
-    if a.json {
-        println!("{}", serde_json::to_string(&m).unwrap_or_default());
-    } else {
-        println!("{}", ember::info::machine_info_text(&m));
-    }
+    print_json_or_text(a.json, &m, ember::info::machine_info_text);
     Ok(())
 }
 
@@ -249,12 +245,17 @@ pub fn dataset_info(a: DatasetInfoArgs) -> Result<()> {
         a.columns.label_column.as_deref(),
         a.columns.split_column.as_deref(),
     )?;
-    if a.json {
-        println!("{}", serde_json::to_string(&info).unwrap_or_default());
-    } else {
-        println!("{}", ember::info::dataset_info_text(&info));
-    }
+    print_json_or_text(a.json, &info, ember::info::dataset_info_text);
     Ok(())
+}
+
+/// Prints `value` as one line of JSON with `--json`, else as `text` writes it.
+fn print_json_or_text<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> String) {
+    if json {
+        println!("{}", serde_json::to_string(value).unwrap_or_default());
+    } else {
+        println!("{}", text(value));
+    }
 }
 
 pub fn bench(a: BenchArgs) -> Result<()> {

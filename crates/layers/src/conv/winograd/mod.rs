@@ -66,26 +66,19 @@ pub(super) fn images_per_pass(g: &ConvGeometry) -> usize {
 
 /// Transforms `w` (OIHW) for the forward pass into `packed`.
 pub(super) fn pack_forward(g: &ConvGeometry, w: &[f32], packed: &mut Vec<f32>) {
-    let (cout, cin) = (g.out_channels, g.in_channels);
-    winograd_weights(
-        w,
-        cout,
-        cin,
-        false,
-        grow(packed, winograd_weights_len(cout, cin, false)),
-    );
+    pack(g, w, false, packed);
 }
 
 /// Transforms `w` (OIHW) for the input gradient into `packed`.
 pub(super) fn pack_input_grad(g: &ConvGeometry, w: &[f32], packed: &mut Vec<f32>) {
+    pack(g, w, true, packed);
+}
+
+/// [`winograd_weights`] of `w` into `packed`, for the input gradient when `adjoint`.
+fn pack(g: &ConvGeometry, w: &[f32], adjoint: bool, packed: &mut Vec<f32>) {
     let (cout, cin) = (g.out_channels, g.in_channels);
-    winograd_weights(
-        w,
-        cout,
-        cin,
-        true,
-        grow(packed, winograd_weights_len(cout, cin, true)),
-    );
+    let len = winograd_weights_len(cout, cin, adjoint);
+    winograd_weights(w, cout, cin, adjoint, grow(packed, len));
 }
 
 /// Length of a chunk's weight-gradient sums: `dU`, 16 planes of `cout x cin`.
