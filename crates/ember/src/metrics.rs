@@ -214,13 +214,17 @@ impl Evaluation {
             s += &format!(" {j:>6}");
         }
         s.push('\n');
+        // Row labels: the index right-aligned, the name left-aligned, 16 columns in all.
+        let index_width = self.confusion.len().saturating_sub(1).to_string().len();
+        let name_width = 15usize.saturating_sub(index_width);
         for (i, row) in self.confusion.iter().enumerate() {
             let name = self
                 .per_class
                 .get(i)
                 .map(|c| c.class.as_str())
                 .unwrap_or("");
-            s += &format!("{:>16}", format!("{i} {}", truncate(name, 13)));
+            let name = truncate(name, name_width);
+            s += &format!("{i:>index_width$} {name:<name_width$}");
             for v in row {
                 s += &format!(" {v:>6}");
             }
@@ -253,6 +257,42 @@ mod tests {
         assert!((e.per_class[0].f1 - f1).abs() < 1e-12);
         assert_eq!(e.per_class[2].f1, 0.0);
         assert!(e.report().contains("confusion"));
+    }
+
+    #[test]
+    fn confusion_rows_line_up_under_the_header() {
+        // 11 classes: two-digit indices; names short, long and over the column width.
+        let k = 11;
+        let mut conf = vec![vec![0u64; k]; k];
+        for (i, row) in conf.iter_mut().enumerate() {
+            row[i] = 1000 + i as u64;
+        }
+        let names: Vec<String> = (0..k)
+            .map(|i| match i {
+                0 => "cat".to_string(),
+                1 => "a-very-long-class-name".to_string(),
+                _ => format!("class{i}"),
+            })
+            .collect();
+        let e = Evaluation::from_confusion(conf, 1.0, &names);
+        let report = e.report();
+        let table: Vec<&str> = report
+            .lines()
+            .skip_while(|l| !l.starts_with("confusion"))
+            .skip(1)
+            .collect();
+        assert_eq!(table.len(), k + 1, "{report}");
+        let width = table[0].len();
+        for (i, row) in table[1..].iter().enumerate() {
+            assert_eq!(row.len(), width, "{report}");
+            // The index right-aligned in two columns, then the name from the same column.
+            assert_eq!(row[..2].trim_start(), i.to_string(), "{report}");
+            assert_eq!(&row[2..3], " ", "{report}");
+            assert!(names[i].starts_with(row[3..16].trim_end()), "{report}");
+            assert_ne!(&row[3..4], " ", "{report}");
+            let diagonal = row[16..].split_whitespace().nth(i);
+            assert_eq!(diagonal, Some((1000 + i).to_string().as_str()), "{report}");
+        }
     }
 
     #[test]

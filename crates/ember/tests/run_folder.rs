@@ -10,7 +10,7 @@ use std::path::Path;
 use common::{Tiny, ember_in, fails_with, read_json, show, succeeded};
 use ember::TrainConfig;
 use ember::checkpoint;
-use ember::config::ExistingRun;
+use ember::config::{ExistingRun, Tta};
 use ember::trainer::{Output, train};
 
 fn setup(name: &str) -> Tiny {
@@ -244,5 +244,47 @@ fn a_validation_loss_that_is_not_finite_stops_the_run() {
         "{e}"
     );
     assert!(!s.dir.join("run/best.safetensors").exists());
+    std::fs::remove_dir_all(&s.dir).unwrap();
+}
+
+#[test]
+fn test_json_records_the_final_score_and_its_test_time_augmentation() {
+    let s = setup("test-json");
+    let cfg = TrainConfig {
+        epochs: 1,
+        tta: Tta::Flip,
+        ..config(&s, "run")
+    };
+    let report = train(&cfg, None, Output::Quiet).unwrap();
+    let score = read_json(&s.dir.join("run/test.json"));
+    assert_eq!(score["model"], "best", "{score}");
+    assert_eq!(score["tta"], "flip", "{score}");
+    assert_eq!(score["accuracy"], report.test.accuracy, "{score}");
+    assert_eq!(score["images"], 100, "{score}");
+    assert_eq!(score["epochs"], 1, "{score}");
+    assert_eq!(score["confusion"], serde_json::json!(report.test.confusion));
+    // The score is of the flipped-and-mirrored logits, not the plain ones.
+    let (meta, mut model) = checkpoint::load(&s.dir.join("run/best.safetensors")).unwrap();
+    let test = std::sync::Arc::new(ember_data::open(&s.data).unwrap().test);
+    let plain = ember::evaluate(&mut model, &test, &meta.normalize(), &meta.classes).unwrap();
+    let flipped = ember::evaluate_checkpoint(
+        &ember::Classifier::load(&s.dir.join("run")).unwrap(),
+        &s.data.display().to_string(),
+        64,
+        Tta::Flip,
+    )
+    .unwrap();
+    assert_eq!(report.test.confusion, flipped.confusion);
+    assert!((report.test.loss - flipped.loss).abs() < 1e-5, "{score}");
+    assert!((plain.loss - flipped.loss).abs() > 1e-5, "{score}");
+    // A run stopped before its first validation is scored with its last weights.
+    let early = TrainConfig {
+        max_steps: 3,
+        existing_run: ExistingRun::Replace,
+        ..cfg
+    };
+    train(&early, None, Output::Quiet).unwrap();
+    let score = read_json(&s.dir.join("run/test.json"));
+    assert_eq!(score["model"], "last", "{score}");
     std::fs::remove_dir_all(&s.dir).unwrap();
 }

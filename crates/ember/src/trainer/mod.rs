@@ -21,7 +21,7 @@ use ember_layers::Sequential;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::CheckpointMeta;
-use crate::config::TrainConfig;
+use crate::config::{TrainConfig, Tta};
 use crate::distributed::{Group, Solo};
 use crate::error::{Error, Result};
 use crate::metrics::{Evaluation, MetricsLog};
@@ -42,6 +42,8 @@ pub struct TrainReport {
     pub test_accuracy: f64,
     /// Test evaluation of the best model.
     pub test: Evaluation,
+    /// The test-time augmentation the test set was scored with.
+    pub tta: Tta,
     /// Seconds spent in training steps.
     pub train_seconds: f64,
     /// The run folder.

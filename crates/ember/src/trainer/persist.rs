@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use super::report::Reporter;
-use super::{Progress, Run};
+use super::{Progress, Run, TrainReport};
 use crate::checkpoint;
 use crate::config::ExistingRun;
 use crate::error::{Error, Result, io_error};
@@ -26,9 +26,13 @@ const PREV: &str = "last.prev.safetensors";
 /// [`LAST_STATE`] while a newer one is being put in place.
 const PREV_STATE: &str = "last.prev.state.safetensors";
 
+/// The final test score: which model, with which test-time augmentation.
+pub(super) const TEST_SCORE: &str = "test.json";
+
 /// The files a run writes in its folder; a folder holding any of them holds a run.
-const RUN_FILES: [&str; 12] = [
+const RUN_FILES: [&str; 13] = [
     "config.json",
+    TEST_SCORE,
     "best.safetensors",
     "best.json",
     LAST,
@@ -292,4 +296,30 @@ fn last_pairs(dir: &Path, failures: &mut Vec<String>) -> Vec<(PathBuf, PathBuf)>
     // Stable: among pairs of one step, the usual names (listed first) stay first.
     pairs.sort_by_key(|p| std::cmp::Reverse(p.0));
     pairs.into_iter().map(|(_, w, s)| (w, s)).collect()
+}
+
+/// Writes [`TEST_SCORE`]: the test evaluation of `model` ("best" or "last") at the end of
+/// the run, with the test-time augmentation it was scored with and the training it took.
+pub(super) fn write_test_score(dir: &Path, report: &TrainReport, model: &str) -> Result<()> {
+    let score = serde_json::json!({
+        "model": model,
+        "tta": report.tta.name(),
+        "accuracy": report.test.accuracy,
+        "loss": report.test.loss,
+        "images": report.test.count,
+        "epochs": report.epochs,
+        "steps": report.steps,
+        "train_seconds": report.train_seconds,
+        "interrupted": report.interrupted,
+        "per_class": report.test.per_class,
+        "confusion": report.test.confusion,
+    });
+    let path = dir.join(TEST_SCORE);
+    let text = serde_json::to_string_pretty(&score).map_err(|e| {
+        Error(format!(
+            "{}: cannot encode the test score: {e}",
+            path.display()
+        ))
+    })?;
+    checkpoint::write_atomic(&path, text.as_bytes())
 }

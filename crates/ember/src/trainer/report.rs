@@ -7,6 +7,7 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{Output, TrainReport};
+use crate::config::Tta;
 use crate::metrics::EpochRecord;
 
 /// One optimizer step as the reporters see it.
@@ -161,8 +162,12 @@ impl Reporter for Human {
                 report.run_dir.display()
             );
         } else {
+            let tta = match report.tta {
+                Tta::None => String::new(),
+                t => format!(", {} TTA", t.name()),
+            };
             println!(
-                "test accuracy {:.4} (best model, {} images); run folder {}",
+                "test accuracy {:.4} (best model{tta}, {} images); run folder {}",
                 report.test_accuracy,
                 report.test.count,
                 report.run_dir.display()
@@ -198,6 +203,7 @@ impl Reporter for Json {
             "event": "done",
             "test_accuracy": report.test_accuracy,
             "test_loss": report.test.loss,
+            "tta": report.tta.name(),
             "best_val_accuracy": report.best_val_accuracy,
             "epochs": report.epochs,
             "steps": report.steps,

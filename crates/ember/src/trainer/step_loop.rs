@@ -10,6 +10,7 @@ use ember_layers::loss::softmax_cross_entropy;
 use ember_layers::{Layer, Mode, Sequential};
 use ember_tensor::{Tensor, simd};
 
+use super::persist;
 use super::report::StepStats;
 use super::setup::loader_config;
 use super::{INTERRUPTED, Run, TrainReport};
@@ -109,6 +110,11 @@ impl Run {
         // The test set is scored with the best model (the last one without validation),
         // which rank 0 reads and shares; every rank's progress says whether there is one.
         let best_path = self.dir.join("best.safetensors");
+        let scored = if self.progress.best_step.is_some() {
+            "best"
+        } else {
+            "last"
+        };
         let test = if self.progress.best_step.is_some() {
             let mut best = if self.lead() {
                 checkpoint::load(&best_path)?.1
@@ -135,11 +141,15 @@ impl Run {
             best_val_accuracy: self.progress.best_val_accuracy,
             test_accuracy: test.accuracy,
             test,
+            tta: self.cfg.tta,
             train_seconds: self.progress.train_seconds,
             run_dir: self.dir.clone(),
             interrupted,
             allreduce_seconds: self.progress.allreduce_seconds,
         };
+        if self.lead() {
+            persist::write_test_score(&self.dir, &report, scored)?;
+        }
         self.reporter.done(&report, self.group.size());
         Ok(report)
     }
