@@ -3,7 +3,7 @@
 //!
 //! - `im2col`: im2col + GEMM, any configuration ([`im2col`], [`col2im`]);
 //! - `direct`: a direct SIMD kernel for 3x3 stride-1 layers ([`conv2d_direct_3x3`],
-//!   [`conv2d_direct_3x3_weight_grad`], [`pack_3x3_weights`], [`pack_3x3_weights_adjoint`]);
+//!   [`conv2d_direct_3x3_weight_grad`], [`pack_3x3_weights`]);
 //! - `winograd`: Winograd F(2x2, 3x3) for 3x3 stride-1 layers ([`winograd_input`] and the
 //!   other transforms with [`WinogradTiles`]; products on [`panel_gemm`] / [`gemm_nt_acc`]).
 //!
@@ -47,7 +47,7 @@ mod winograd;
 pub use algorithm::ConvAlgorithm;
 pub use direct::{
     BLOCK_CO, conv2d_direct_3x3, conv2d_direct_3x3_weight_grad, direct_3x3_scratch_len,
-    direct_3x3_weight_grad_scratch_len, pack_3x3_weights, pack_3x3_weights_adjoint, packed_3x3_len,
+    direct_3x3_weight_grad_scratch_len, pack_3x3_weights, packed_3x3_len,
 };
 pub use epilogue::Epilogue;
 pub use geometry::{ConvGeometry, out_len};

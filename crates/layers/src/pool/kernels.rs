@@ -1,7 +1,7 @@
 //! Pooling plane kernels over slices and sizes: one `H x W` channel plane at a time.
 
 use ember_tensor::simd::{self, Simd};
-use ember_tensor::simd_dispatch;
+use ember_tensor::{simd_dispatch, simd_fn};
 
 use crate::window::valid_range;
 use crate::{LayerError, Pair};
@@ -112,27 +112,52 @@ pub fn max_pool2d_plane(x: &[f32], g: &PoolGeometry, y: &mut [f32]) {
 /// stride-1 taps vectorise for it.
 #[inline(always)]
 fn max_pool_windows(x: &[f32], g: &PoolGeometry, y: &mut [f32]) {
-    let (w, ho, wo) = (g.width, g.out_h(), g.out_w());
-    for oy in 0..ho {
+    let wo = g.out_w();
+    for oy in 0..g.out_h() {
         let out = &mut y[oy * wo..(oy + 1) * wo];
         out.fill(f32::NEG_INFINITY);
-        let (y0, y1, _) = g.rows(oy);
-        for iy in y0..y1 {
-            let src = &x[iy * w..(iy + 1) * w];
-            for kx in 0..g.kernel.1 {
-                let (lo, hi) = valid_range(w, wo, g.stride.1, kx, g.padding.1);
-                if hi <= lo {
-                    continue;
+        fold_row_windows(
+            x,
+            g,
+            oy,
+            out,
+            |out, src| {
+                for (o, &v) in out.iter_mut().zip(src) {
+                    *o = o.max(v);
                 }
-                let x0 = lo * g.stride.1 + kx - g.padding.1;
-                if g.stride.1 == 1 {
-                    for (o, &v) in out[lo..hi].iter_mut().zip(&src[x0..x0 + hi - lo]) {
-                        *o = o.max(v);
-                    }
-                } else {
-                    for (j, o) in out[lo..hi].iter_mut().enumerate() {
-                        *o = o.max(src[x0 + j * g.stride.1]);
-                    }
+            },
+            |o, v| *o = o.max(v),
+        );
+    }
+}
+
+/// Folds every input of each window of output row `oy` into `out` (one output row): per
+/// input row and kernel column, `run(outputs, inputs)` on the contiguous inputs of a
+/// stride-1 tap, `one(output, input)` on each input otherwise.
+#[inline(always)]
+fn fold_row_windows(
+    x: &[f32],
+    g: &PoolGeometry,
+    oy: usize,
+    out: &mut [f32],
+    run: impl Fn(&mut [f32], &[f32]),
+    one: impl Fn(&mut f32, f32),
+) {
+    let w = g.width;
+    let (y0, y1, _) = g.rows(oy);
+    for iy in y0..y1 {
+        let src = &x[iy * w..(iy + 1) * w];
+        for kx in 0..g.kernel.1 {
+            let (lo, hi) = valid_range(w, out.len(), g.stride.1, kx, g.padding.1);
+            if hi <= lo {
+                continue;
+            }
+            let x0 = lo * g.stride.1 + kx - g.padding.1;
+            if g.stride.1 == 1 {
+                run(&mut out[lo..hi], &src[x0..x0 + hi - lo]);
+            } else {
+                for (j, o) in out[lo..hi].iter_mut().enumerate() {
+                    one(o, src[x0 + j * g.stride.1]);
                 }
             }
         }
@@ -204,60 +229,47 @@ pub fn is_2x2_stride_2(g: &PoolGeometry) -> bool {
     g.kernel == Pair(2, 2) && g.stride == Pair(2, 2) && g.padding == Pair(0, 0)
 }
 
-/// [`max_pool2d_backward_plane`] for a 2x2 stride-2 unpadded window, *overwriting* `gx`
-/// (`height x width`, every element written, so the caller need not zero it). Windows do
-/// not overlap, so each input gets its window's gradient or zero; the first maximum
-/// (row-major) wins ties, as in the general kernel. Branch-free per window.
-pub fn max_pool2d_backward_2x2_plane(
-    x: &[f32],
-    y: &[f32],
-    gy: &[f32],
-    height: usize,
-    width: usize,
-    relu: bool,
-    gx: &mut [f32],
-) {
-    let (w, ho, wo) = (width, height / 2, width / 2);
-    assert!(
-        x.len() >= height * w
-            && gx.len() >= height * w
-            && y.len() >= ho * wo
-            && gy.len() >= ho * wo,
-        "max_pool2d_backward_2x2_plane: slices too short"
-    );
-    simd_dispatch!(_s => backward_2x2_rows(x, y, gy, height, width, relu, gx))
-}
-
-/// The rows of [`max_pool2d_backward_2x2_plane`], inlined into each level's dispatch arm:
-/// the per-window selection is branch-free, so the loop vectorises for the level.
-#[inline(always)]
-fn backward_2x2_rows(
-    x: &[f32],
-    y: &[f32],
-    gy: &[f32],
-    height: usize,
-    width: usize,
-    relu: bool,
-    gx: &mut [f32],
-) {
-    let (w, ho, wo) = (width, height / 2, width / 2);
-    for oy in 0..ho {
-        let (r0, r1) = (&x[2 * oy * w..][..2 * wo], &x[(2 * oy + 1) * w..][..2 * wo]);
-        let (g0, g1) = gx[2 * oy * w..(2 * oy + 2) * w].split_at_mut(w);
-        let (ys, gys) = (&y[oy * wo..][..wo], &gy[oy * wo..][..wo]);
-        let windows = r0
-            .chunks_exact(2)
-            .zip(r1.chunks_exact(2))
-            .zip(g0.chunks_exact_mut(2).zip(g1.chunks_exact_mut(2)))
-            .zip(ys.iter().zip(gys));
-        for (((a, c), (ga, gc)), (&m, &g)) in windows {
-            backward_2x2_one(a, c, m, g, relu, ga, gc);
+simd_fn! {
+    /// [`max_pool2d_backward_plane`] for a 2x2 stride-2 unpadded window, *overwriting* `gx`
+    /// (`height x width`, every element written, so the caller need not zero it). Windows
+    /// do not overlap, so each input gets its window's gradient or zero; the first maximum
+    /// (row-major) wins ties, as in the general kernel. Branch-free per window, so the
+    /// loop vectorises for the level.
+    pub fn max_pool2d_backward_2x2_plane(
+        x: &[f32],
+        y: &[f32],
+        gy: &[f32],
+        height: usize,
+        width: usize,
+        relu: bool,
+        gx: &mut [f32],
+    ) {
+        let (w, ho, wo) = (width, height / 2, width / 2);
+        assert!(
+            x.len() >= height * w
+                && gx.len() >= height * w
+                && y.len() >= ho * wo
+                && gy.len() >= ho * wo,
+            "max_pool2d_backward_2x2_plane: slices too short"
+        );
+        for oy in 0..ho {
+            let (r0, r1) = (&x[2 * oy * w..][..2 * wo], &x[(2 * oy + 1) * w..][..2 * wo]);
+            let (g0, g1) = gx[2 * oy * w..(2 * oy + 2) * w].split_at_mut(w);
+            let (ys, gys) = (&y[oy * wo..][..wo], &gy[oy * wo..][..wo]);
+            let windows = r0
+                .chunks_exact(2)
+                .zip(r1.chunks_exact(2))
+                .zip(g0.chunks_exact_mut(2).zip(g1.chunks_exact_mut(2)))
+                .zip(ys.iter().zip(gys));
+            for (((a, c), (ga, gc)), (&m, &g)) in windows {
+                backward_2x2_one(a, c, m, g, relu, ga, gc);
+            }
+            // An odd last column is in no window.
+            g0[2 * wo..].fill(0.0);
+            g1[2 * wo..].fill(0.0);
         }
-        // An odd last column is in no window.
-        g0[2 * wo..].fill(0.0);
-        g1[2 * wo..].fill(0.0);
+        gx[2 * ho * w..height * w].fill(0.0);
     }
-    gx[2 * ho * w..height * w].fill(0.0);
 }
 
 /// The gradient of one 2x2 window `[a b; c d]` (`r0 = [a, b]`, `r1 = [c, d]`) with
@@ -296,87 +308,56 @@ fn avg_divisor(g: &PoolGeometry, count_include_pad: bool, oy: usize, ox: usize) 
     n.max(1) as f32
 }
 
-/// Average pooling of one plane (PyTorch semantics for `count_include_pad`).
-pub fn avg_pool2d_plane(x: &[f32], g: &PoolGeometry, count_include_pad: bool, y: &mut [f32]) {
-    simd_dispatch!(_s => avg_pool2d_plane_in(x, g, count_include_pad, y))
-}
-
-/// Inlined into each level's dispatch arm, so the loops vectorise for that level.
-#[inline(always)]
-fn avg_pool2d_plane_in(x: &[f32], g: &PoolGeometry, count_include_pad: bool, y: &mut [f32]) {
-    let (w, ho, wo) = (g.width, g.out_h(), g.out_w());
-    assert!(
-        x.len() >= g.height * w && y.len() >= ho * wo,
-        "avg_pool2d_plane: slices too short"
-    );
-    for oy in 0..ho {
-        let out = &mut y[oy * wo..(oy + 1) * wo];
-        out.fill(0.0);
-        let (y0, y1, _) = g.rows(oy);
-        for iy in y0..y1 {
-            let src = &x[iy * w..(iy + 1) * w];
-            for kx in 0..g.kernel.1 {
-                let (lo, hi) = valid_range(w, wo, g.stride.1, kx, g.padding.1);
-                if hi <= lo {
-                    continue;
-                }
-                let x0 = lo * g.stride.1 + kx - g.padding.1;
-                if g.stride.1 == 1 {
-                    simd::add_assign(&mut out[lo..hi], &src[x0..x0 + hi - lo]);
-                } else {
-                    for (j, o) in out[lo..hi].iter_mut().enumerate() {
-                        *o += src[x0 + j * g.stride.1];
-                    }
-                }
+simd_fn! {
+    /// Average pooling of one plane (PyTorch semantics for `count_include_pad`).
+    pub fn avg_pool2d_plane(x: &[f32], g: &PoolGeometry, count_include_pad: bool, y: &mut [f32]) {
+        let (w, ho, wo) = (g.width, g.out_h(), g.out_w());
+        assert!(
+            x.len() >= g.height * w && y.len() >= ho * wo,
+            "avg_pool2d_plane: slices too short"
+        );
+        for oy in 0..ho {
+            let out = &mut y[oy * wo..(oy + 1) * wo];
+            out.fill(0.0);
+            fold_row_windows(x, g, oy, out, simd::add_assign, |o, v| *o += v);
+            for (ox, o) in out.iter_mut().enumerate() {
+                *o /= avg_divisor(g, count_include_pad, oy, ox);
             }
-        }
-        for (ox, o) in out.iter_mut().enumerate() {
-            *o /= avg_divisor(g, count_include_pad, oy, ox);
         }
     }
 }
 
-/// Average pooling backward for one plane; `gx` is accumulated into. `scaled` is a
-/// scratch row of at least `out_w` elements.
-pub fn avg_pool2d_backward_plane(
-    gy: &[f32],
-    g: &PoolGeometry,
-    count_include_pad: bool,
-    scaled: &mut [f32],
-    gx: &mut [f32],
-) {
-    simd_dispatch!(_s => avg_pool2d_backward_plane_in(gy, g, count_include_pad, scaled, gx))
-}
-
-/// Inlined into each level's dispatch arm, so the loops vectorise for that level.
-#[inline(always)]
-fn avg_pool2d_backward_plane_in(
-    gy: &[f32],
-    g: &PoolGeometry,
-    count_include_pad: bool,
-    scaled: &mut [f32],
-    gx: &mut [f32],
-) {
-    let (w, ho, wo) = (g.width, g.out_h(), g.out_w());
-    for oy in 0..ho {
-        let row = &mut scaled[..wo];
-        for (ox, r) in row.iter_mut().enumerate() {
-            *r = gy[oy * wo + ox] / avg_divisor(g, count_include_pad, oy, ox);
-        }
-        let (y0, y1, _) = g.rows(oy);
-        for iy in y0..y1 {
-            let dst = &mut gx[iy * w..(iy + 1) * w];
-            for kx in 0..g.kernel.1 {
-                let (lo, hi) = valid_range(w, wo, g.stride.1, kx, g.padding.1);
-                if hi <= lo {
-                    continue;
-                }
-                let x0 = lo * g.stride.1 + kx - g.padding.1;
-                if g.stride.1 == 1 {
-                    simd::add_assign(&mut dst[x0..x0 + hi - lo], &row[lo..hi]);
-                } else {
-                    for (j, &r) in row[lo..hi].iter().enumerate() {
-                        dst[x0 + j * g.stride.1] += r;
+simd_fn! {
+    /// Average pooling backward for one plane; `gx` is accumulated into. `scaled` is a
+    /// scratch row of at least `out_w` elements.
+    pub fn avg_pool2d_backward_plane(
+        gy: &[f32],
+        g: &PoolGeometry,
+        count_include_pad: bool,
+        scaled: &mut [f32],
+        gx: &mut [f32],
+    ) {
+        let (w, ho, wo) = (g.width, g.out_h(), g.out_w());
+        for oy in 0..ho {
+            let row = &mut scaled[..wo];
+            for (ox, r) in row.iter_mut().enumerate() {
+                *r = gy[oy * wo + ox] / avg_divisor(g, count_include_pad, oy, ox);
+            }
+            let (y0, y1, _) = g.rows(oy);
+            for iy in y0..y1 {
+                let dst = &mut gx[iy * w..(iy + 1) * w];
+                for kx in 0..g.kernel.1 {
+                    let (lo, hi) = valid_range(w, wo, g.stride.1, kx, g.padding.1);
+                    if hi <= lo {
+                        continue;
+                    }
+                    let x0 = lo * g.stride.1 + kx - g.padding.1;
+                    if g.stride.1 == 1 {
+                        simd::add_assign(&mut dst[x0..x0 + hi - lo], &row[lo..hi]);
+                    } else {
+                        for (j, &r) in row[lo..hi].iter().enumerate() {
+                            dst[x0 + j * g.stride.1] += r;
+                        }
                     }
                 }
             }

@@ -99,6 +99,50 @@ macro_rules! simd_dispatch {
     }};
 }
 
+/// Defines a function whose body is compiled once per SIMD level and run at the active one:
+/// the body becomes an `#[inline(always)]` inner function called in each arm of
+/// [`simd_dispatch!`], so its loops vectorise for that level. With `[s]` after the name the
+/// body also gets the level's token `s: impl Simd`.
+///
+/// ```
+/// ember_tensor::simd_fn! {
+///     /// `y[i] += 2 x[i]`.
+///     pub fn add_twice(x: &[f32], y: &mut [f32]) {
+///         for (y, x) in y.iter_mut().zip(x) {
+///             *y += 2.0 * x;
+///         }
+///     }
+/// }
+/// let mut y = [1.0; 3];
+/// add_twice(&[1.0, 2.0, 3.0], &mut y);
+/// assert_eq!(y, [3.0, 5.0, 7.0]);
+/// ```
+#[macro_export]
+macro_rules! simd_fn {
+    (
+        $(#[$attr:meta])*
+        $vis:vis fn $name:ident[$s:ident]($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block
+    ) => {
+        $(#[$attr])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body<S: $crate::simd::Simd>($s: S, $($arg: $ty),*) $(-> $ret)? $body
+            $crate::simd_dispatch!($s => body($s, $($arg),*))
+        }
+    };
+    (
+        $(#[$attr:meta])*
+        $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block
+    ) => {
+        $(#[$attr])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            $crate::simd_dispatch!(_s => body($($arg),*))
+        }
+    };
+}
+
 #[track_caller]
 fn same_len(kernel: &str, a: (&str, usize), b: (&str, usize)) {
     assert!(

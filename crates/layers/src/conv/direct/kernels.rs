@@ -32,31 +32,27 @@ pub fn packed_3x3_len(out_channels: usize, in_channels: usize) -> usize {
 }
 
 /// Packs an OIHW `[out, in, 3, 3]` weight as `[out / BLOCK_CO][in][9][BLOCK_CO]` (missing
-/// output channels zero), so that a tile's four weights of one tap are adjacent.
+/// output channels zero), so that a tile's four weights of one tap are adjacent. With
+/// `adjoint`, packs the weight of the adjoint convolution instead: the kernel flipped and
+/// its channel axes swapped (`in` output channels from `out` input channels), so that
+/// [`conv2d_direct_3x3`] with padding `2 - p` computes the gradient of a 3x3 stride-1
+/// convolution with respect to its input. `packed` holds [`packed_3x3_len`] of the packed
+/// channels.
 pub fn pack_3x3_weights(
     weight: &[f32],
     out_channels: usize,
     in_channels: usize,
+    adjoint: bool,
     packed: &mut [f32],
 ) {
-    pack_with(out_channels, in_channels, packed, |co, ci, tap| {
-        weight[(co * in_channels + ci) * 9 + tap]
-    });
-}
-
-/// Packs the weight of the adjoint convolution: the kernel flipped and its channel axes
-/// swapped, so that [`conv2d_direct_3x3`] with padding `2 - p` computes the gradient of a
-/// 3x3 stride-1 convolution with respect to its input. `weight` is OIHW `[out, in, 3, 3]`;
-/// the result packs `in` output channels from `out` input channels.
-pub fn pack_3x3_weights_adjoint(
-    weight: &[f32],
-    out_channels: usize,
-    in_channels: usize,
-    packed: &mut [f32],
-) {
-    pack_with(in_channels, out_channels, packed, |ci, co, tap| {
-        weight[(co * in_channels + ci) * 9 + (8 - tap)]
-    });
+    let at = |co: usize, ci: usize, tap: usize| weight[(co * in_channels + ci) * 9 + tap];
+    if adjoint {
+        pack_with(in_channels, out_channels, packed, |ci, co, tap| {
+            at(co, ci, 8 - tap)
+        });
+    } else {
+        pack_with(out_channels, in_channels, packed, at);
+    }
 }
 
 fn pack_with(outs: usize, ins: usize, packed: &mut [f32], w: impl Fn(usize, usize, usize) -> f32) {

@@ -6,7 +6,7 @@ mod kernels;
 
 pub use kernels::{
     BLOCK_CO, conv2d_direct_3x3, conv2d_direct_3x3_weight_grad, direct_3x3_scratch_len,
-    direct_3x3_weight_grad_scratch_len, pack_3x3_weights, pack_3x3_weights_adjoint, packed_3x3_len,
+    direct_3x3_weight_grad_scratch_len, pack_3x3_weights, packed_3x3_len,
 };
 
 use ember_tensor::simd_dispatch;
@@ -29,13 +29,13 @@ pub(super) struct DirectScratch {
 /// Packs `w` (OIHW) for the forward pass into `packed`.
 pub(super) fn pack_forward(g: &ConvGeometry, w: &[f32], packed: &mut Vec<f32>) {
     let (cout, cin) = (g.out_channels, g.in_channels);
-    pack_3x3_weights(w, cout, cin, grow(packed, packed_3x3_len(cout, cin)));
+    pack_3x3_weights(w, cout, cin, false, grow(packed, packed_3x3_len(cout, cin)));
 }
 
 /// Packs `w` (OIHW) for the input gradient (the adjoint convolution) into `packed`.
 pub(super) fn pack_input_grad(g: &ConvGeometry, w: &[f32], packed: &mut Vec<f32>) {
     let (cout, cin) = (g.out_channels, g.in_channels);
-    pack_3x3_weights_adjoint(w, cout, cin, grow(packed, packed_3x3_len(cin, cout)));
+    pack_3x3_weights(w, cout, cin, true, grow(packed, packed_3x3_len(cin, cout)));
 }
 
 /// The input gradient of a 3x3 stride-1 convolution is a 3x3 stride-1 convolution of the
@@ -151,9 +151,9 @@ mod tests {
             }
             let want = conv2d_backward(&g, &f64s(&x), &f64s(&wt), &f64s(&gy));
             let mut packed = vec![0.0; packed_3x3_len(cout, cin)];
-            pack_3x3_weights(&wt, cout, cin, &mut packed);
+            pack_3x3_weights(&wt, cout, cin, false, &mut packed);
             let mut packed_adj = vec![0.0; packed_3x3_len(cin, cout)];
-            pack_3x3_weights_adjoint(&wt, cout, cin, &mut packed_adj);
+            pack_3x3_weights(&wt, cout, cin, true, &mut packed_adj);
             let one = ConvGeometry { batch: 1, ..g };
             let adj = adjoint(&one);
             for level in Level::available() {

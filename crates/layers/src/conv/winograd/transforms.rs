@@ -17,7 +17,7 @@
 //! tile `t = image * tiles_per_image + ty * tiles_w + tx`. Tiles that run past the output
 //! (odd output sizes) compute values that are not stored, and their gradient is zero.
 
-use ember_tensor::simd_dispatch;
+use ember_tensor::simd_fn;
 
 use crate::Pair;
 use crate::conv::copy::copy_short;
@@ -219,281 +219,236 @@ fn zip3(out: &mut [f32], a: &[f32], b: &[f32], c: &[f32], op: impl Fn(f32, f32, 
     }
 }
 
-/// Transforms `images` NCHW images `x = [images][cin][h][w]` into `v = [16][cin][T]`,
-/// `T` = [`WinogradTiles::columns`], `B^T d B` per tile. `scratch` holds
-/// [`WinogradTiles::scratch_len`]. Panics if a slice is too short.
-///
-/// `B^T` runs along each padded row first (per tile, scalar), into planes split by row
-/// parity; down the columns it is then four element-wise steps over all of an image's
-/// tiles, since a tile's rows `2ty .. 2ty + 3` are rows `ty` and `ty + 1` of the even and
-/// odd planes.
-pub fn winograd_input(
-    x: &[f32],
-    images: usize,
-    cin: usize,
-    tiles: &WinogradTiles,
-    v: &mut [f32],
-    scratch: &mut [f32],
-) {
-    simd_dispatch!(_s => winograd_input_in(x, images, cin, tiles, v, scratch))
-}
-
-/// Inlined into each level's dispatch arm, so the loops vectorise for that level.
-#[inline(always)]
-fn winograd_input_in(
-    x: &[f32],
-    images: usize,
-    cin: usize,
-    tiles: &WinogradTiles,
-    v: &mut [f32],
-    scratch: &mut [f32],
-) {
-    let (h, w, th, tw) = (tiles.h, tiles.w, tiles.th, tiles.tw);
-    let per = tiles.per_image();
-    assert!(
-        x.len() >= images * cin * h * w,
-        "winograd_input: x too short"
-    );
-    let (stride, ps) = tiles.planes(images, cin, v.len(), "winograd_input: v");
-    let rl = tiles.row_len();
-    let hlen = (th + 1) * tw;
-    let (row, hs) = scratch[..rl + 8 * hlen].split_at_mut(rl);
-    row.fill(0.0);
-    for n in 0..images {
-        for ci in 0..cin {
-            let xc = &x[(n * cin + ci) * h * w..][..h * w];
-            for r in 0..2 * th + 2 {
-                // The row's padding columns stay zero from the fill above.
-                let inner = &mut row[tiles.pad.1..tiles.pad.1 + w];
-                match r.checked_sub(tiles.pad.0).filter(|&y| y < h) {
-                    Some(y) => copy_short(inner, &xc[y * w..(y + 1) * w]),
-                    None => inner.iter_mut().for_each(|v| *v = 0.0),
-                }
-                let at = (r % 2) * hlen + (r / 2) * tw;
-                for tx in 0..tw {
-                    let c = 2 * tx;
-                    let t = bt4([row[c], row[c + 1], row[c + 2], row[c + 3]]);
-                    for (j, &val) in t.iter().enumerate() {
-                        hs[j * 2 * hlen + at + tx] = val;
+simd_fn! {
+    /// Transforms `images` NCHW images `x = [images][cin][h][w]` into `v = [16][cin][T]`,
+    /// `T` = [`WinogradTiles::columns`], `B^T d B` per tile. `scratch` holds
+    /// [`WinogradTiles::scratch_len`]. Panics if a slice is too short.
+    ///
+    /// `B^T` runs along each padded row first (per tile, scalar), into planes split by row
+    /// parity; down the columns it is then four element-wise steps over all of an image's
+    /// tiles, since a tile's rows `2ty .. 2ty + 3` are rows `ty` and `ty + 1` of the even and
+    /// odd planes.
+    pub fn winograd_input(
+        x: &[f32],
+        images: usize,
+        cin: usize,
+        tiles: &WinogradTiles,
+        v: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        let (h, w, th, tw) = (tiles.h, tiles.w, tiles.th, tiles.tw);
+        let per = tiles.per_image();
+        assert!(
+            x.len() >= images * cin * h * w,
+            "winograd_input: x too short"
+        );
+        let (stride, ps) = tiles.planes(images, cin, v.len(), "winograd_input: v");
+        let rl = tiles.row_len();
+        let hlen = (th + 1) * tw;
+        let (row, hs) = scratch[..rl + 8 * hlen].split_at_mut(rl);
+        row.fill(0.0);
+        for n in 0..images {
+            for ci in 0..cin {
+                let xc = &x[(n * cin + ci) * h * w..][..h * w];
+                for r in 0..2 * th + 2 {
+                    // The row's padding columns stay zero from the fill above.
+                    let inner = &mut row[tiles.pad.1..tiles.pad.1 + w];
+                    match r.checked_sub(tiles.pad.0).filter(|&y| y < h) {
+                        Some(y) => copy_short(inner, &xc[y * w..(y + 1) * w]),
+                        None => inner.iter_mut().for_each(|v| *v = 0.0),
                     }
-                }
-            }
-            let base = ci * stride + n * per;
-            for j in 0..4 {
-                let (even, odd) = hs[j * 2 * hlen..(j + 1) * 2 * hlen].split_at(hlen);
-                let (e0, e1, o0, o1) = (&even[..per], &even[tw..], &odd[..per], &odd[tw..]);
-                let at = |i: usize| (i * 4 + j) * ps + base;
-                zip2(&mut v[at(0)..][..per], e0, e1, |a, b| a - b);
-                zip2(&mut v[at(1)..][..per], o0, e1, |a, b| a + b);
-                zip2(&mut v[at(2)..][..per], e1, o0, |a, b| a - b);
-                zip2(&mut v[at(3)..][..per], o0, o1, |a, b| a - b);
-            }
-        }
-    }
-}
-
-/// Inverse output transform: `y = [images][cout][ho][wo]` from `m = [16][cout][T]`,
-/// `A^T M A` per tile, then the epilogue. `scratch` holds [`WinogradTiles::scratch_len`].
-/// Panics if a slice is too short.
-pub fn winograd_output(
-    m: &[f32],
-    images: usize,
-    cout: usize,
-    tiles: &WinogradTiles,
-    ep: Epilogue<'_>,
-    scratch: &mut [f32],
-    y: &mut [f32],
-) {
-    simd_dispatch!(_s => winograd_output_in(m, images, cout, tiles, ep, scratch, y))
-}
-
-/// Inlined into each level's dispatch arm, so the loops vectorise for that level.
-#[inline(always)]
-fn winograd_output_in(
-    m: &[f32],
-    images: usize,
-    cout: usize,
-    tiles: &WinogradTiles,
-    ep: Epilogue<'_>,
-    scratch: &mut [f32],
-    y: &mut [f32],
-) {
-    let (ho, wo, tw, per) = (tiles.ho, tiles.wo, tiles.tw, tiles.per_image());
-    let (stride, ps) = tiles.planes(images, cout, m.len(), "winograd_output: m");
-    assert!(
-        y.len() >= images * cout * ho * wo,
-        "winograd_output: y too short"
-    );
-    // s[a][j]: A^T down column j (a = 0, 1); then out[a][b] along the rows.
-    let (s, out) = scratch[..12 * per].split_at_mut(8 * per);
-    for n in 0..images {
-        for co in 0..cout {
-            let base = co * stride + n * per;
-            let e = |p: usize| &m[p * ps + base..][..per];
-            for j in 0..4 {
-                let (s0, s1) = s[j * 2 * per..(j + 1) * 2 * per].split_at_mut(per);
-                zip3(s0, e(j), e(4 + j), e(8 + j), |a, b, c| a + b + c);
-                zip3(s1, e(4 + j), e(8 + j), e(12 + j), |a, b, c| a - b - c);
-            }
-            let sp = |a: usize, j: usize| &s[(j * 2 + a) * per..][..per];
-            for a in 0..2 {
-                let (o0, o1) = out[a * 2 * per..(a + 1) * 2 * per].split_at_mut(per);
-                zip3(o0, sp(a, 0), sp(a, 1), sp(a, 2), |p, q, r| p + q + r);
-                zip3(o1, sp(a, 1), sp(a, 2), sp(a, 3), |p, q, r| p - q - r);
-            }
-            let e = ep.channel(co);
-            let yc = &mut y[(n * cout + co) * ho * wo..][..ho * wo];
-            let finish = |v: f32| e.apply(v);
-            for (oy, yrow) in yc.chunks_exact_mut(wo).enumerate() {
-                // out(a, 0) to the even columns, out(a, 1) to the odd ones.
-                let at = (oy % 2) * 2 * per + (oy / 2) * tw;
-                let (s0, s1) = (&out[at..at + tw], &out[at + per..at + per + tw]);
-                let mut pairs = yrow.chunks_exact_mut(2);
-                for ((pair, &e), &o) in (&mut pairs).zip(s0).zip(s1) {
-                    (pair[0], pair[1]) = (finish(e), finish(o));
-                }
-                if let [last] = pairs.into_remainder() {
-                    *last = finish(s0[tw - 1]);
-                }
-            }
-        }
-    }
-}
-
-/// Transforms the output gradient `gy = [images][cout][ho][wo]` into `dm = [16][cout][T]`,
-/// `A dY A^T` per tile; positions past the output count as zero. `scratch` holds
-/// [`WinogradTiles::scratch_len`]. Panics if a slice is too short.
-pub fn winograd_grad_output(
-    gy: &[f32],
-    images: usize,
-    cout: usize,
-    tiles: &WinogradTiles,
-    scratch: &mut [f32],
-    dm: &mut [f32],
-) {
-    simd_dispatch!(_s => winograd_grad_output_in(gy, images, cout, tiles, scratch, dm))
-}
-
-/// Inlined into each level's dispatch arm, so the loops vectorise for that level.
-#[inline(always)]
-fn winograd_grad_output_in(
-    gy: &[f32],
-    images: usize,
-    cout: usize,
-    tiles: &WinogradTiles,
-    scratch: &mut [f32],
-    dm: &mut [f32],
-) {
-    let (ho, wo, tw, per) = (tiles.ho, tiles.wo, tiles.tw, tiles.per_image());
-    assert!(
-        gy.len() >= images * cout * ho * wo,
-        "winograd_grad_output: gy too short"
-    );
-    let (stride, ps) = tiles.planes(images, cout, dm.len(), "winograd_grad_output: dm");
-    // d[a][b]: the tiles' 2x2 gradients by position; q[i][b]: A down the columns.
-    let (d, q) = scratch[..12 * per].split_at_mut(4 * per);
-    if ho % 2 == 1 || wo % 2 == 1 {
-        d.fill(0.0);
-    }
-    for n in 0..images {
-        for co in 0..cout {
-            let gc = &gy[(n * cout + co) * ho * wo..][..ho * wo];
-            for (oy, grow) in gc.chunks_exact(wo).enumerate() {
-                // Even columns to d(a, 0), odd ones to d(a, 1), a pair per tile.
-                let at = (oy % 2) * 2 * per + (oy / 2) * tw;
-                let (d0, d1) = d[at..].split_at_mut(per);
-                let (d0, d1) = (&mut d0[..tw], &mut d1[..tw]);
-                let pairs = grow.chunks_exact(2);
-                if let [last] = pairs.remainder() {
-                    d0[tw - 1] = *last;
-                }
-                for ((e, o), pair) in d0.iter_mut().zip(d1.iter_mut()).zip(pairs) {
-                    (*e, *o) = (pair[0], pair[1]);
-                }
-            }
-            let dp = |a: usize, b: usize| &d[(a * 2 + b) * per..][..per];
-            for b in 0..2 {
-                let (q1, rest) = q[b * 3 * per..(b + 1) * 3 * per].split_at_mut(per);
-                let (q2, q3) = rest.split_at_mut(per);
-                zip2(q1, dp(0, b), dp(1, b), |x, y| x + y);
-                zip2(q2, dp(0, b), dp(1, b), |x, y| x - y);
-                zip2(q3, dp(1, b), dp(1, b), |_, y| -y);
-            }
-            // q(i, b) for i = 1..3; row i = 0 is d(0, b) itself.
-            let base = co * stride + n * per;
-            for i in 0..4 {
-                let qp = |b: usize| -> &[f32] {
-                    if i == 0 {
-                        dp(0, b)
-                    } else {
-                        &q[(b * 3 + i - 1) * per..][..per]
-                    }
-                };
-                let (x0, x1) = (qp(0), qp(1));
-                let at = |j: usize| (i * 4 + j) * ps + base;
-                copy_short(&mut dm[at(0)..][..per], x0);
-                zip2(&mut dm[at(1)..][..per], x0, x1, |a, b| a + b);
-                zip2(&mut dm[at(2)..][..per], x0, x1, |a, b| a - b);
-                zip2(&mut dm[at(3)..][..per], x1, x1, |_, b| -b);
-            }
-        }
-    }
-}
-
-/// Inverse input transform for the input gradient: `gx = [images][cin][h][w]` (overwritten)
-/// from `dv = [16][cin][T]`, summing `B dV B^T` over the overlapping tiles. `scratch` holds
-/// [`WinogradTiles::scratch_len`]. Panics if a slice is too short.
-pub fn winograd_input_grad(
-    dv: &[f32],
-    images: usize,
-    cin: usize,
-    tiles: &WinogradTiles,
-    scratch: &mut [f32],
-    gx: &mut [f32],
-) {
-    simd_dispatch!(_s => winograd_input_grad_in(dv, images, cin, tiles, scratch, gx))
-}
-
-/// Inlined into each level's dispatch arm, so the loops vectorise for that level.
-#[inline(always)]
-fn winograd_input_grad_in(
-    dv: &[f32],
-    images: usize,
-    cin: usize,
-    tiles: &WinogradTiles,
-    scratch: &mut [f32],
-    gx: &mut [f32],
-) {
-    let (h, w, per) = (tiles.h, tiles.w, tiles.per_image());
-    let (stride, ps) = tiles.planes(images, cin, dv.len(), "winograd_input_grad: dv");
-    assert!(
-        gx.len() >= images * cin * h * w,
-        "winograd_input_grad: gx too short"
-    );
-    let rl = tiles.row_len();
-    let plane = &mut scratch[..tiles.scratch_len()];
-    for n in 0..images {
-        for ci in 0..cin {
-            plane.fill(0.0);
-            let tbase = ci * stride + n * per;
-            for ty in 0..tiles.th {
-                for tx in 0..tiles.tw {
-                    let t = tbase + ty * tiles.tw + tx;
-                    let e = |p: usize| dv[p * ps + t];
-                    let cols: [[f32; 4]; 4] =
-                        std::array::from_fn(|j| b4([e(j), e(4 + j), e(8 + j), e(12 + j)]));
-                    for a in 0..4 {
-                        let out = b4([cols[0][a], cols[1][a], cols[2][a], cols[3][a]]);
-                        let dst = &mut plane[(2 * ty + a) * rl + 2 * tx..][..4];
-                        for (d, o) in dst.iter_mut().zip(out) {
-                            *d += o;
+                    let at = (r % 2) * hlen + (r / 2) * tw;
+                    for tx in 0..tw {
+                        let c = 2 * tx;
+                        let t = bt4([row[c], row[c + 1], row[c + 2], row[c + 3]]);
+                        for (j, &val) in t.iter().enumerate() {
+                            hs[j * 2 * hlen + at + tx] = val;
                         }
                     }
                 }
+                let base = ci * stride + n * per;
+                for j in 0..4 {
+                    let (even, odd) = hs[j * 2 * hlen..(j + 1) * 2 * hlen].split_at(hlen);
+                    let (e0, e1, o0, o1) = (&even[..per], &even[tw..], &odd[..per], &odd[tw..]);
+                    let at = |i: usize| (i * 4 + j) * ps + base;
+                    zip2(&mut v[at(0)..][..per], e0, e1, |a, b| a - b);
+                    zip2(&mut v[at(1)..][..per], o0, e1, |a, b| a + b);
+                    zip2(&mut v[at(2)..][..per], e1, o0, |a, b| a - b);
+                    zip2(&mut v[at(3)..][..per], o0, o1, |a, b| a - b);
+                }
             }
-            let gc = &mut gx[(n * cin + ci) * h * w..][..h * w];
-            for (y, row) in gc.chunks_exact_mut(w).enumerate() {
-                copy_short(row, &plane[(y + tiles.pad.0) * rl + tiles.pad.1..][..w]);
+        }
+    }
+}
+
+simd_fn! {
+    /// Inverse output transform: `y = [images][cout][ho][wo]` from `m = [16][cout][T]`,
+    /// `A^T M A` per tile, then the epilogue. `scratch` holds [`WinogradTiles::scratch_len`].
+    /// Panics if a slice is too short.
+    pub fn winograd_output(
+        m: &[f32],
+        images: usize,
+        cout: usize,
+        tiles: &WinogradTiles,
+        ep: Epilogue<'_>,
+        scratch: &mut [f32],
+        y: &mut [f32],
+    ) {
+        let (ho, wo, tw, per) = (tiles.ho, tiles.wo, tiles.tw, tiles.per_image());
+        let (stride, ps) = tiles.planes(images, cout, m.len(), "winograd_output: m");
+        assert!(
+            y.len() >= images * cout * ho * wo,
+            "winograd_output: y too short"
+        );
+        // s[a][j]: A^T down column j (a = 0, 1); then out[a][b] along the rows.
+        let (s, out) = scratch[..12 * per].split_at_mut(8 * per);
+        for n in 0..images {
+            for co in 0..cout {
+                let base = co * stride + n * per;
+                let e = |p: usize| &m[p * ps + base..][..per];
+                for j in 0..4 {
+                    let (s0, s1) = s[j * 2 * per..(j + 1) * 2 * per].split_at_mut(per);
+                    zip3(s0, e(j), e(4 + j), e(8 + j), |a, b, c| a + b + c);
+                    zip3(s1, e(4 + j), e(8 + j), e(12 + j), |a, b, c| a - b - c);
+                }
+                let sp = |a: usize, j: usize| &s[(j * 2 + a) * per..][..per];
+                for a in 0..2 {
+                    let (o0, o1) = out[a * 2 * per..(a + 1) * 2 * per].split_at_mut(per);
+                    zip3(o0, sp(a, 0), sp(a, 1), sp(a, 2), |p, q, r| p + q + r);
+                    zip3(o1, sp(a, 1), sp(a, 2), sp(a, 3), |p, q, r| p - q - r);
+                }
+                let e = ep.channel(co);
+                let yc = &mut y[(n * cout + co) * ho * wo..][..ho * wo];
+                let finish = |v: f32| e.apply(v);
+                for (oy, yrow) in yc.chunks_exact_mut(wo).enumerate() {
+                    // out(a, 0) to the even columns, out(a, 1) to the odd ones.
+                    let at = (oy % 2) * 2 * per + (oy / 2) * tw;
+                    let (s0, s1) = (&out[at..at + tw], &out[at + per..at + per + tw]);
+                    let mut pairs = yrow.chunks_exact_mut(2);
+                    for ((pair, &e), &o) in (&mut pairs).zip(s0).zip(s1) {
+                        (pair[0], pair[1]) = (finish(e), finish(o));
+                    }
+                    if let [last] = pairs.into_remainder() {
+                        *last = finish(s0[tw - 1]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// Transforms the output gradient `gy = [images][cout][ho][wo]` into `dm = [16][cout][T]`,
+    /// `A dY A^T` per tile; positions past the output count as zero. `scratch` holds
+    /// [`WinogradTiles::scratch_len`]. Panics if a slice is too short.
+    pub fn winograd_grad_output(
+        gy: &[f32],
+        images: usize,
+        cout: usize,
+        tiles: &WinogradTiles,
+        scratch: &mut [f32],
+        dm: &mut [f32],
+    ) {
+        let (ho, wo, tw, per) = (tiles.ho, tiles.wo, tiles.tw, tiles.per_image());
+        assert!(
+            gy.len() >= images * cout * ho * wo,
+            "winograd_grad_output: gy too short"
+        );
+        let (stride, ps) = tiles.planes(images, cout, dm.len(), "winograd_grad_output: dm");
+        // d[a][b]: the tiles' 2x2 gradients by position; q[i][b]: A down the columns.
+        let (d, q) = scratch[..12 * per].split_at_mut(4 * per);
+        if ho % 2 == 1 || wo % 2 == 1 {
+            d.fill(0.0);
+        }
+        for n in 0..images {
+            for co in 0..cout {
+                let gc = &gy[(n * cout + co) * ho * wo..][..ho * wo];
+                for (oy, grow) in gc.chunks_exact(wo).enumerate() {
+                    // Even columns to d(a, 0), odd ones to d(a, 1), a pair per tile.
+                    let at = (oy % 2) * 2 * per + (oy / 2) * tw;
+                    let (d0, d1) = d[at..].split_at_mut(per);
+                    let (d0, d1) = (&mut d0[..tw], &mut d1[..tw]);
+                    let pairs = grow.chunks_exact(2);
+                    if let [last] = pairs.remainder() {
+                        d0[tw - 1] = *last;
+                    }
+                    for ((e, o), pair) in d0.iter_mut().zip(d1.iter_mut()).zip(pairs) {
+                        (*e, *o) = (pair[0], pair[1]);
+                    }
+                }
+                let dp = |a: usize, b: usize| &d[(a * 2 + b) * per..][..per];
+                for b in 0..2 {
+                    let (q1, rest) = q[b * 3 * per..(b + 1) * 3 * per].split_at_mut(per);
+                    let (q2, q3) = rest.split_at_mut(per);
+                    zip2(q1, dp(0, b), dp(1, b), |x, y| x + y);
+                    zip2(q2, dp(0, b), dp(1, b), |x, y| x - y);
+                    zip2(q3, dp(1, b), dp(1, b), |_, y| -y);
+                }
+                // q(i, b) for i = 1..3; row i = 0 is d(0, b) itself.
+                let base = co * stride + n * per;
+                for i in 0..4 {
+                    let qp = |b: usize| -> &[f32] {
+                        if i == 0 {
+                            dp(0, b)
+                        } else {
+                            &q[(b * 3 + i - 1) * per..][..per]
+                        }
+                    };
+                    let (x0, x1) = (qp(0), qp(1));
+                    let at = |j: usize| (i * 4 + j) * ps + base;
+                    copy_short(&mut dm[at(0)..][..per], x0);
+                    zip2(&mut dm[at(1)..][..per], x0, x1, |a, b| a + b);
+                    zip2(&mut dm[at(2)..][..per], x0, x1, |a, b| a - b);
+                    zip2(&mut dm[at(3)..][..per], x1, x1, |_, b| -b);
+                }
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// Inverse input transform for the input gradient: `gx = [images][cin][h][w]` (overwritten)
+    /// from `dv = [16][cin][T]`, summing `B dV B^T` over the overlapping tiles. `scratch` holds
+    /// [`WinogradTiles::scratch_len`]. Panics if a slice is too short.
+    pub fn winograd_input_grad(
+        dv: &[f32],
+        images: usize,
+        cin: usize,
+        tiles: &WinogradTiles,
+        scratch: &mut [f32],
+        gx: &mut [f32],
+    ) {
+        let (h, w, per) = (tiles.h, tiles.w, tiles.per_image());
+        let (stride, ps) = tiles.planes(images, cin, dv.len(), "winograd_input_grad: dv");
+        assert!(
+            gx.len() >= images * cin * h * w,
+            "winograd_input_grad: gx too short"
+        );
+        let rl = tiles.row_len();
+        let plane = &mut scratch[..tiles.scratch_len()];
+        for n in 0..images {
+            for ci in 0..cin {
+                plane.fill(0.0);
+                let tbase = ci * stride + n * per;
+                for ty in 0..tiles.th {
+                    for tx in 0..tiles.tw {
+                        let t = tbase + ty * tiles.tw + tx;
+                        let e = |p: usize| dv[p * ps + t];
+                        let cols: [[f32; 4]; 4] =
+                            std::array::from_fn(|j| b4([e(j), e(4 + j), e(8 + j), e(12 + j)]));
+                        for a in 0..4 {
+                            let out = b4([cols[0][a], cols[1][a], cols[2][a], cols[3][a]]);
+                            let dst = &mut plane[(2 * ty + a) * rl + 2 * tx..][..4];
+                            for (d, o) in dst.iter_mut().zip(out) {
+                                *d += o;
+                            }
+                        }
+                    }
+                }
+                let gc = &mut gx[(n * cin + ci) * h * w..][..h * w];
+                for (y, row) in gc.chunks_exact_mut(w).enumerate() {
+                    copy_short(row, &plane[(y + tiles.pad.0) * rl + tiles.pad.1..][..w]);
+                }
             }
         }
     }
