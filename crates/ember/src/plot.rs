@@ -99,24 +99,19 @@ pub fn plot_curves(dir: &Path, records: &[EpochRecord]) -> Result<()> {
             .filter_map(|r| f(r).map(|v| (r.epoch as f64, v)))
             .collect()
     };
-    line_chart(
-        &dir.join("loss.png"),
-        "loss",
-        "cross-entropy",
-        &[
-            ("train", BLUE, series(&|r| Some(r.train_loss))),
-            ("validation", RED, series(&|r| r.val_loss)),
-        ],
-    )?;
-    line_chart(
-        &dir.join("accuracy.png"),
-        "accuracy",
-        "accuracy",
-        &[
-            ("train", BLUE, series(&|r| Some(r.train_accuracy))),
-            ("validation", RED, series(&|r| r.val_accuracy)),
-        ],
-    )
+    // A chart's training and validation figures of one epoch.
+    type Figures = fn(&EpochRecord) -> (f64, Option<f64>);
+    let chart = |file: &str, title: &str, axis: &str, figures: Figures| {
+        let lines = [
+            ("train", BLUE, series(&|r| Some(figures(r).0))),
+            ("validation", RED, series(&|r| figures(r).1)),
+        ];
+        line_chart(&dir.join(file), title, axis, &lines)
+    };
+    let loss: Figures = |r| (r.train_loss, r.val_loss);
+    let accuracy: Figures = |r| (r.train_accuracy, r.val_accuracy);
+    chart("loss.png", "loss", "cross-entropy", loss)?;
+    chart("accuracy.png", "accuracy", "accuracy", accuracy)
 }
 
 /// The heat map's colour for a share `f` in [0, 1]: white to dark blue.

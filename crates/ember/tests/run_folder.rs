@@ -210,14 +210,18 @@ fn the_test_score_is_of_this_runs_best_model_or_its_current_weights() {
     std::fs::remove_dir_all(&s.dir).unwrap();
 }
 
+/// [`config`] for one epoch.
+fn one_epoch(s: &Tiny) -> TrainConfig {
+    TrainConfig {
+        epochs: 1,
+        ..config(s, "run")
+    }
+}
+
 #[test]
 fn best_json_records_the_epochs_completed() {
     let s = setup("best-epoch");
-    let cfg = TrainConfig {
-        epochs: 1,
-        ..config(&s, "run")
-    };
-    train(&cfg, None, Output::Quiet).unwrap();
+    train(&one_epoch(&s), None, Output::Quiet).unwrap();
     let best = read_json(&s.dir.join("run/best.json"));
     assert_eq!(best["epoch"], 1, "{best}");
     assert_eq!(best["step"], 20, "{best}");
@@ -251,9 +255,8 @@ fn a_validation_loss_that_is_not_finite_stops_the_run() {
 fn test_json_records_the_final_score_and_its_test_time_augmentation() {
     let s = setup("test-json");
     let cfg = TrainConfig {
-        epochs: 1,
         tta: Tta::Flip,
-        ..config(&s, "run")
+        ..one_epoch(&s)
     };
     let report = train(&cfg, None, Output::Quiet).unwrap();
     let score = read_json(&s.dir.join("run/test.json"));
