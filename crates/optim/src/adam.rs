@@ -122,7 +122,7 @@ impl<const DECOUPLED: bool> Optimizer for AdamCore<DECOUPLED> {
         let (m, rest) = p.state.bufs.split_first_mut().expect("exp_avg slot");
         let (v, rest) = rest.split_first_mut().expect("exp_avg_sq slot");
         let vmax = rest.first_mut().map_or(&mut [][..], |b| &mut b[..]);
-        kernels::adam(value, grad, m, v, vmax, &k);
+        kernels::adam(value, grad, kernels::Moments { m, v, vmax }, &k);
         p.state.step = step;
         Ok(())
     }

@@ -143,64 +143,83 @@ fn sgd_vectors<S: Simd>(s: S, p: &mut [f32], g: &[f32], buf: &mut [f32], k: &Sgd
     );
 }
 
-/// Adam / AdamW update of one parameter buffer. `m` and `v` are as long as `p`; `vmax`
-/// likewise with AMSGrad and empty without.
-pub fn adam(
-    p: &mut [f32],
-    g: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
-    vmax: &mut [f32],
-    k: &AdamStep,
-) {
+/// Adam's running averages of one parameter buffer (or of a chunk of one): `m` and `v` as
+/// long as the parameter, `vmax` likewise with AMSGrad and empty without.
+#[derive(Debug)]
+pub struct Moments<'a> {
+    /// The gradient's running average (`exp_avg`).
+    pub m: &'a mut [f32],
+    /// The squared gradient's running average (`exp_avg_sq`).
+    pub v: &'a mut [f32],
+    /// AMSGrad's running maximum of `v` (`max_exp_avg_sq`); empty without AMSGrad.
+    pub vmax: &'a mut [f32],
+}
+
+impl Moments<'_> {
+    /// The moments of elements `from..`.
+    pub fn tail(&mut self, from: usize) -> Moments<'_> {
+        let vmax = if self.vmax.is_empty() {
+            &mut [][..]
+        } else {
+            &mut self.vmax[from..]
+        };
+        Moments {
+            m: &mut self.m[from..],
+            v: &mut self.v[from..],
+            vmax,
+        }
+    }
+}
+
+/// Adam / AdamW update of one parameter buffer and its moments.
+pub fn adam(p: &mut [f32], g: &[f32], st: Moments<'_>, k: &AdamStep) {
     let n = p.len();
     same_len("adam", "grad", g.len(), n);
-    same_len("adam", "exp_avg", m.len(), n);
-    same_len("adam", "exp_avg_sq", v.len(), n);
-    if !vmax.is_empty() {
-        same_len("adam", "max_exp_avg_sq", vmax.len(), n);
+    same_len("adam", "exp_avg", st.m.len(), n);
+    same_len("adam", "exp_avg_sq", st.v.len(), n);
+    if !st.vmax.is_empty() {
+        same_len("adam", "max_exp_avg_sq", st.vmax.len(), n);
     }
     let level = simd::level();
     if n <= PAR_CHUNK {
-        adam_chunk(level, p, g, m, v, vmax, k);
+        adam_chunk(level, p, g, st, k);
         return;
     }
-    let moments = p
+    let Moments { m, v, vmax } = st;
+    let chunks = p
         .par_chunks_mut(PAR_CHUNK)
         .zip(g.par_chunks(PAR_CHUNK))
         .zip(m.par_chunks_mut(PAR_CHUNK))
         .zip(v.par_chunks_mut(PAR_CHUNK));
     if vmax.is_empty() {
-        moments.for_each(|(((p, g), m), v)| adam_chunk(level, p, g, m, v, &mut [], k));
+        chunks.for_each(|(((p, g), m), v)| {
+            adam_chunk(
+                level,
+                p,
+                g,
+                Moments {
+                    m,
+                    v,
+                    vmax: &mut [],
+                },
+                k,
+            )
+        });
     } else {
-        moments
+        chunks
             .zip(vmax.par_chunks_mut(PAR_CHUNK))
-            .for_each(|((((p, g), m), v), x)| adam_chunk(level, p, g, m, v, x, k));
+            .for_each(|((((p, g), m), v), vmax)| {
+                adam_chunk(level, p, g, Moments { m, v, vmax }, k)
+            });
     }
 }
 
-fn adam_chunk(
-    level: Level,
-    p: &mut [f32],
-    g: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
-    vmax: &mut [f32],
-    k: &AdamStep,
-) {
-    simd_dispatch!(level, s => adam_vectors(s, p, g, m, v, vmax, k))
+fn adam_chunk(level: Level, p: &mut [f32], g: &[f32], st: Moments<'_>, k: &AdamStep) {
+    simd_dispatch!(level, s => adam_vectors(s, p, g, st, k))
 }
 
 #[inline(always)]
-fn adam_vectors<S: Simd>(
-    s: S,
-    p: &mut [f32],
-    g: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
-    vmax: &mut [f32],
-    k: &AdamStep,
-) {
+fn adam_vectors<S: Simd>(s: S, p: &mut [f32], g: &[f32], mut st: Moments<'_>, k: &AdamStep) {
     let l = S::LANES;
     let body = p.len() / l * l;
     let decay_factor = s.splat(k.decay_factor);
@@ -235,35 +254,24 @@ fn adam_vectors<S: Simd>(
     let chunks = p
         .chunks_exact_mut(l)
         .zip(g.chunks_exact(l))
-        .zip(m.chunks_exact_mut(l))
-        .zip(v.chunks_exact_mut(l));
-    if vmax.is_empty() {
+        .zip(st.m.chunks_exact_mut(l))
+        .zip(st.v.chunks_exact_mut(l));
+    if st.vmax.is_empty() {
         for (((p8, g8), m8), v8) in chunks {
             update(p8, g8, m8, v8, None);
         }
-        reference::adam(
-            |a, b, c| s.mul_add_lane(a, b, c),
-            &mut p[body..],
-            &g[body..],
-            &mut m[body..],
-            &mut v[body..],
-            &mut [],
-            k,
-        );
     } else {
-        for ((((p8, g8), m8), v8), x8) in chunks.zip(vmax.chunks_exact_mut(l)) {
+        for ((((p8, g8), m8), v8), x8) in chunks.zip(st.vmax.chunks_exact_mut(l)) {
             update(p8, g8, m8, v8, Some(x8));
         }
-        reference::adam(
-            |a, b, c| s.mul_add_lane(a, b, c),
-            &mut p[body..],
-            &g[body..],
-            &mut m[body..],
-            &mut v[body..],
-            &mut vmax[body..],
-            k,
-        );
     }
+    reference::adam(
+        |a, b, c| s.mul_add_lane(a, b, c),
+        &mut p[body..],
+        &g[body..],
+        st.tail(body),
+        k,
+    );
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! kernels exactly, and the multiply-add is a parameter, fused (`f32::mul_add`) or not, so
 //! that each SIMD level agrees with them bitwise.
 
-use super::{AdamStep, SgdStep};
+use super::{AdamStep, Moments, SgdStep};
 
 /// SGD with optional momentum, dampening, Nesterov and (coupled) weight decay.
 /// `buf` is empty when `k.momentum == 0`.
@@ -40,16 +40,15 @@ pub fn sgd(
     }
 }
 
-/// Adam / AdamW (AMSGrad when `vmax` is not empty). `mul_add` as in [`sgd`].
+/// Adam / AdamW (AMSGrad when `st.vmax` is not empty). `mul_add` as in [`sgd`].
 pub fn adam(
     mul_add: impl Fn(f32, f32, f32) -> f32,
     p: &mut [f32],
     g: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
-    vmax: &mut [f32],
+    st: Moments<'_>,
     k: &AdamStep,
 ) {
+    let Moments { m, v, vmax } = st;
     let amsgrad = !vmax.is_empty();
     for i in 0..p.len() {
         let w = p[i] * k.decay_factor;

@@ -8,7 +8,7 @@ use ember_tensor::Rng;
 use ember_tensor::simd::{Level, with_level};
 use proptest::prelude::*;
 
-use super::{AdamStep, PAR_CHUNK, SgdStep, adam, reference, sgd};
+use super::{AdamStep, Moments, PAR_CHUNK, SgdStep, adam, reference, sgd};
 
 fn lengths() -> impl Strategy<Value = usize> {
     prop_oneof![
@@ -112,9 +112,11 @@ proptest! {
         };
         for level in Level::available() {
             let (mut p2, mut m2, mut v2, mut x2) = (p0.clone(), m0.clone(), v0.clone(), x0.clone());
-            reference::adam(mul_add_of(level), &mut p2, &g, &mut m2, &mut v2, &mut x2, &k);
+            let st = Moments { m: &mut m2, v: &mut v2, vmax: &mut x2 };
+            reference::adam(mul_add_of(level), &mut p2, &g, st, &k);
             let (mut p1, mut m1, mut v1, mut x1) = (p0.clone(), m0.clone(), v0.clone(), x0.clone());
-            with_level(level, || adam(&mut p1, &g, &mut m1, &mut v1, &mut x1, &k));
+            let st = Moments { m: &mut m1, v: &mut v1, vmax: &mut x1 };
+            with_level(level, || adam(&mut p1, &g, st, &k));
             assert_same(level, "p", &p1, &p2);
             assert_same(level, "m", &m1, &m2);
             assert_same(level, "v", &v1, &v2);
