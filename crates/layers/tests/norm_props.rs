@@ -73,11 +73,12 @@ proptest! {
         let k = case(n, c, h, w, seed, 0.5);
         let (x, gamma, beta, g) = (f64s(k.x.data()), f64s(k.gamma.data()), f64s(k.beta.data()), f64s(k.g.data()));
         let (rm, rv) = (f64s(k.rm.data()), f64s(k.rv.data()));
-        let hw = h * w;
+        let shape = r::Batch { n, c, hw: h * w };
         let fwd = |x: &[f64], gamma: &[f64], beta: &[f64]| {
-            dot(&r::batchnorm_train_forward(x, n, c, hw, gamma, beta, &rm, &rv, 1e-5, 0.1).output, &g)
+            let bn = r::BatchNormParams { gamma, beta, running_mean: &rm, running_var: &rv, eps: 1e-5 };
+            dot(&r::batchnorm_train_forward(x, shape, &bn, 0.1).output, &g)
         };
-        let (dx, dgamma, dbeta) = r::batchnorm_train_backward(&x, &g, n, c, hw, &gamma, 1e-5);
+        let (dx, dgamma, dbeta) = r::batchnorm_train_backward(&x, &g, shape, &gamma, 1e-5);
         assert_close("dx", &dx, &numeric_grad(&|x| fwd(x, &gamma, &beta), &x, 1e-6), 1e-5);
         assert_close("dgamma", &dgamma, &numeric_grad(&|gm| fwd(&x, gm, &beta), &gamma, 1e-6), FD_TOL);
         assert_close("dbeta", &dbeta, &numeric_grad(&|b| fwd(&x, &gamma, b), &beta, 1e-6), FD_TOL);
@@ -88,11 +89,12 @@ proptest! {
         let k = case(n, c, h, w, seed, 0.5);
         let (x, gamma, beta, g) = (f64s(k.x.data()), f64s(k.gamma.data()), f64s(k.beta.data()), f64s(k.g.data()));
         let (rm, rv) = (f64s(k.rm.data()), f64s(k.rv.data()));
-        let hw = h * w;
+        let shape = r::Batch { n, c, hw: h * w };
         let fwd = |x: &[f64], gamma: &[f64], beta: &[f64]| {
-            dot(&r::batchnorm_eval_forward(x, n, c, hw, gamma, beta, &rm, &rv, 1e-5), &g)
+            let bn = r::BatchNormParams { gamma, beta, running_mean: &rm, running_var: &rv, eps: 1e-5 };
+            dot(&r::batchnorm_eval_forward(x, shape, &bn), &g)
         };
-        let (dx, dgamma, dbeta) = r::batchnorm_eval_backward(&x, &g, n, c, hw, &gamma, &rm, &rv, 1e-5);
+        let (dx, dgamma, dbeta) = r::batchnorm_eval_backward(&x, &g, shape, &r::BatchNormParams { gamma: &gamma, beta: &beta, running_mean: &rm, running_var: &rv, eps: 1e-5 });
         assert_close("dx", &dx, &numeric_grad(&|x| fwd(x, &gamma, &beta), &x, 1e-6), FD_TOL);
         assert_close("dgamma", &dgamma, &numeric_grad(&|gm| fwd(&x, gm, &beta), &gamma, 1e-6), FD_TOL);
         assert_close("dbeta", &dbeta, &numeric_grad(&|b| fwd(&x, &gamma, b), &beta, 1e-6), FD_TOL);
@@ -104,13 +106,13 @@ proptest! {
         let k = case(n, c, h, w, seed, offset);
         let mut bn = layer_for(&k, 1e-5, momentum);
         let (x, gamma, beta, g) = (f64s(k.x.data()), f64s(k.gamma.data()), f64s(k.beta.data()), f64s(k.g.data()));
-        let hw = h * w;
-        let want = r::batchnorm_train_forward(&x, n, c, hw, &gamma, &beta, &f64s(k.rm.data()), &f64s(k.rv.data()), 1e-5, momentum as f64);
+        let shape = r::Batch { n, c, hw: h * w };
+        let want = r::batchnorm_train_forward(&x, shape, &r::BatchNormParams { gamma: &gamma, beta: &beta, running_mean: &f64s(k.rm.data()), running_var: &f64s(k.rv.data()), eps: 1e-5 }, momentum as f64);
         let y = bn.forward(&k.x, Mode::Train);
         assert_close("output", &f64s(y.data()), &want.output, F32_TOL);
         assert_close("running_mean", &f64s(bn.running_mean().data()), &want.running_mean, F32_TOL);
         assert_close("running_var", &f64s(bn.running_var().data()), &want.running_var, F32_TOL);
-        let (dx, dgamma, dbeta) = r::batchnorm_train_backward(&x, &g, n, c, hw, &gamma, 1e-5);
+        let (dx, dgamma, dbeta) = r::batchnorm_train_backward(&x, &g, shape, &gamma, 1e-5);
         let got = f64s(bn.backward(&k.x, &k.g, true).data());
         // dx is a difference of O(1) terms scaled by invstd (up to ~1/sqrt(eps) when a
         // channel is nearly constant): compare relative to its size.
@@ -129,10 +131,12 @@ proptest! {
         let (gamma, beta) = if affine { (f64s(k.gamma.data()), f64s(k.beta.data())) } else { (vec![1.0; c], vec![0.0; c]) };
         let (rm, rv) = (f64s(k.rm.data()), f64s(k.rv.data()));
         let x = f64s(k.x.data());
-        let want = r::batchnorm_eval_forward(&x, n, c, h * w, &gamma, &beta, &rm, &rv, 1e-3);
+        let shape = r::Batch { n, c, hw: h * w };
+        let params = r::BatchNormParams { gamma: &gamma, beta: &beta, running_mean: &rm, running_var: &rv, eps: 1e-3 };
+        let want = r::batchnorm_eval_forward(&x, shape, &params);
         let y = bn.forward(&k.x, Mode::Eval);
         assert_close("output", &f64s(y.data()), &want, F32_TOL);
-        let (dx, _, _) = r::batchnorm_eval_backward(&x, &f64s(k.g.data()), n, c, h * w, &gamma, &rm, &rv, 1e-3);
+        let (dx, _, _) = r::batchnorm_eval_backward(&x, &f64s(k.g.data()), shape, &params);
         assert_close("grad_input", &f64s(bn.backward(&k.x, &k.g, true).data()), &dx, F32_TOL);
         // Eval mode leaves the running statistics alone.
         assert_close("running_mean", &f64s(bn.running_mean().data()), &rm, 0.0);
@@ -186,18 +190,17 @@ fn train_forward(k: &Case) -> (BatchNorm2d, Vec<f32>, r::BatchNormTrain) {
     let mut bn = layer_for(k, 1e-5, 0.1);
     let y = bn.forward(&k.x, Mode::Train).to_vec();
     let [n, c, h, w]: [usize; 4] = k.x.shape().dims().try_into().unwrap();
-    let want = r::batchnorm_train_forward(
-        &f64s(k.x.data()),
-        n,
-        c,
-        h * w,
-        &f64s(k.gamma.data()),
-        &f64s(k.beta.data()),
-        &f64s(k.rm.data()),
-        &f64s(k.rv.data()),
-        1e-5,
-        0.1,
-    );
+    let (gamma, beta) = (f64s(k.gamma.data()), f64s(k.beta.data()));
+    let (running_mean, running_var) = (f64s(k.rm.data()), f64s(k.rv.data()));
+    let params = r::BatchNormParams {
+        gamma: &gamma,
+        beta: &beta,
+        running_mean: &running_mean,
+        running_var: &running_var,
+        eps: 1e-5,
+    };
+    let shape = r::Batch { n, c, hw: h * w };
+    let want = r::batchnorm_train_forward(&f64s(k.x.data()), shape, &params, 0.1);
     (bn, y, want)
 }
 

@@ -2,6 +2,32 @@
 //!
 //! Tensors are NCHW row-major slices; statistics are per channel over `n * h * w` values.
 
+/// The shape of a batch: `n` images of `c` channels of `hw` (height x width) values.
+#[derive(Clone, Copy, Debug)]
+pub struct Batch {
+    /// Images.
+    pub n: usize,
+    /// Channels.
+    pub c: usize,
+    /// Values per channel plane (`h * w`).
+    pub hw: usize,
+}
+
+/// Batch norm's per-channel scale and shift, running statistics and `eps`.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchNormParams<'a> {
+    /// Scale `[c]`.
+    pub gamma: &'a [f64],
+    /// Shift `[c]`.
+    pub beta: &'a [f64],
+    /// Running mean `[c]` (before a training step).
+    pub running_mean: &'a [f64],
+    /// Running variance `[c]` (before a training step).
+    pub running_var: &'a [f64],
+    /// Added to the variance.
+    pub eps: f64,
+}
+
 /// The result of a training-mode forward.
 #[derive(Clone, Debug)]
 pub struct BatchNormTrain {
@@ -21,21 +47,22 @@ fn at(c: usize, i: usize, ch: usize, hw: usize, p: usize) -> usize {
     (i * c + ch) * hw + p
 }
 
-/// Training-mode batch norm of `x` `[n, c, hw]` (hw = h * w): `gamma`/`beta` `[c]`, the
-/// running statistics before the step, `eps`, `momentum`.
-#[allow(clippy::too_many_arguments)]
+/// Training-mode batch norm of `x` `[n, c, hw]` with `bn` (its running statistics before
+/// the step) and `momentum`.
 pub fn batchnorm_train_forward(
     x: &[f64],
-    n: usize,
-    c: usize,
-    hw: usize,
-    gamma: &[f64],
-    beta: &[f64],
-    running_mean: &[f64],
-    running_var: &[f64],
-    eps: f64,
+    b: Batch,
+    bn: &BatchNormParams<'_>,
     momentum: f64,
 ) -> BatchNormTrain {
+    let Batch { n, c, hw } = b;
+    let BatchNormParams {
+        gamma,
+        beta,
+        running_mean,
+        running_var,
+        eps,
+    } = *bn;
     let m = (n * hw) as f64;
     let mut out = BatchNormTrain {
         output: vec![0.0; x.len()],
@@ -76,16 +103,14 @@ pub fn batchnorm_train_forward(
 
 /// Gradients of training-mode batch norm (batch statistics depend on `x`):
 /// `(dx, dgamma, dbeta)`.
-#[allow(clippy::too_many_arguments)]
 pub fn batchnorm_train_backward(
     x: &[f64],
     g: &[f64],
-    n: usize,
-    c: usize,
-    hw: usize,
+    b: Batch,
     gamma: &[f64],
     eps: f64,
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let Batch { n, c, hw } = b;
     let m = (n * hw) as f64;
     let mut dx = vec![0.0; x.len()];
     let mut dgamma = vec![0.0; c];
@@ -109,19 +134,16 @@ pub fn batchnorm_train_backward(
     (dx, dgamma, dbeta)
 }
 
-/// Eval-mode batch norm: normalises with the running statistics.
-#[allow(clippy::too_many_arguments)]
-pub fn batchnorm_eval_forward(
-    x: &[f64],
-    n: usize,
-    c: usize,
-    hw: usize,
-    gamma: &[f64],
-    beta: &[f64],
-    running_mean: &[f64],
-    running_var: &[f64],
-    eps: f64,
-) -> Vec<f64> {
+/// Eval-mode batch norm: normalises with the running statistics of `bn`.
+pub fn batchnorm_eval_forward(x: &[f64], b: Batch, bn: &BatchNormParams<'_>) -> Vec<f64> {
+    let Batch { n, c, hw } = b;
+    let BatchNormParams {
+        gamma,
+        beta,
+        running_mean,
+        running_var,
+        eps,
+    } = *bn;
     let mut y = vec![0.0; x.len()];
     for i in 0..n {
         for ch in 0..c {
@@ -136,18 +158,20 @@ pub fn batchnorm_eval_forward(
 }
 
 /// Gradients of eval-mode batch norm (statistics are constants): `(dx, dgamma, dbeta)`.
-#[allow(clippy::too_many_arguments)]
 pub fn batchnorm_eval_backward(
     x: &[f64],
     g: &[f64],
-    n: usize,
-    c: usize,
-    hw: usize,
-    gamma: &[f64],
-    running_mean: &[f64],
-    running_var: &[f64],
-    eps: f64,
+    b: Batch,
+    bn: &BatchNormParams<'_>,
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let Batch { n, c, hw } = b;
+    let BatchNormParams {
+        gamma,
+        running_mean,
+        running_var,
+        eps,
+        ..
+    } = *bn;
     let mut dx = vec![0.0; x.len()];
     let mut dgamma = vec![0.0; c];
     let mut dbeta = vec![0.0; c];
