@@ -1,8 +1,9 @@
-//! A batch chunk's state: the workspace one thread owns between steps, and the group of
-//! images one backward call works on.
+//! A batch chunk's state: the workspace one thread owns between steps, and the images one
+//! forward or backward call works on.
 
 use super::ConvGeometry;
 use super::direct::DirectScratch;
+use super::epilogue::Epilogue;
 use super::im2col::Im2colScratch;
 use super::winograd::WinogradScratch;
 
@@ -34,6 +35,22 @@ pub(super) fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
         v.resize(len, 0.0);
     }
     &mut v[..len]
+}
+
+/// Consecutive images of a forward pass: their inputs and how the outputs are made.
+#[derive(Clone, Copy)]
+pub(super) struct ForwardImages<'a> {
+    /// The convolution (its `batch` is the whole batch's).
+    pub(super) g: &'a ConvGeometry,
+    /// The images' inputs, `[images, cin, h, w]`.
+    pub(super) x: &'a [f32],
+    /// The weights in the algorithm's layout: packed for Winograd and the direct kernel,
+    /// OIHW for im2col.
+    pub(super) weights: &'a [f32],
+    /// Bias and fused ReLU.
+    pub(super) ep: Epilogue<'a>,
+    /// Whether the products may split over threads (one chunk for the whole batch).
+    pub(super) par: bool,
 }
 
 /// Consecutive images of a backward pass: their inputs and output gradients.

@@ -6,8 +6,7 @@
 use ember_tensor::gemm::{MatMut, MatRef, gemm_maybe_parallel};
 
 use super::ConvGeometry;
-use super::chunk::{BackwardImages, grow};
-use super::epilogue::Epilogue;
+use super::chunk::{BackwardImages, ForwardImages, grow};
 use crate::Pair;
 use crate::window::valid_range;
 
@@ -138,17 +137,10 @@ fn columns<'a>(g: &ConvGeometry, x: &'a [f32], gi: usize, cols: &'a mut Vec<f32>
     c
 }
 
-/// Forward of consecutive images `xs` into `ys`: per image and group `Y = W cols(X)`, then
-/// the epilogue. `w` is the OIHW weight.
-pub(super) fn forward(
-    g: &ConvGeometry,
-    xs: &[f32],
-    w: &[f32],
-    ep: Epilogue<'_>,
-    ys: &mut [f32],
-    s: &mut Im2colScratch,
-    par: bool,
-) {
+/// Forward of the images of `f` into `ys`: per image and group `Y = W cols(X)`, then the
+/// epilogue. `f.weights` is the OIHW weight.
+pub(super) fn forward(f: &ForwardImages<'_>, ys: &mut [f32], s: &mut Im2colScratch) {
+    let (g, xs, w, ep, par) = (f.g, f.x, f.weights, f.ep, f.par);
     let (p, cog, kl) = (g.out_h() * g.out_w(), g.out_per_group(), g.kernel_len());
     for (x, y) in xs
         .chunks_exact(g.in_item())

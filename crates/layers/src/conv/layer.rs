@@ -6,7 +6,7 @@
 use ember_tensor::{Rng, Shape, Tensor, init, simd};
 use rayon::prelude::*;
 
-use super::chunk::{AlgorithmScratch, BackwardImages, Workspace, grow};
+use super::chunk::{AlgorithmScratch, BackwardImages, ForwardImages, Workspace, grow};
 use super::epilogue::Epilogue;
 use super::{ConvAlgorithm, ConvGeometry, direct, im2col, winograd};
 use crate::buffers::Buffers;
@@ -474,15 +474,22 @@ impl Layer for Conv2d {
             .par_chunks_mut(chunk * g.out_item())
             .zip(xs.par_chunks(in_chunk))
             .zip(self.workspaces.par_iter_mut())
-            .for_each(|((ys, xs), ws)| match algo {
-                ConvAlgorithm::Winograd => {
-                    winograd::forward(&g, xs, packed, ep, ys, &mut ws.scratch.winograd, par)
-                }
-                ConvAlgorithm::Direct3x3 => {
-                    direct::forward(&g, xs, packed, ep, ys, &mut ws.scratch.direct)
-                }
-                ConvAlgorithm::Im2colGemm | ConvAlgorithm::Auto => {
-                    im2col::forward(&g, xs, w, ep, ys, &mut ws.scratch.im2col, par)
+            .for_each(|((ys, x), ws)| {
+                let f = ForwardImages {
+                    g: &g,
+                    x,
+                    weights: packed,
+                    ep,
+                    par,
+                };
+                let scratch = &mut ws.scratch;
+                match algo {
+                    ConvAlgorithm::Winograd => winograd::forward(&f, ys, &mut scratch.winograd),
+                    ConvAlgorithm::Direct3x3 => direct::forward(&f, ys, &mut scratch.direct),
+                    ConvAlgorithm::Im2colGemm | ConvAlgorithm::Auto => {
+                        let f = ForwardImages { weights: w, ..f };
+                        im2col::forward(&f, ys, &mut scratch.im2col)
+                    }
                 }
             });
         out

@@ -12,7 +12,7 @@ pub use kernels::{
 use ember_tensor::simd_dispatch;
 
 use super::ConvGeometry;
-use super::chunk::{BackwardImages, grow};
+use super::chunk::{BackwardImages, ForwardImages, grow};
 use super::epilogue::Epilogue;
 use crate::Pair;
 use kernels::{forward_image, weight_grad_images};
@@ -51,15 +51,9 @@ fn adjoint(g: &ConvGeometry) -> ConvGeometry {
     }
 }
 
-/// Forward of consecutive images `xs` into `ys`, `packed` from [`pack_forward`].
-pub(super) fn forward(
-    g: &ConvGeometry,
-    xs: &[f32],
-    packed: &[f32],
-    ep: Epilogue<'_>,
-    ys: &mut [f32],
-    s: &mut DirectScratch,
-) {
+/// Forward of the images of `f` into `ys`, `f.weights` from [`pack_forward`].
+pub(super) fn forward(f: &ForwardImages<'_>, ys: &mut [f32], s: &mut DirectScratch) {
+    let (g, xs, packed, ep) = (f.g, f.x, f.weights, f.ep);
     let scratch = grow(&mut s.padded, direct_3x3_scratch_len(g));
     let images = xs
         .chunks_exact(g.in_item())

@@ -20,8 +20,7 @@ use ember_tensor::gemm::{MatMut, MatRef, gemm_serial};
 use rayon::prelude::*;
 
 use super::ConvGeometry;
-use super::chunk::{BackwardImages, grow};
-use super::epilogue::Epilogue;
+use super::chunk::{BackwardImages, ForwardImages, grow};
 use super::panel_gemm::{gemm_nt_acc, pack_transposed, panel_gemm, panel_len, transposed_len};
 
 /// Tiles per pass: the transformed input and output of this many tiles stay within L2 for
@@ -104,16 +103,9 @@ fn for_positions(par: bool, c: &mut [f32], plane: usize, f: impl Fn(usize, &mut 
     }
 }
 
-/// Forward of consecutive images `xs` into `ys`, `u` from [`pack_forward`].
-pub(super) fn forward(
-    g: &ConvGeometry,
-    xs: &[f32],
-    u: &[f32],
-    ep: Epilogue<'_>,
-    ys: &mut [f32],
-    s: &mut WinogradScratch,
-    par: bool,
-) {
+/// Forward of the images of `f` into `ys`, `f.weights` from [`pack_forward`].
+pub(super) fn forward(f: &ForwardImages<'_>, ys: &mut [f32], s: &mut WinogradScratch) {
+    let (g, xs, u, ep, par) = (f.g, f.x, f.weights, f.ep, f.par);
     let tiles = tiles(g);
     let (cin, cout) = (g.in_channels, g.out_channels);
     let (in_item, out_item) = (g.in_item(), g.out_item());
