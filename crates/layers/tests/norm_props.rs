@@ -64,6 +64,34 @@ fn layer_for(k: &Case, eps: f32, momentum: f32) -> BatchNorm2d {
     bn
 }
 
+/// `(dx, dgamma, dbeta)` against central differences of `fwd(x, gamma, beta)` (a scalar
+/// loss) at `at`; `dx_tol` for `dx`, [`FD_TOL`] for the parameters.
+fn assert_finite_differences(
+    fwd: &dyn Fn(&[f64], &[f64], &[f64]) -> f64,
+    (x, gamma, beta): (&[f64], &[f64], &[f64]),
+    (dx, dgamma, dbeta): (Vec<f64>, Vec<f64>, Vec<f64>),
+    dx_tol: f64,
+) {
+    assert_close(
+        "dx",
+        &dx,
+        &numeric_grad(&|x| fwd(x, gamma, beta), x, 1e-6),
+        dx_tol,
+    );
+    assert_close(
+        "dgamma",
+        &dgamma,
+        &numeric_grad(&|gm| fwd(x, gm, beta), gamma, 1e-6),
+        FD_TOL,
+    );
+    assert_close(
+        "dbeta",
+        &dbeta,
+        &numeric_grad(&|b| fwd(x, gamma, b), beta, 1e-6),
+        FD_TOL,
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
@@ -78,10 +106,8 @@ proptest! {
             let bn = r::BatchNormParams { gamma, beta, running_mean: &rm, running_var: &rv, eps: 1e-5 };
             dot(&r::batchnorm_train_forward(x, shape, &bn, 0.1).output, &g)
         };
-        let (dx, dgamma, dbeta) = r::batchnorm_train_backward(&x, &g, shape, &gamma, 1e-5);
-        assert_close("dx", &dx, &numeric_grad(&|x| fwd(x, &gamma, &beta), &x, 1e-6), 1e-5);
-        assert_close("dgamma", &dgamma, &numeric_grad(&|gm| fwd(&x, gm, &beta), &gamma, 1e-6), FD_TOL);
-        assert_close("dbeta", &dbeta, &numeric_grad(&|b| fwd(&x, &gamma, b), &beta, 1e-6), FD_TOL);
+        let grads = r::batchnorm_train_backward(&x, &g, shape, &gamma, 1e-5);
+        assert_finite_differences(&fwd, (&x, &gamma, &beta), grads, 1e-5);
     }
 
     #[test]
@@ -94,10 +120,9 @@ proptest! {
             let bn = r::BatchNormParams { gamma, beta, running_mean: &rm, running_var: &rv, eps: 1e-5 };
             dot(&r::batchnorm_eval_forward(x, shape, &bn), &g)
         };
-        let (dx, dgamma, dbeta) = r::batchnorm_eval_backward(&x, &g, shape, &r::BatchNormParams { gamma: &gamma, beta: &beta, running_mean: &rm, running_var: &rv, eps: 1e-5 });
-        assert_close("dx", &dx, &numeric_grad(&|x| fwd(x, &gamma, &beta), &x, 1e-6), FD_TOL);
-        assert_close("dgamma", &dgamma, &numeric_grad(&|gm| fwd(&x, gm, &beta), &gamma, 1e-6), FD_TOL);
-        assert_close("dbeta", &dbeta, &numeric_grad(&|b| fwd(&x, &gamma, b), &beta, 1e-6), FD_TOL);
+        let bn = r::BatchNormParams { gamma: &gamma, beta: &beta, running_mean: &rm, running_var: &rv, eps: 1e-5 };
+        let grads = r::batchnorm_eval_backward(&x, &g, shape, &bn);
+        assert_finite_differences(&fwd, (&x, &gamma, &beta), grads, FD_TOL);
     }
 
     #[test]

@@ -56,13 +56,8 @@ pub fn batchnorm_train_forward(
     momentum: f64,
 ) -> BatchNormTrain {
     let Batch { n, c, hw } = b;
-    let BatchNormParams {
-        gamma,
-        beta,
-        running_mean,
-        running_var,
-        eps,
-    } = *bn;
+    let (gamma, beta, eps) = (bn.gamma, bn.beta, bn.eps);
+    let (running_mean, running_var) = (bn.running_mean, bn.running_var);
     let m = (n * hw) as f64;
     let mut out = BatchNormTrain {
         output: vec![0.0; x.len()],
@@ -137,13 +132,8 @@ pub fn batchnorm_train_backward(
 /// Eval-mode batch norm: normalises with the running statistics of `bn`.
 pub fn batchnorm_eval_forward(x: &[f64], b: Batch, bn: &BatchNormParams<'_>) -> Vec<f64> {
     let Batch { n, c, hw } = b;
-    let BatchNormParams {
-        gamma,
-        beta,
-        running_mean,
-        running_var,
-        eps,
-    } = *bn;
+    let (gamma, beta, eps) = (bn.gamma, bn.beta, bn.eps);
+    let (running_mean, running_var) = (bn.running_mean, bn.running_var);
     let mut y = vec![0.0; x.len()];
     for i in 0..n {
         for ch in 0..c {
@@ -165,13 +155,8 @@ pub fn batchnorm_eval_backward(
     bn: &BatchNormParams<'_>,
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let Batch { n, c, hw } = b;
-    let BatchNormParams {
-        gamma,
-        running_mean,
-        running_var,
-        eps,
-        ..
-    } = *bn;
+    let (gamma, eps) = (bn.gamma, bn.eps);
+    let (running_mean, running_var) = (bn.running_mean, bn.running_var);
     let mut dx = vec![0.0; x.len()];
     let mut dgamma = vec![0.0; c];
     let mut dbeta = vec![0.0; c];
