@@ -200,8 +200,16 @@ fn shapes_come_from_the_file_not_the_public_set() {
     let (gamma, beta, rm) = (vals(c, 5), vals(c, 6), vals(c, 7));
     let rv: Vec<f64> = vals(c, 8).iter().map(|v| v.abs() + 0.5).collect();
     let g = vals(n * c * hw, 9);
-    let fwd = norm::batchnorm_train_forward(&x, n, c, hw, &gamma, &beta, &rm, &rv, 1e-3, 0.3);
-    let (dx, dgamma, dbeta) = norm::batchnorm_train_backward(&x, &g, n, c, hw, &gamma, 1e-3);
+    let shape = norm::Batch { n, c, hw };
+    let params = norm::BatchNormParams {
+        gamma: &gamma,
+        beta: &beta,
+        running_mean: &rm,
+        running_var: &rv,
+        eps: 1e-3,
+    };
+    let fwd = norm::batchnorm_train_forward(&x, shape, &params, 0.3);
+    let (dx, dgamma, dbeta) = norm::batchnorm_train_backward(&x, &g, shape, &gamma, 1e-3);
     let s4 = [n, c, 2, 3];
     let case = serde_json::json!({
         "format": "ember-golden/1", "case": "bn_held", "kind": "batchnorm2d_train",

@@ -64,12 +64,17 @@ fn layer_for(k: &Case, eps: f32, momentum: f32) -> BatchNorm2d {
     bn
 }
 
+/// A scalar loss of batch norm's `(x, gamma, beta)`.
+type Loss<'a> = &'a dyn Fn(&[f64], &[f64], &[f64]) -> f64;
+/// `(dx, dgamma, dbeta)`.
+type Grads = (Vec<f64>, Vec<f64>, Vec<f64>);
+
 /// `(dx, dgamma, dbeta)` against central differences of `fwd(x, gamma, beta)` (a scalar
 /// loss) at `at`; `dx_tol` for `dx`, [`FD_TOL`] for the parameters.
 fn assert_finite_differences(
-    fwd: &dyn Fn(&[f64], &[f64], &[f64]) -> f64,
+    fwd: Loss<'_>,
     (x, gamma, beta): (&[f64], &[f64], &[f64]),
-    (dx, dgamma, dbeta): (Vec<f64>, Vec<f64>, Vec<f64>),
+    (dx, dgamma, dbeta): Grads,
     dx_tol: f64,
 ) {
     assert_close(
