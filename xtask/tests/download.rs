@@ -18,12 +18,10 @@ use xtask::download::{Dataset, Error, MANIFEST, Options, Outcome, install, is_in
 
 #[test]
 fn good_checksum_downloads_verifies_and_unpacks() {
-    let archive = tar_gz("top/", &toy_files());
-    let (md5, sha) = (md5_hex(&archive), sha256_hex(&archive));
-    let server = serve_one("/toy.tar.gz", Route::new(archive));
-    let url = server.url("/toy.tar.gz");
-    let urls = [url.as_str()];
-    let archives = [tar_archive(&urls, Some(&md5), Some(&sha))];
+    let toy_server = serve_toy(Route::new);
+    let (server, md5, sha) = (&toy_server.server, &toy_server.md5, &toy_server.sha256);
+    let urls = [toy_server.url.as_str()];
+    let archives = [tar_archive(&urls, Some(md5), Some(sha))];
     let ds = toy(&archives);
     let tmp = tempfile::tempdir().expect("temp dir");
     let data = tmp.path().join("data");
@@ -48,10 +46,9 @@ fn good_checksum_downloads_verifies_and_unpacks() {
 
 #[test]
 fn second_install_makes_no_request() {
-    let archive = tar_gz("top/", &toy_files());
-    let md5 = md5_hex(&archive);
-    let server = serve_one("/toy.tar.gz", Route::new(archive));
-    let url = server.url("/toy.tar.gz");
+    let ToyServer {
+        server, url, md5, ..
+    } = serve_toy(Route::new);
     let urls = [url.as_str()];
     let archives = [tar_archive(&urls, Some(&md5), None)];
     let ds = toy(&archives);
@@ -76,10 +73,8 @@ fn second_install_makes_no_request() {
 
 #[test]
 fn bad_checksum_fails_and_leaves_nothing() {
-    let archive = tar_gz("top/", &toy_files());
     let wrong_md5 = md5_hex(b"something else");
-    let server = serve_one("/toy.tar.gz", Route::new(archive));
-    let url = server.url("/toy.tar.gz");
+    let ToyServer { server, url, .. } = serve_toy(Route::new);
     let urls = [url.as_str()];
     let archives = [tar_archive(&urls, Some(&wrong_md5), None)];
     let ds = toy(&archives);
@@ -186,21 +181,17 @@ fn gzip_files_are_decompressed_into_the_dataset_folder() {
 
 #[test]
 fn interrupted_transfer_is_resumed_within_the_run() {
-    let archive = tar_gz("top/", &toy_files());
-    let sha = sha256_hex(&archive);
     let cut = 20_000;
+    let ToyServer {
+        server,
+        url,
+        sha256,
+        archive,
+        ..
+    } = serve_toy(|body| Route::cut_after(body, cut));
     assert!(archive.len() > 2 * cut);
-    let server = serve_one(
-        "/toy.tar.gz",
-        Route {
-            body: archive,
-            cut_first_after: Some(cut),
-            ignore_range: false,
-        },
-    );
-    let url = server.url("/toy.tar.gz");
     let urls = [url.as_str()];
-    let archives = [tar_archive(&urls, None, Some(&sha))];
+    let archives = [tar_archive(&urls, None, Some(&sha256))];
     let ds = toy(&archives);
     let tmp = tempfile::tempdir().expect("temp dir");
 
@@ -212,18 +203,10 @@ fn interrupted_transfer_is_resumed_within_the_run() {
 
 #[test]
 fn interrupted_run_keeps_the_part_file_and_the_next_run_resumes_it() {
-    let archive = tar_gz("top/", &toy_files());
-    let md5 = md5_hex(&archive);
     let cut = 30_000;
-    let server = serve_one(
-        "/toy.tar.gz",
-        Route {
-            body: archive,
-            cut_first_after: Some(cut),
-            ignore_range: false,
-        },
-    );
-    let url = server.url("/toy.tar.gz");
+    let ToyServer {
+        server, url, md5, ..
+    } = serve_toy(|body| Route::cut_after(body, cut));
     let urls = [url.as_str()];
     let archives = [tar_archive(&urls, Some(&md5), None)];
     let ds = toy(&archives);
@@ -248,14 +231,17 @@ fn interrupted_run_keeps_the_part_file_and_the_next_run_resumes_it() {
 
 #[test]
 fn complete_part_file_and_servers_without_range_support() {
-    let archive = tar_gz("top/", &toy_files());
-    let md5 = md5_hex(&archive);
     let tmp = tempfile::tempdir().expect("temp dir");
     let downloads = tmp.path().join(".downloads");
 
     // A part file that already holds everything: the server answers 416, verification passes.
-    let server = serve_one("/toy.tar.gz", Route::new(archive.clone()));
-    let url = server.url("/toy.tar.gz");
+    let ToyServer {
+        server,
+        url,
+        md5,
+        archive,
+        ..
+    } = serve_toy(Route::new);
     let urls = [url.as_str()];
     let archives = [tar_archive(&urls, Some(&md5), None)];
     let ds = toy(&archives);
@@ -271,15 +257,10 @@ fn complete_part_file_and_servers_without_range_support() {
     // A server that ignores Range: the part file is rewritten from the start.
     let tmp = tempfile::tempdir().expect("temp dir");
     let downloads = tmp.path().join(".downloads");
-    let server = serve_one(
-        "/toy.tar.gz",
-        Route {
-            body: archive.clone(),
-            cut_first_after: None,
-            ignore_range: true,
-        },
-    );
-    let url = server.url("/toy.tar.gz");
+    let ToyServer { server, url, .. } = serve_toy(|body| Route {
+        ignore_range: true,
+        ..Route::new(body)
+    });
     let urls = [url.as_str()];
     let archives = [tar_archive(&urls, Some(&md5), None)];
     let ds = toy(&archives);
@@ -472,10 +453,9 @@ fn unsafe_or_incomplete_archives_are_refused_and_cleaned_up() {
 
 #[test]
 fn an_unverified_dataset_folder_is_never_overwritten() {
-    let archive = tar_gz("top/", &toy_files());
-    let md5 = md5_hex(&archive);
-    let server = serve_one("/toy.tar.gz", Route::new(archive));
-    let url = server.url("/toy.tar.gz");
+    let ToyServer {
+        server, url, md5, ..
+    } = serve_toy(Route::new);
     let urls = [url.as_str()];
     let archives = [tar_archive(&urls, Some(&md5), None)];
     let ds = toy(&archives);

@@ -99,6 +99,28 @@ pub fn serve_one(path: &str, route: Route) -> Server {
     Server::start(HashMap::from([(path.to_string(), route)]))
 }
 
+/// The toy archive, its checksums, and a server answering `/toy.tar.gz` at `url` with it.
+pub struct ToyServer {
+    pub archive: Vec<u8>,
+    pub md5: String,
+    pub sha256: String,
+    pub server: Server,
+    pub url: String,
+}
+
+/// Serves the toy archive at `/toy.tar.gz` through the route `route` makes of it.
+pub fn serve_toy(route: impl FnOnce(Vec<u8>) -> Route) -> ToyServer {
+    let archive = tar_gz("top/", &toy_files());
+    let server = serve_one("/toy.tar.gz", route(archive.clone()));
+    ToyServer {
+        md5: md5_hex(&archive),
+        sha256: sha256_hex(&archive),
+        url: server.url("/toy.tar.gz"),
+        archive,
+        server,
+    }
+}
+
 /// A gzip archive `file_name` unpacked to `output`.
 pub fn gz_archive<'a>(
     file_name: &'a str,

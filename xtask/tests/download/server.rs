@@ -28,6 +28,14 @@ impl Route {
             ..Route::default()
         }
     }
+
+    /// The first answer stops after `cut` body bytes.
+    pub fn cut_after(body: Vec<u8>, cut: usize) -> Self {
+        Route {
+            cut_first_after: Some(cut),
+            ..Route::new(body)
+        }
+    }
 }
 
 /// One request as the server saw it.
