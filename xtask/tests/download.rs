@@ -74,7 +74,11 @@ fn second_install_makes_no_request() {
 #[test]
 fn bad_checksum_fails_and_leaves_nothing() {
     let wrong_md5 = md5_hex(b"something else");
-    let ToyServer { server, url, .. } = serve_toy(Route::new);
+    let ToyServer {
+        server: _server,
+        url,
+        ..
+    } = serve_toy(Route::new);
     let urls = [url.as_str()];
     let archives = [tar_archive(&urls, Some(&wrong_md5), None)];
     let ds = toy(&archives);
@@ -257,7 +261,11 @@ fn complete_part_file_and_servers_without_range_support() {
     // A server that ignores Range: the part file is rewritten from the start.
     let tmp = tempfile::tempdir().expect("temp dir");
     let downloads = tmp.path().join(".downloads");
-    let ToyServer { server, url, .. } = serve_toy(|body| Route {
+    let ToyServer {
+        server: _server,
+        url,
+        ..
+    } = serve_toy(|body| Route {
         ignore_range: true,
         ..Route::new(body)
     });
