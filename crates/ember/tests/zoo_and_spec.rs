@@ -3,7 +3,9 @@
 
 mod common;
 
-use ember::spec::ModelSpec;
+use std::path::Path;
+
+use ember::spec::{LayerSpec, ModelSpec};
 use ember::zoo;
 use ember_layers::Layer;
 
@@ -73,6 +75,31 @@ fn zoo_specs_round_trip_through_toml() {
         let back = ModelSpec::from_toml(&text, name).unwrap();
         assert_eq!(back, spec, "{text}");
     }
+}
+
+#[test]
+fn models_fmnist_fast_is_cifar_fast_on_one_channel() {
+    // The Fashion-MNIST recipe's file: cifar-fast's layers, options and fixed parameters
+    // with 1x28x28 input, 8 whitening filters and widths 32, 128, 128.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/fmnist-fast.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let spec = ModelSpec::from_toml(&text, "fmnist-fast.toml").unwrap();
+    let mut want = zoo::cifar_fast(10);
+    want.name = Some("fmnist-fast".into());
+    want.input = [1, 28, 28];
+    for layer in &mut want.layers {
+        if let LayerSpec::Conv2d { out, .. } = layer {
+            *out = match *out {
+                24 => 8,
+                64 => 32,
+                256 => 128,
+                other => other,
+            };
+        }
+    }
+    assert_eq!(spec, want);
+    assert_eq!(spec.output_shape().unwrap().dims(), &[1, 10]);
+    spec.build().unwrap();
 }
 
 const TINY: &str = include_str!("specs/tiny12.toml");
