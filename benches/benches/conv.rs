@@ -11,14 +11,7 @@ use ember_layers::conv::{Conv2d, ConvAlgorithm};
 use ember_layers::{Layer, Mode};
 use ember_tensor::{Rng, Tensor};
 
-/// (N, Cin, H, W, Cout), kernel 3, stride 1, padding 1.
-const SHAPES: [(usize, usize, usize, usize, usize); 5] = [
-    (64, 3, 32, 32, 32),
-    (64, 32, 16, 16, 64),
-    (64, 64, 8, 8, 128),
-    (64, 128, 16, 16, 128),
-    (64, 256, 8, 8, 256),
-];
+include!("../../crates/layers/tests/layers_support/conv_shapes.rs");
 
 fn bench_conv(c: &mut Criterion) {
     let quick = std::env::var_os("EMBER_BENCH_QUICK").is_some();
@@ -36,7 +29,7 @@ fn bench_conv(c: &mut Criterion) {
         group.warm_up_time(std::time::Duration::from_millis(300));
         group.measurement_time(std::time::Duration::from_secs(1));
     }
-    for (n, cin, h, w, cout) in SHAPES {
+    for (n, cin, h, w, cout) in CONV_SHAPES {
         let name = format!("n{n}_c{cin}_{h}x{w}_o{cout}");
         let mut rng = Rng::new(0);
         let x = Tensor::normal([n, cin, h, w], 0.0, 1.0, &mut rng);

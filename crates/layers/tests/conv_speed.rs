@@ -11,6 +11,8 @@ use ember_layers::conv::{Conv2d, ConvAlgorithm};
 use ember_layers::{Layer, Mode};
 use ember_tensor::{Rng, Tensor};
 
+include!("layers_support/conv_shapes.rs");
+
 const REPS: usize = 3;
 
 /// Seconds this thread has spent on a CPU (Linux schedstat), so that time spent waiting for
@@ -63,13 +65,7 @@ fn conv_algorithms_gflops() {
         .num_threads(threads)
         .build()
         .unwrap();
-    let mut shapes = vec![
-        (64, 3, 32, 32, 32),
-        (64, 32, 16, 16, 64),
-        (64, 64, 8, 8, 128),
-        (64, 128, 16, 16, 128),
-        (64, 256, 8, 8, 256),
-    ];
+    let mut shapes = CONV_SHAPES.to_vec();
     if let Ok(list) = std::env::var("EMBER_SHAPES") {
         shapes = list
             .split(';')

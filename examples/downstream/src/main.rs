@@ -12,14 +12,7 @@ use ember_layers::conv::Conv2d;
 use ember_layers::{Layer, Mode};
 use ember_tensor::{Rng, Tensor, simd};
 
-/// (N, Cin, H, W, Cout), kernel 3, stride 1, padding 1.
-const SHAPES: [(usize, usize, usize, usize, usize); 5] = [
-    (64, 3, 32, 32, 32),
-    (64, 32, 16, 16, 64),
-    (64, 64, 8, 8, 128),
-    (64, 128, 16, 16, 128),
-    (64, 256, 8, 8, 256),
-];
+include!("../../../crates/layers/tests/layers_support/conv_shapes.rs");
 
 fn main() {
     let seconds: f64 = std::env::args()
@@ -39,7 +32,7 @@ fn main() {
         .build()
         .expect("a thread pool");
     println!("simd level {level}, 2 threads, conv fwd+bwd (mean over {seconds} s per shape)");
-    for (n, cin, h, w, cout) in SHAPES {
+    for (n, cin, h, w, cout) in CONV_SHAPES {
         let mut rng = Rng::new(0);
         let x = Tensor::normal([n, cin, h, w], 0.0, 1.0, &mut rng);
         let gy = Tensor::normal([n, cout, h, w], 0.0, 1.0, &mut rng);
