@@ -12,7 +12,7 @@
 //! what a caller needs around it: `classes` and `normalization` (JSON), `input_shape`,
 //! `preprocessing` (the formula), the checkpoint's file and content SHA-256 and the
 //! architecture (`ember_model`, JSON). The file is written with prost from the official
-//! `onnx.proto` (vendored in `crates/ember/proto/`).
+//! `onnx.proto` (vendored in `crates/ember/third_party/onnx/`).
 //!
 //! ```no_run
 //! let summary = ember::export::export_onnx("runs/latest".as_ref(), "model.onnx".as_ref())?;
