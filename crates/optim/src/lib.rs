@@ -57,7 +57,7 @@ pub use adam::{Adam, AdamCore, AdamW};
 pub use error::OptimError;
 pub use group::ParamGroup;
 pub use lookahead::Lookahead;
-pub use schedule::{Schedule, ScheduleError, ScheduleKind};
+pub use schedule::{OneCycle, Schedule, ScheduleError, ScheduleKind};
 pub use sgd::Sgd;
 pub use state::OptimizerState;
 

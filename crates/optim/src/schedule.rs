@@ -41,18 +41,8 @@ pub enum ScheduleKind {
         /// The floor the cosine reaches at `total_steps`.
         min_lr: f64,
     },
-    /// PyTorch `OneCycleLR` (cosine annealing, two phases): from `max/div` at step 0 up to
-    /// `max` at step `pct·total − 1`, then down to `max/div/final_div` at `total − 1`.
-    OneCycle {
-        /// The peak rate; `None` = the base rate.
-        max_lr: Option<f64>,
-        /// Fraction of the steps spent rising.
-        pct_start: f64,
-        /// `initial = max / div`.
-        div: f64,
-        /// `final = initial / final_div`.
-        final_div: f64,
-    },
+    /// PyTorch `OneCycleLR`: see [`OneCycle`].
+    OneCycle(OneCycle),
     /// Linear warm-up as [`ScheduleKind::Cosine`] (or, with `start_factor`, from
     /// `base · start_factor` at step 0 to `base` at `warmup`), then linear decay from `base`
     /// at `warmup` to `base · end_factor` at `total_steps`.
@@ -64,6 +54,68 @@ pub enum ScheduleKind {
         /// The fraction of `base` the warm-up starts from (`None`: `1/warmup`, as cosine).
         start_factor: Option<f64>,
     },
+}
+
+/// PyTorch `OneCycleLR` (cosine annealing, two phases): from `max/div` at step 0 up to
+/// `max` at step `pct·total − 1`, then down to `max/div/final_div` at `total − 1`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OneCycle {
+    /// The peak rate; `None` = the base rate.
+    pub max_lr: Option<f64>,
+    /// Fraction of the steps spent rising.
+    pub pct_start: f64,
+    /// `initial = max / div`.
+    pub div: f64,
+    /// `final = initial / final_div`.
+    pub final_div: f64,
+}
+
+impl OneCycle {
+    /// The step (fractional) at which the rate peaks, of `total` steps.
+    fn peak_step(&self, total: f64) -> f64 {
+        self.pct_start * total - 1.0
+    }
+
+    fn lr(&self, base: f64, step: f64, total: f64) -> f64 {
+        let peak = self.max_lr.unwrap_or(base);
+        let initial = peak / self.div;
+        let floor = initial / self.final_div;
+        let end_up = self.peak_step(total);
+        let end = total - 1.0;
+        let s = step.min(end);
+        if s <= end_up {
+            cos_anneal(initial, peak, s / end_up)
+        } else {
+            cos_anneal(peak, floor, (s - end_up) / (end - end_up))
+        }
+    }
+
+    fn validate(&self, total_steps: u64) -> Result<(), ScheduleError> {
+        if let Some(m) = self.max_lr {
+            positive("max", m)?;
+        }
+        positive("div", self.div)?;
+        positive("final_div", self.final_div)?;
+        let (pct, total) = (self.pct_start, total_steps as f64);
+        let end_up = self.peak_step(total);
+        if !(pct > 0.0 && pct < 1.0) || end_up <= 0.0 || end_up >= total - 1.0 {
+            return Err(ScheduleError(format!(
+                "pct must be in (0, 1) with 1 < pct·total_steps < total_steps, got pct {pct} and {total_steps} steps"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `Ok` if `v` is finite and positive, else an error naming `what`.
+fn positive(what: &str, v: f64) -> Result<(), ScheduleError> {
+    if v > 0.0 && v.is_finite() {
+        Ok(())
+    } else {
+        Err(ScheduleError(format!(
+            "{what} must be finite and > 0, got {v}"
+        )))
+    }
 }
 
 /// A bad schedule string or value; the message names the input and the problem.
@@ -165,24 +217,7 @@ impl Schedule {
             } => warmed(base, step, *warmup, total, |p| {
                 base * (1.0 - p * (1.0 - end_factor))
             }),
-            ScheduleKind::OneCycle {
-                max_lr,
-                pct_start,
-                div,
-                final_div,
-            } => {
-                let peak = max_lr.unwrap_or(base);
-                let initial = peak / div;
-                let floor = initial / final_div;
-                let end_up = pct_start * total - 1.0;
-                let end = total - 1.0;
-                let s = s.min(end);
-                if s <= end_up {
-                    cos_anneal(initial, peak, s / end_up)
-                } else {
-                    cos_anneal(peak, floor, (s - end_up) / (end - end_up))
-                }
-            }
+            ScheduleKind::OneCycle(c) => c.lr(base, s, total),
         };
         lr as f32
     }
@@ -195,15 +230,6 @@ impl Schedule {
                 self.base_lr
             ));
         }
-        let positive = |what: &str, v: f64| {
-            if v > 0.0 && v.is_finite() {
-                Ok(())
-            } else {
-                Err(ScheduleError(format!(
-                    "{what} must be finite and > 0, got {v}"
-                )))
-            }
-        };
         let needs_total = |warmup: u64| {
             if self.total_steps == 0 {
                 Err(ScheduleError("needs total_steps > 0".to_string()))
@@ -256,29 +282,9 @@ impl Schedule {
                 }
                 Ok(())
             }
-            ScheduleKind::OneCycle {
-                max_lr,
-                pct_start,
-                div,
-                final_div,
-            } => {
+            ScheduleKind::OneCycle(c) => {
                 needs_total(0)?;
-                if let Some(m) = max_lr {
-                    positive("max", *m)?;
-                }
-                positive("div", *div)?;
-                positive("final_div", *final_div)?;
-                let end_up = pct_start * self.total_steps as f64 - 1.0;
-                if !(*pct_start > 0.0 && *pct_start < 1.0)
-                    || end_up <= 0.0
-                    || end_up >= self.total_steps as f64 - 1.0
-                {
-                    return err(format!(
-                        "pct must be in (0, 1) with 1 < pct·total_steps < total_steps, got pct {pct_start} and {} steps",
-                        self.total_steps
-                    ));
-                }
-                Ok(())
+                c.validate(self.total_steps)
             }
         }
     }
@@ -410,12 +416,12 @@ fn parse_kind(spec: &str, total_steps: u64) -> Result<ScheduleKind, String> {
             end_factor: float("end", Some(0.0))?,
             start_factor: get("start").map(|_| float("start", None)).transpose()?,
         },
-        _ => ScheduleKind::OneCycle {
+        _ => ScheduleKind::OneCycle(OneCycle {
             max_lr: get("max").map(|_| float("max", None)).transpose()?,
             pct_start: float("pct", Some(0.3))?,
             div: float("div", Some(25.0))?,
             final_div: float("final_div", Some(1e4))?,
-        },
+        }),
     })
 }
 
