@@ -53,6 +53,24 @@ pub(super) struct ForwardImages<'a> {
     pub(super) par: bool,
 }
 
+impl<'a> ForwardImages<'a> {
+    pub(super) fn new(
+        g: &'a ConvGeometry,
+        x: &'a [f32],
+        weights: &'a [f32],
+        ep: Epilogue<'a>,
+        par: bool,
+    ) -> Self {
+        ForwardImages {
+            g,
+            x,
+            weights,
+            ep,
+            par,
+        }
+    }
+}
+
 /// Consecutive images of a backward pass: their inputs and output gradients.
 #[derive(Clone, Copy)]
 pub(super) struct BackwardImages<'a> {

@@ -475,13 +475,7 @@ impl Layer for Conv2d {
             .zip(xs.par_chunks(in_chunk))
             .zip(self.workspaces.par_iter_mut())
             .for_each(|((ys, x), ws)| {
-                let f = ForwardImages {
-                    g: &g,
-                    x,
-                    weights: packed,
-                    ep,
-                    par,
-                };
+                let f = ForwardImages::new(&g, x, packed, ep, par);
                 let scratch = &mut ws.scratch;
                 match algo {
                     ConvAlgorithm::Winograd => winograd::forward(&f, ys, &mut scratch.winograd),

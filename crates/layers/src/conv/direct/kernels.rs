@@ -18,6 +18,7 @@ use ember_tensor::simd_dispatch;
 
 use crate::Pair;
 use crate::conv::ConvGeometry;
+use crate::conv::chunk::ForwardImages;
 use crate::conv::copy::copy_short;
 use crate::conv::epilogue::Epilogue;
 
@@ -191,38 +192,34 @@ pub fn conv2d_direct_3x3(
     scratch: &mut [f32],
     y: &mut [f32],
 ) {
-    simd_dispatch!(s => forward_image(s, g, x, packed, ep, scratch, y))
+    let image = ForwardImages::new(g, x, packed, ep, false);
+    simd_dispatch!(s => forward_image(s, &image, scratch, y))
 }
 
-/// [`conv2d_direct_3x3`] with the instructions of `s`: tiles of 2 vectors, or 6 where the
-/// level has 32 registers.
+/// [`conv2d_direct_3x3`] of the one image `f.x` with the instructions of `s`: tiles of 2
+/// vectors, or 6 where the level has 32 registers.
 #[inline(always)]
 pub(super) fn forward_image<S: Simd>(
     s: S,
-    g: &ConvGeometry,
-    x: &[f32],
-    packed: &[f32],
-    ep: Epilogue<'_>,
+    f: &ForwardImages<'_>,
     scratch: &mut [f32],
     y: &mut [f32],
 ) {
     if S::LANES == 16 {
-        forward_tiles::<S, 6>(s, g, x, packed, ep, scratch, y)
+        forward_tiles::<S, 6>(s, f, scratch, y)
     } else {
-        forward_tiles::<S, 2>(s, g, x, packed, ep, scratch, y)
+        forward_tiles::<S, 2>(s, f, scratch, y)
     }
 }
 
 #[inline(always)]
 fn forward_tiles<S: Simd, const VECS: usize>(
     s: S,
-    g: &ConvGeometry,
-    x: &[f32],
-    packed: &[f32],
-    ep: Epilogue<'_>,
+    f: &ForwardImages<'_>,
     scratch: &mut [f32],
     y: &mut [f32],
 ) {
+    let (g, x, packed, ep) = (f.g, f.x, f.weights, f.ep);
     let (cin, h, w, pad, out_channels) =
         (g.in_channels, g.height, g.width, g.padding, g.out_channels);
     let l = layout(h, w, pad, S::LANES);

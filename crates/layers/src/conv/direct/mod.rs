@@ -53,14 +53,13 @@ fn adjoint(g: &ConvGeometry) -> ConvGeometry {
 
 /// Forward of the images of `f` into `ys`, `f.weights` from [`pack_forward`].
 pub(super) fn forward(f: &ForwardImages<'_>, ys: &mut [f32], s: &mut DirectScratch) {
-    let (g, xs, packed, ep) = (f.g, f.x, f.weights, f.ep);
-    let scratch = grow(&mut s.padded, direct_3x3_scratch_len(g));
-    let images = xs
-        .chunks_exact(g.in_item())
-        .zip(ys.chunks_exact_mut(g.out_item()));
+    let scratch = grow(&mut s.padded, direct_3x3_scratch_len(f.g));
+    let images =
+        f.x.chunks_exact(f.g.in_item())
+            .zip(ys.chunks_exact_mut(f.g.out_item()));
     simd_dispatch!(s => {
         for (x, y) in images {
-            forward_image(s, g, x, packed, ep, scratch, y);
+            forward_image(s, &ForwardImages { x, ..*f }, scratch, y);
         }
     })
 }
@@ -90,7 +89,8 @@ pub(super) fn backward(
                 .zip(gx.chunks_exact_mut(g.in_item()));
         simd_dispatch!(s => {
             for (gy, gxi) in images {
-                forward_image(s, &adj, gy, packed, Epilogue::NONE, scratch, gxi);
+                let image = ForwardImages::new(&adj, gy, packed, Epilogue::NONE, false);
+                forward_image(s, &image, scratch, gxi);
             }
         })
     }
