@@ -20,9 +20,7 @@ use xtask::download::{Dataset, Error, MANIFEST, Options, Outcome, install, is_in
 fn good_checksum_downloads_verifies_and_unpacks() {
     let toy_server = serve_toy(Route::new);
     let (server, md5, sha) = (&toy_server.server, &toy_server.md5, &toy_server.sha256);
-    let urls = [toy_server.url.as_str()];
-    let archives = [tar_archive(&urls, Some(md5), Some(sha))];
-    let ds = toy(&archives);
+    let ds = toy_at(&toy_server.url, Some(md5), Some(sha));
     let tmp = tempfile::tempdir().expect("temp dir");
     let data = tmp.path().join("data");
 
@@ -49,9 +47,7 @@ fn second_install_makes_no_request() {
     let ToyServer {
         server, url, md5, ..
     } = serve_toy(Route::new);
-    let urls = [url.as_str()];
-    let archives = [tar_archive(&urls, Some(&md5), None)];
-    let ds = toy(&archives);
+    let ds = toy_at(&url, Some(&md5), None);
     let tmp = tempfile::tempdir().expect("temp dir");
 
     install(&ds, &Options::new(tmp.path())).expect("first install");
@@ -79,9 +75,7 @@ fn bad_checksum_fails_and_leaves_nothing() {
         url,
         ..
     } = serve_toy(Route::new);
-    let urls = [url.as_str()];
-    let archives = [tar_archive(&urls, Some(&wrong_md5), None)];
-    let ds = toy(&archives);
+    let ds = toy_at(&url, Some(&wrong_md5), None);
     let tmp = tempfile::tempdir().expect("temp dir");
 
     // The data directory does not exist beforehand: it must not exist afterwards.
@@ -130,12 +124,7 @@ fn bad_second_file_removes_the_first_download_too() {
         gz_archive("one.gz", "one", &urls1, Some(&md5_1), None, None),
         gz_archive("two.gz", "two", &urls2, None, Some(&wrong), None),
     ];
-    let ds = Dataset {
-        name: "pair",
-        description: "test",
-        archives: &archives,
-        files: &["one", "two"],
-    };
+    let ds = pair(&archives);
     let tmp = tempfile::tempdir().expect("temp dir");
     let err = install(&ds, &Options::new(tmp.path())).expect_err("second file is bad");
     assert!(
@@ -166,12 +155,7 @@ fn gzip_files_are_decompressed_into_the_dataset_folder() {
         gz_archive("one.gz", "one", &urls1, None, Some(&sha1), None),
         gz_archive("two.gz", "two", &urls2, None, Some(&sha2), None),
     ];
-    let ds = Dataset {
-        name: "pair",
-        description: "test",
-        archives: &archives,
-        files: &["one", "two"],
-    };
+    let ds = pair(&archives);
     let tmp = tempfile::tempdir().expect("temp dir");
     install(&ds, &Options::new(tmp.path())).expect("install");
     assert_eq!(fs::read(tmp.path().join("pair/one")).expect("one"), one);
@@ -194,9 +178,7 @@ fn interrupted_transfer_is_resumed_within_the_run() {
         ..
     } = serve_toy(|body| Route::cut_after(body, cut));
     assert!(archive.len() > 2 * cut);
-    let urls = [url.as_str()];
-    let archives = [tar_archive(&urls, None, Some(&sha256))];
-    let ds = toy(&archives);
+    let ds = toy_at(&url, None, Some(&sha256));
     let tmp = tempfile::tempdir().expect("temp dir");
 
     install(&ds, &Options::new(tmp.path())).expect("install with one resume");
@@ -211,9 +193,7 @@ fn interrupted_run_keeps_the_part_file_and_the_next_run_resumes_it() {
     let ToyServer {
         server, url, md5, ..
     } = serve_toy(|body| Route::cut_after(body, cut));
-    let urls = [url.as_str()];
-    let archives = [tar_archive(&urls, Some(&md5), None)];
-    let ds = toy(&archives);
+    let ds = toy_at(&url, Some(&md5), None);
     let tmp = tempfile::tempdir().expect("temp dir");
     let mut opts = Options::new(tmp.path());
     opts.retries = 0;
@@ -246,9 +226,7 @@ fn complete_part_file_and_servers_without_range_support() {
         archive,
         ..
     } = serve_toy(Route::new);
-    let urls = [url.as_str()];
-    let archives = [tar_archive(&urls, Some(&md5), None)];
-    let ds = toy(&archives);
+    let ds = toy_at(&url, Some(&md5), None);
     fs::create_dir_all(&downloads).expect("mkdir");
     fs::write(downloads.join("toy.tar.gz.part"), &archive).expect("write part");
     install(&ds, &Options::new(tmp.path())).expect("install from a complete part file");
@@ -269,9 +247,7 @@ fn complete_part_file_and_servers_without_range_support() {
         ignore_range: true,
         ..Route::new(body)
     });
-    let urls = [url.as_str()];
-    let archives = [tar_archive(&urls, Some(&md5), None)];
-    let ds = toy(&archives);
+    let ds = toy_at(&url, Some(&md5), None);
     fs::create_dir_all(&downloads).expect("mkdir");
     fs::write(downloads.join("toy.tar.gz.part"), &archive[..1000]).expect("write part");
     install(&ds, &Options::new(tmp.path())).expect("install despite ignored range");
@@ -286,10 +262,7 @@ fn no_network_error_explains_from_and_leaves_nothing() {
         .expect("port")
         .port();
     let url = format!("http://127.0.0.1:{port}/toy.tar.gz");
-    let urls = [url.as_str()];
-    let md5 = md5_hex(b"x");
-    let archives = [tar_archive(&urls, Some(&md5), None)];
-    let ds = toy(&archives);
+    let ds = toy_at(&url, Some(&md5_hex(b"x")), None);
     let tmp = tempfile::tempdir().expect("temp dir");
     let data = tmp.path().join("data");
     let err = install(&ds, &Options::new(&data)).expect_err("nothing listens");
@@ -309,9 +282,7 @@ fn from_local_archive_or_folder_is_verified_the_same_way() {
     let src = tempfile::tempdir().expect("temp dir");
     fs::write(src.path().join("toy.tar.gz"), &archive).expect("write archive");
     fs::write(src.path().join("renamed.tgz"), &archive).expect("write archive");
-    let urls = ["http://127.0.0.1:9/never-used"];
-    let archives = [tar_archive(&urls, Some(&md5), None)];
-    let ds = toy(&archives);
+    let ds = toy_at("http://127.0.0.1:9/never-used", Some(&md5), None);
 
     for from in [src.path().to_path_buf(), src.path().join("renamed.tgz")] {
         let data = tempfile::tempdir().expect("temp dir");
@@ -449,9 +420,7 @@ fn unsafe_or_incomplete_archives_are_refused_and_cleaned_up() {
         let md5 = md5_hex(&archive);
         let server = serve_one("/toy.tar.gz", Route::new(archive));
         let url = server.url("/toy.tar.gz");
-        let urls = [url.as_str()];
-        let archives = [tar_archive(&urls, Some(&md5), None)];
-        let ds = toy(&archives);
+        let ds = toy_at(&url, Some(&md5), None);
         let data = tmp.path().join(what);
         let err = install(&ds, &Options::new(&data)).expect_err(what);
         assert!(matches!(err, Error::Corrupt { .. }), "{what}: {err}");
@@ -464,9 +433,7 @@ fn an_unverified_dataset_folder_is_never_overwritten() {
     let ToyServer {
         server, url, md5, ..
     } = serve_toy(Route::new);
-    let urls = [url.as_str()];
-    let archives = [tar_archive(&urls, Some(&md5), None)];
-    let ds = toy(&archives);
+    let ds = toy_at(&url, Some(&md5), None);
     let tmp = tempfile::tempdir().expect("temp dir");
     fs::create_dir_all(tmp.path().join("toy")).expect("mkdir");
     fs::write(tmp.path().join("toy/mine.txt"), "user data").expect("write");

@@ -7,33 +7,15 @@
 //! test is skipped with a note, except under CI, where it fails.
 
 mod common;
+#[path = "common/pyspark.rs"]
+mod pyspark;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::TempDir;
 use ember_data::formats::parquet::{self as pq, ParquetOptions};
-
-/// The Python with pyspark, or None (with a note) where it or Java is missing.
-fn pyspark_python() -> Option<String> {
-    let python = std::env::var("EMBER_PYTHON").unwrap_or_else(|_| "python3".into());
-    let works = |cmd: &mut Command| {
-        cmd.stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let java = works(Command::new("java").arg("-version"));
-    let pyspark = works(Command::new(&python).args(["-c", "import pyspark"]));
-    if java && pyspark {
-        return Some(python);
-    }
-    let missing = "Java or pyspark missing (apt-get install openjdk-17-jre-headless; \
-                   pip install pyspark; EMBER_PYTHON names the Python)";
-    assert!(std::env::var_os("CI").is_none(), "{missing}");
-    eprintln!("skipping: {missing}");
-    None
-}
+use pyspark::pyspark_python;
 
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

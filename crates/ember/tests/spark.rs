@@ -9,6 +9,8 @@
 //! skipped with a note, except under CI, where they fail.
 
 mod common;
+#[path = "../../data/tests/common/pyspark.rs"]
+mod pyspark;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -18,28 +20,8 @@ use common::mpi::{bin, mpi_ember};
 use common::{events, read_json, succeeded, words};
 use ember::checkpoint;
 use ember_layers::{Layer, Param};
+use pyspark::pyspark_python;
 use serde_json::Value;
-
-/// The Python with pyspark (and Java), or None with a note.
-fn pyspark_python() -> Option<String> {
-    let python = std::env::var("EMBER_PYTHON").unwrap_or_else(|_| "python3".into());
-    let works = |cmd: &mut Command| {
-        cmd.stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if works(Command::new("java").arg("-version"))
-        && works(Command::new(&python).args(["-c", "import pyspark"]))
-    {
-        return Some(python);
-    }
-    let missing = "Java or pyspark missing (apt-get install openjdk-17-jre-headless; \
-                   pip install pyspark; EMBER_PYTHON names the Python)";
-    assert!(std::env::var_os("CI").is_none(), "{missing}");
-    eprintln!("skipping: {missing}");
-    None
-}
 
 /// What both the launcher and the hand-started job need (the Python with pyspark) and a
 /// fresh folder `name`, or None where a tool is missing.

@@ -47,6 +47,47 @@ fn case(n: usize, c: usize, h: usize, w: usize, seed: u64, offset: f32) -> Case 
     }
 }
 
+/// A case's tensors in f64, for the reference.
+struct Case64 {
+    shape: r::Batch,
+    x: Vec<f64>,
+    gamma: Vec<f64>,
+    beta: Vec<f64>,
+    rm: Vec<f64>,
+    rv: Vec<f64>,
+    g: Vec<f64>,
+}
+
+impl Case64 {
+    fn new(k: &Case) -> Self {
+        let [n, _, h, w]: [usize; 4] = k.x.shape().dims().try_into().unwrap();
+        Case64 {
+            shape: r::Batch {
+                n,
+                c: k.c,
+                hw: h * w,
+            },
+            x: f64s(k.x.data()),
+            gamma: f64s(k.gamma.data()),
+            beta: f64s(k.beta.data()),
+            rm: f64s(k.rm.data()),
+            rv: f64s(k.rv.data()),
+            g: f64s(k.g.data()),
+        }
+    }
+
+    /// The reference's parameters with this case's running statistics and eps 1e-5.
+    fn params<'a>(&'a self, gamma: &'a [f64], beta: &'a [f64]) -> r::BatchNormParams<'a> {
+        r::BatchNormParams {
+            gamma,
+            beta,
+            running_mean: &self.rm,
+            running_var: &self.rv,
+            eps: 1e-5,
+        }
+    }
+}
+
 fn layer_for(k: &Case, eps: f32, momentum: f32) -> BatchNorm2d {
     let mut bn = BatchNorm2d::new(k.c).eps(eps).momentum(momentum);
     bn.visit_params("", &mut |name, p| {
@@ -103,31 +144,22 @@ proptest! {
     #[test]
     fn train_reference_matches_finite_differences(n in 1usize..4, c in 1usize..4, h in 1usize..4, w in 1usize..4, seed in 0u64..1000) {
         prop_assume!(n * h * w > 1);
-        let k = case(n, c, h, w, seed, 0.5);
-        let (x, gamma, beta, g) = (f64s(k.x.data()), f64s(k.gamma.data()), f64s(k.beta.data()), f64s(k.g.data()));
-        let (rm, rv) = (f64s(k.rm.data()), f64s(k.rv.data()));
-        let shape = r::Batch { n, c, hw: h * w };
+        let k = Case64::new(&case(n, c, h, w, seed, 0.5));
         let fwd = |x: &[f64], gamma: &[f64], beta: &[f64]| {
-            let bn = r::BatchNormParams { gamma, beta, running_mean: &rm, running_var: &rv, eps: 1e-5 };
-            dot(&r::batchnorm_train_forward(x, shape, &bn, 0.1).output, &g)
+            dot(&r::batchnorm_train_forward(x, k.shape, &k.params(gamma, beta), 0.1).output, &k.g)
         };
-        let grads = r::batchnorm_train_backward(&x, &g, shape, &gamma, 1e-5);
-        assert_finite_differences(&fwd, (&x, &gamma, &beta), grads, 1e-5);
+        let grads = r::batchnorm_train_backward(&k.x, &k.g, k.shape, &k.gamma, 1e-5);
+        assert_finite_differences(&fwd, (&k.x, &k.gamma, &k.beta), grads, 1e-5);
     }
 
     #[test]
     fn eval_reference_matches_finite_differences(n in 1usize..4, c in 1usize..4, h in 1usize..4, w in 1usize..4, seed in 0u64..1000) {
-        let k = case(n, c, h, w, seed, 0.5);
-        let (x, gamma, beta, g) = (f64s(k.x.data()), f64s(k.gamma.data()), f64s(k.beta.data()), f64s(k.g.data()));
-        let (rm, rv) = (f64s(k.rm.data()), f64s(k.rv.data()));
-        let shape = r::Batch { n, c, hw: h * w };
+        let k = Case64::new(&case(n, c, h, w, seed, 0.5));
         let fwd = |x: &[f64], gamma: &[f64], beta: &[f64]| {
-            let bn = r::BatchNormParams { gamma, beta, running_mean: &rm, running_var: &rv, eps: 1e-5 };
-            dot(&r::batchnorm_eval_forward(x, shape, &bn), &g)
+            dot(&r::batchnorm_eval_forward(x, k.shape, &k.params(gamma, beta)), &k.g)
         };
-        let bn = r::BatchNormParams { gamma: &gamma, beta: &beta, running_mean: &rm, running_var: &rv, eps: 1e-5 };
-        let grads = r::batchnorm_eval_backward(&x, &g, shape, &bn);
-        assert_finite_differences(&fwd, (&x, &gamma, &beta), grads, FD_TOL);
+        let grads = r::batchnorm_eval_backward(&k.x, &k.g, k.shape, &k.params(&k.gamma, &k.beta));
+        assert_finite_differences(&fwd, (&k.x, &k.gamma, &k.beta), grads, FD_TOL);
     }
 
     #[test]
@@ -135,14 +167,13 @@ proptest! {
         prop_assume!(n * h * w > 1);
         let k = case(n, c, h, w, seed, offset);
         let mut bn = layer_for(&k, 1e-5, momentum);
-        let (x, gamma, beta, g) = (f64s(k.x.data()), f64s(k.gamma.data()), f64s(k.beta.data()), f64s(k.g.data()));
-        let shape = r::Batch { n, c, hw: h * w };
-        let want = r::batchnorm_train_forward(&x, shape, &r::BatchNormParams { gamma: &gamma, beta: &beta, running_mean: &f64s(k.rm.data()), running_var: &f64s(k.rv.data()), eps: 1e-5 }, momentum as f64);
+        let k64 = Case64::new(&k);
+        let want = r::batchnorm_train_forward(&k64.x, k64.shape, &k64.params(&k64.gamma, &k64.beta), momentum as f64);
         let y = bn.forward(&k.x, Mode::Train);
         assert_close("output", &f64s(y.data()), &want.output, F32_TOL);
         assert_close("running_mean", &f64s(bn.running_mean().data()), &want.running_mean, F32_TOL);
         assert_close("running_var", &f64s(bn.running_var().data()), &want.running_var, F32_TOL);
-        let (dx, dgamma, dbeta) = r::batchnorm_train_backward(&x, &g, shape, &gamma, 1e-5);
+        let (dx, dgamma, dbeta) = r::batchnorm_train_backward(&k64.x, &k64.g, k64.shape, &k64.gamma, 1e-5);
         let got = f64s(bn.backward(&k.x, &k.g, true).data());
         // dx is a difference of O(1) terms scaled by invstd (up to ~1/sqrt(eps) when a
         // channel is nearly constant): compare relative to its size.
@@ -158,18 +189,16 @@ proptest! {
     fn eval_layer_matches_reference(n in 1usize..6, c in 1usize..6, h in 1usize..9, w in 1usize..9, seed in 0u64..1000, affine in any::<bool>()) {
         let k = case(n, c, h, w, seed, 1.0);
         let mut bn = layer_for(&k, 1e-3, 0.1).affine(affine);
-        let (gamma, beta) = if affine { (f64s(k.gamma.data()), f64s(k.beta.data())) } else { (vec![1.0; c], vec![0.0; c]) };
-        let (rm, rv) = (f64s(k.rm.data()), f64s(k.rv.data()));
-        let x = f64s(k.x.data());
-        let shape = r::Batch { n, c, hw: h * w };
-        let params = r::BatchNormParams { gamma: &gamma, beta: &beta, running_mean: &rm, running_var: &rv, eps: 1e-3 };
-        let want = r::batchnorm_eval_forward(&x, shape, &params);
+        let k64 = Case64::new(&k);
+        let (gamma, beta) = if affine { (k64.gamma.clone(), k64.beta.clone()) } else { (vec![1.0; c], vec![0.0; c]) };
+        let params = r::BatchNormParams { eps: 1e-3, ..k64.params(&gamma, &beta) };
+        let want = r::batchnorm_eval_forward(&k64.x, k64.shape, &params);
         let y = bn.forward(&k.x, Mode::Eval);
         assert_close("output", &f64s(y.data()), &want, F32_TOL);
-        let (dx, _, _) = r::batchnorm_eval_backward(&x, &f64s(k.g.data()), shape, &params);
+        let (dx, _, _) = r::batchnorm_eval_backward(&k64.x, &k64.g, k64.shape, &params);
         assert_close("grad_input", &f64s(bn.backward(&k.x, &k.g, true).data()), &dx, F32_TOL);
         // Eval mode leaves the running statistics alone.
-        assert_close("running_mean", &f64s(bn.running_mean().data()), &rm, 0.0);
+        assert_close("running_mean", &f64s(bn.running_mean().data()), &k64.rm, 0.0);
     }
 }
 
@@ -219,18 +248,9 @@ fn names_buffers_and_counter() {
 fn train_forward(k: &Case) -> (BatchNorm2d, Vec<f32>, r::BatchNormTrain) {
     let mut bn = layer_for(k, 1e-5, 0.1);
     let y = bn.forward(&k.x, Mode::Train).to_vec();
-    let [n, c, h, w]: [usize; 4] = k.x.shape().dims().try_into().unwrap();
-    let (gamma, beta) = (f64s(k.gamma.data()), f64s(k.beta.data()));
-    let (running_mean, running_var) = (f64s(k.rm.data()), f64s(k.rv.data()));
-    let params = r::BatchNormParams {
-        gamma: &gamma,
-        beta: &beta,
-        running_mean: &running_mean,
-        running_var: &running_var,
-        eps: 1e-5,
-    };
-    let shape = r::Batch { n, c, hw: h * w };
-    let want = r::batchnorm_train_forward(&f64s(k.x.data()), shape, &params, 0.1);
+    let k64 = Case64::new(k);
+    let params = k64.params(&k64.gamma, &k64.beta);
+    let want = r::batchnorm_train_forward(&k64.x, k64.shape, &params, 0.1);
     (bn, y, want)
 }
 

@@ -71,27 +71,22 @@ pub fn gz(data: &[u8]) -> Vec<u8> {
 
 pub const TOY_FILES: &[&str] = &["a.bin", "sub/b.txt"];
 
-/// A one-archive dataset `toy` at `urls` with the given checksums.
-pub fn toy<'a>(archive: &'a [Archive<'a>]) -> Dataset<'a> {
+/// The one-archive dataset `toy`: `toy.tar.gz` from `url` with the given checksums. Its
+/// strings are leaked (a few bytes a test) so that it borrows nothing from the test.
+pub fn toy_at(url: &str, md5: Option<&str>, sha256: Option<&str>) -> Dataset<'static> {
+    let leak = |s: &str| -> &'static str { Box::leak(s.to_owned().into_boxed_str()) };
+    let archive = Archive {
+        file_name: "toy.tar.gz",
+        urls: Box::leak(Box::new([leak(url)])),
+        md5: md5.map(leak),
+        sha256: sha256.map(leak),
+        unpack: Unpack::TarGz { strip: "top" },
+    };
     Dataset {
         name: "toy",
         description: "test",
-        archives: archive,
+        archives: Box::leak(Box::new([archive])),
         files: TOY_FILES,
-    }
-}
-
-pub fn tar_archive<'a>(
-    urls: &'a [&'a str],
-    md5: Option<&'a str>,
-    sha256: Option<&'a str>,
-) -> Archive<'a> {
-    Archive {
-        file_name: "toy.tar.gz",
-        urls,
-        md5,
-        sha256,
-        unpack: Unpack::TarGz { strip: "top" },
     }
 }
 
@@ -139,6 +134,16 @@ pub fn gz_archive<'a>(
             output,
             content_sha256,
         },
+    }
+}
+
+/// The dataset `pair`: the files `one` and `two` from two gzip `archives`.
+pub fn pair<'a>(archives: &'a [Archive<'a>]) -> Dataset<'a> {
+    Dataset {
+        name: "pair",
+        description: "test",
+        archives,
+        files: &["one", "two"],
     }
 }
 
