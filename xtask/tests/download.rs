@@ -44,10 +44,7 @@ fn good_checksum_downloads_verifies_and_unpacks() {
 
 #[test]
 fn second_install_makes_no_request() {
-    let ToyServer {
-        server, url, md5, ..
-    } = serve_toy(Route::new);
-    let ds = toy_at(&url, Some(&md5), None);
+    let (server, ds) = served_toy();
     let tmp = tempfile::tempdir().expect("temp dir");
 
     install(&ds, &Options::new(tmp.path())).expect("first install");
@@ -430,10 +427,7 @@ fn unsafe_or_incomplete_archives_are_refused_and_cleaned_up() {
 
 #[test]
 fn an_unverified_dataset_folder_is_never_overwritten() {
-    let ToyServer {
-        server, url, md5, ..
-    } = serve_toy(Route::new);
-    let ds = toy_at(&url, Some(&md5), None);
+    let (server, ds) = served_toy();
     let tmp = tempfile::tempdir().expect("temp dir");
     fs::create_dir_all(tmp.path().join("toy")).expect("mkdir");
     fs::write(tmp.path().join("toy/mine.txt"), "user data").expect("write");

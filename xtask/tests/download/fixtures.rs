@@ -137,6 +137,13 @@ pub fn gz_archive<'a>(
     }
 }
 
+/// The toy archive served as it is, and the dataset that downloads it (checked by MD5).
+pub fn served_toy() -> (Server, Dataset<'static>) {
+    let toy = serve_toy(Route::new);
+    let ds = toy_at(&toy.url, Some(&toy.md5), None);
+    (toy.server, ds)
+}
+
 /// The dataset `pair`: the files `one` and `two` from two gzip `archives`.
 pub fn pair<'a>(archives: &'a [Archive<'a>]) -> Dataset<'a> {
     Dataset {
