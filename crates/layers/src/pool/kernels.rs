@@ -256,13 +256,20 @@ simd_fn! {
             let (r0, r1) = (&x[2 * oy * w..][..2 * wo], &x[(2 * oy + 1) * w..][..2 * wo]);
             let (g0, g1) = gx[2 * oy * w..(2 * oy + 2) * w].split_at_mut(w);
             let (ys, gys) = (&y[oy * wo..][..wo], &gy[oy * wo..][..wo]);
-            let windows = r0
-                .chunks_exact(2)
-                .zip(r1.chunks_exact(2))
-                .zip(g0.chunks_exact_mut(2).zip(g1.chunks_exact_mut(2)))
-                .zip(ys.iter().zip(gys));
-            for (((a, c), (ga, gc)), (&m, &g)) in windows {
-                backward_2x2_one(a, c, m, g, relu, ga, gc);
+            // An index loop over exact-length rows: the compiler proves every access in
+            // bounds and vectorises the stride-2 loads and stores for the level.
+            let (g0w, g1w) = (&mut g0[..2 * wo], &mut g1[..2 * wo]);
+            for k in 0..wo {
+                let (ga, gb, gc, gd) = backward_2x2_one(
+                    [r0[2 * k], r0[2 * k + 1], r1[2 * k], r1[2 * k + 1]],
+                    ys[k],
+                    gys[k],
+                    relu,
+                );
+                g0w[2 * k] = ga;
+                g0w[2 * k + 1] = gb;
+                g1w[2 * k] = gc;
+                g1w[2 * k + 1] = gd;
             }
             // An odd last column is in no window.
             g0[2 * wo..].fill(0.0);
@@ -272,29 +279,20 @@ simd_fn! {
     }
 }
 
-/// The gradient of one 2x2 window `[a b; c d]` (`r0 = [a, b]`, `r1 = [c, d]`) with
-/// maximum `m`: `g` to the first input equal to `m` (row-major), zero to the others.
+/// The gradient of one 2x2 window `[a, b, c, d]` (row-major) with maximum `m`: `g` to the
+/// first input equal to `m`, zero to the others. Branch-free (`&`, `|` on the tests).
 #[inline(always)]
-fn backward_2x2_one(
-    r0: &[f32],
-    r1: &[f32],
-    m: f32,
-    g: f32,
-    relu: bool,
-    g0: &mut [f32],
-    g1: &mut [f32],
-) {
+fn backward_2x2_one([a, b, c, d]: [f32; 4], m: f32, g: f32, relu: bool) -> (f32, f32, f32, f32) {
     // A fused ReLU clamps y at 0; its derivative is 0 there.
-    let g = if relu && m <= 0.0 { 0.0 } else { g };
-    let (ta, tb, tc) = (r0[0] == m, r0[1] == m, r1[0] == m);
-    let (sa, sb) = (ta, tb && !ta);
-    let sc = tc && !(ta || tb);
-    let sd = r1[1] == m && !(ta || tb || tc);
+    let g = if relu & (m <= 0.0) { 0.0 } else { g };
+    let (ta, tb, tc, td) = (a == m, b == m, c == m, d == m);
     let pick = |t: bool| if t { g } else { 0.0 };
-    g0[0] = pick(sa);
-    g0[1] = pick(sb);
-    g1[0] = pick(sc);
-    g1[1] = pick(sd);
+    (
+        pick(ta),
+        pick(tb & !ta),
+        pick(tc & !(ta | tb)),
+        pick(td & !(ta | tb | tc)),
+    )
 }
 
 fn avg_divisor(g: &PoolGeometry, count_include_pad: bool, oy: usize, ox: usize) -> f32 {
