@@ -11,6 +11,7 @@ from 0.2 over 23% of the steps then linear decay to 0, lookahead every 5 steps, 
 flips and 2-pixel reflected shifts) and the same test-time augmentation (flips and 1-pixel
 shifts).
 
+    pip install torch numpy pillow
     python benches/torch/cifar10_fast.py --data DIR [--epochs 10] [--threads 2]
         [--channels-last] [--time-epochs N] [--seed S]
 
