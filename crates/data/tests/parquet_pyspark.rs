@@ -11,7 +11,7 @@ mod common;
 mod pyspark;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::TempDir;
 use ember_data::formats::parquet::{self as pq, ParquetOptions};

@@ -13,7 +13,7 @@ mod common;
 mod pyspark;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Instant;
 
 use common::mpi::{bin, mpi_ember};
