@@ -126,11 +126,14 @@ fn run(case: &Case, failures: &mut Vec<String>) -> bool {
     let gy = case.tensor("inputs", "grad_output");
     match kind.as_str() {
         "conv2d" => {
-            // Every algorithm (Direct3x3 falls back to im2col where it does not apply).
+            // Every algorithm (Direct3x3 and the Winograd ones fall back to im2col where
+            // they do not apply).
             for algo in [
                 ConvAlgorithm::Auto,
                 ConvAlgorithm::Im2colGemm,
                 ConvAlgorithm::Direct3x3,
+                ConvAlgorithm::Winograd,
+                ConvAlgorithm::Winograd4x4,
             ] {
                 let bias = case.bool("bias");
                 let mut conv = Conv2d::new(

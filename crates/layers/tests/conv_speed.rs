@@ -89,6 +89,7 @@ fn conv_algorithms_gflops() {
             ("im2col", ConvAlgorithm::Im2colGemm),
             ("direct", ConvAlgorithm::Direct3x3),
             ("winograd", ConvAlgorithm::Winograd),
+            ("winograd4", ConvAlgorithm::Winograd4x4),
         ];
         let only = std::env::var("EMBER_ALGOS").unwrap_or_default();
         for (name, algo) in all

@@ -4,7 +4,7 @@
 //! gradient and weight gradient over [`ConvGeometry`]); the layer only dispatches.
 
 use super::ConvGeometry;
-use super::winograd::WinogradTiles;
+use super::winograd::{WinogradTile, WinogradTiles};
 use crate::Pair;
 use ember_tensor::simd::Level;
 
@@ -21,9 +21,26 @@ pub enum ConvAlgorithm {
     /// Winograd F(2x2, 3x3) for every pass; falls back to im2col + GEMM for shapes it does
     /// not cover (see [`ConvAlgorithm::winograd_applies`]).
     Winograd,
+    /// Winograd F(4x4, 3x3) for every pass: fewer products than F(2x2, 3x3) (2.25
+    /// multiplications per output against 4) for larger transforms and larger rounding
+    /// errors; covers and falls back as [`ConvAlgorithm::Winograd`] does. `Auto` does not
+    /// take it: on Zen 5 (AVX-512, 2 threads, one noisy run) its forward pass ran at
+    /// 0.48-0.66x F(2x2, 3x3)'s on the four deeper convbench shapes and forward + backward
+    /// at 0.64-1.03x, its transforms (scalar per tile along the rows) costing more than the
+    /// smaller products save.
+    Winograd4x4,
 }
 
 impl ConvAlgorithm {
+    /// The Winograd variant of a Winograd algorithm, `None` for the others.
+    pub fn winograd_tile(self) -> Option<WinogradTile> {
+        match self {
+            ConvAlgorithm::Winograd => Some(WinogradTile::F2),
+            ConvAlgorithm::Winograd4x4 => Some(WinogradTile::F4),
+            _ => None,
+        }
+    }
+
     /// Whether the direct kernel covers `g`: 3x3 kernel, stride 1, dilation 1, one group,
     /// padding at most 2 (so that the input gradient is a direct 3x3 convolution too).
     pub fn direct_applies(g: &ConvGeometry) -> bool {
@@ -54,7 +71,9 @@ impl ConvAlgorithm {
     /// kernel also takes layers of at most 32 input channels with outputs wider than 16.
     pub fn choose(self, g: &ConvGeometry) -> ConvAlgorithm {
         match self {
-            ConvAlgorithm::Winograd if Self::winograd_applies(g) => ConvAlgorithm::Winograd,
+            ConvAlgorithm::Winograd | ConvAlgorithm::Winograd4x4 if Self::winograd_applies(g) => {
+                self
+            }
             ConvAlgorithm::Auto if Self::winograd_wins(g) => ConvAlgorithm::Winograd,
             ConvAlgorithm::Auto | ConvAlgorithm::Direct3x3 if Self::direct_applies(g) => {
                 ConvAlgorithm::Direct3x3
@@ -98,10 +117,10 @@ impl ConvAlgorithm {
     pub fn choose_weight_grad(self, g: &ConvGeometry) -> ConvAlgorithm {
         let direct = Self::direct_applies(g);
         match self {
-            ConvAlgorithm::Auto | ConvAlgorithm::Winograd
-                if self.choose(g) == ConvAlgorithm::Winograd =>
+            ConvAlgorithm::Auto | ConvAlgorithm::Winograd | ConvAlgorithm::Winograd4x4
+                if self.choose(g).winograd_tile().is_some() =>
             {
-                ConvAlgorithm::Winograd
+                self.choose(g)
             }
             ConvAlgorithm::Direct3x3 if direct => ConvAlgorithm::Direct3x3,
             ConvAlgorithm::Auto if direct && g.out_w() >= 12 => ConvAlgorithm::Direct3x3,

@@ -275,8 +275,12 @@ impl Conv2d {
         let w = self.weight.value.data();
         let packed = &mut self.packed;
         match (algo, input_grad) {
-            (ConvAlgorithm::Winograd, false) => winograd::pack_forward(g, w, packed),
-            (ConvAlgorithm::Winograd, true) => winograd::pack_input_grad(g, w, packed),
+            (ConvAlgorithm::Winograd | ConvAlgorithm::Winograd4x4, false) => {
+                winograd::pack_forward(winograd_tile(algo), g, w, packed)
+            }
+            (ConvAlgorithm::Winograd | ConvAlgorithm::Winograd4x4, true) => {
+                winograd::pack_input_grad(winograd_tile(algo), g, w, packed)
+            }
             (ConvAlgorithm::Direct3x3, false) => direct::pack_forward(g, w, packed),
             (ConvAlgorithm::Direct3x3, true) => direct::pack_input_grad(g, w, packed),
             // im2col + GEMM multiplies the OIHW weight as it is.
@@ -319,11 +323,12 @@ impl Conv2d {
         let (chunk, nchunks) = self.chunks(g.batch);
         let par = nchunks == 1 && rayon::current_num_threads() > 1;
         // Images per call: as many as the algorithms take at once.
-        let per_call = match (w_algo, gx_algo) {
+        let wino = w_algo
+            .winograd_tile()
+            .or(gx_algo.and_then(|a| a.winograd_tile()));
+        let per_call = match (w_algo, wino) {
             (ConvAlgorithm::Direct3x3, _) => direct::images_per_call(&g),
-            (ConvAlgorithm::Winograd, _) | (_, Some(ConvAlgorithm::Winograd)) => {
-                winograd::images_per_pass(&g)
-            }
+            (_, Some(tile)) => winograd::images_per_pass(tile, &g),
             _ => 1,
         };
         let sum_len = weight_sum_len(w_algo, &g);
@@ -408,7 +413,9 @@ impl Conv2d {
         }
         let gw = self.weight.grad.data_mut();
         match w_algo {
-            ConvAlgorithm::Winograd => winograd::finish_weight_grad(&g, sum, gw),
+            ConvAlgorithm::Winograd | ConvAlgorithm::Winograd4x4 => {
+                winograd::finish_weight_grad(winograd_tile(w_algo), &g, sum, gw)
+            }
             _ => simd::add_assign(gw, sum),
         }
         if let Some(b) = self.bias.as_mut() {
@@ -422,9 +429,17 @@ impl Conv2d {
 /// domain, the others in OIHW).
 fn weight_sum_len(algo: ConvAlgorithm, g: &ConvGeometry) -> usize {
     match algo {
-        ConvAlgorithm::Winograd => winograd::weight_sum_len(g),
+        ConvAlgorithm::Winograd | ConvAlgorithm::Winograd4x4 => {
+            winograd::weight_sum_len(winograd_tile(algo), g)
+        }
         _ => g.out_channels * g.kernel_len(),
     }
+}
+
+/// The Winograd variant of a Winograd `algo`.
+fn winograd_tile(algo: ConvAlgorithm) -> winograd::WinogradTile {
+    algo.winograd_tile()
+        .expect("called for the Winograd algorithms only")
 }
 
 /// The backward of one group of images by `algo`: weight-gradient sums and/or input gradient.
@@ -438,7 +453,9 @@ fn backward_with(
     sum: Option<&mut [f32]>,
 ) {
     match algo {
-        ConvAlgorithm::Winograd => winograd::backward(b, packed, &mut s.winograd, gx, sum),
+        ConvAlgorithm::Winograd | ConvAlgorithm::Winograd4x4 => {
+            winograd::backward(winograd_tile(algo), b, packed, &mut s.winograd, gx, sum)
+        }
         ConvAlgorithm::Direct3x3 => direct::backward(b, packed, &mut s.direct, gx, sum),
         ConvAlgorithm::Im2colGemm | ConvAlgorithm::Auto => {
             im2col::backward(b, w, &mut s.im2col, gx, sum)
@@ -478,7 +495,9 @@ impl Layer for Conv2d {
                 let f = ForwardImages::new(&g, x, packed, ep, par);
                 let scratch = &mut ws.scratch;
                 match algo {
-                    ConvAlgorithm::Winograd => winograd::forward(&f, ys, &mut scratch.winograd),
+                    ConvAlgorithm::Winograd | ConvAlgorithm::Winograd4x4 => {
+                        winograd::forward(winograd_tile(algo), &f, ys, &mut scratch.winograd)
+                    }
                     ConvAlgorithm::Direct3x3 => direct::forward(&f, ys, &mut scratch.direct),
                     ConvAlgorithm::Im2colGemm | ConvAlgorithm::Auto => {
                         let f = ForwardImages { weights: w, ..f };

@@ -4,8 +4,9 @@
 //! - `im2col`: im2col + GEMM, any configuration ([`im2col`], [`col2im`]);
 //! - `direct`: a direct SIMD kernel for 3x3 stride-1 layers ([`conv2d_direct_3x3`],
 //!   [`conv2d_direct_3x3_weight_grad`], [`pack_3x3_weights`]);
-//! - `winograd`: Winograd F(2x2, 3x3) for 3x3 stride-1 layers ([`winograd_input`] and the
-//!   other transforms with [`WinogradTiles`]; products on [`panel_gemm`] / [`gemm_nt_acc`]).
+//! - `winograd`: Winograd F(2x2, 3x3) and F(4x4, 3x3) for 3x3 stride-1 layers
+//!   ([`winograd_input`] and the other transforms with [`WinogradTiles`] of a
+//!   [`WinogradTile`]; products on [`panel_gemm`] / [`gemm_nt_acc`]).
 //!
 //! [`ConvAlgorithm`] holds the rule that picks one per shape and pass, and the measurements
 //! behind it; [`Epilogue`] is the bias and fused ReLU every algorithm ends with. The layer
@@ -58,7 +59,7 @@ pub use panel_gemm::{
     transposed_len,
 };
 pub use winograd::{
-    WINOGRAD_POSITIONS, WinogradTiles, winograd_grad_output, winograd_input, winograd_input_grad,
-    winograd_len, winograd_output, winograd_plane, winograd_weight_grad, winograd_weights,
-    winograd_weights_len,
+    WINOGRAD_POSITIONS, WinogradTile, WinogradTiles, winograd_grad_output, winograd_input,
+    winograd_input_grad, winograd_len, winograd_output, winograd_plane, winograd_weight_grad,
+    winograd_weights, winograd_weights_len,
 };

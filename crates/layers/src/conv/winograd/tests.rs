@@ -23,25 +23,30 @@ fn zero_unused(v: &mut [f32], rows: usize, tiles: &WinogradTiles, images: usize)
     let used = images * tiles.per_image();
     for (i, x) in v.iter_mut().enumerate() {
         let in_plane = i % ps;
-        if i / ps >= WINOGRAD_POSITIONS || in_plane >= rows * t || in_plane % t >= used {
+        if i / ps >= tiles.tile.positions() || in_plane >= rows * t || in_plane % t >= used {
             *x = 0.0;
         }
     }
 }
 
-/// The tiles of an odd-sized, padded plane (sizes 1 to 11, padding 0 to 3, where they tile),
-/// with 1 to 3 images and 1 to 3 channels.
+fn any_tile() -> impl Strategy<Value = WinogradTile> {
+    prop_oneof![Just(WinogradTile::F2), Just(WinogradTile::F4)]
+}
+
+/// The tiles of an odd-sized, padded plane (sizes 1 to 13, padding 0 to 3, where they tile)
+/// for either variant, with 1 to 3 images and 1 to 3 channels.
 fn tiled() -> impl Strategy<Value = (WinogradTiles, usize, usize)> {
     (
-        1usize..=11,
-        1usize..=11,
+        any_tile(),
+        1usize..=13,
+        1usize..=13,
         0usize..=3,
         0usize..=3,
         1usize..=3,
         1usize..=3,
     )
-        .prop_filter_map("no tiling", |(h, w, ph, pw, images, channels)| {
-            WinogradTiles::new(h, w, Pair(ph, pw)).map(|t| (t, images, channels))
+        .prop_filter_map("no tiling", |(tile, h, w, ph, pw, images, channels)| {
+            WinogradTiles::with_tile(tile, h, w, Pair(ph, pw)).map(|t| (t, images, channels))
         })
 }
 
@@ -57,7 +62,7 @@ proptest! {
         let (h, w) = (tiles.h, tiles.w);
         let mut rng = ember_tensor::Rng::new(seed);
         let x = randv(images * cin * h * w, &mut rng);
-        let len = winograd_len(cin * tiles.columns(images));
+        let len = tiles.buffer_len(cin, images);
         let mut dv = randv(len, &mut rng);
         zero_unused(&mut dv, cin, &tiles, images);
         let mut scratch = vec![0.0; tiles.scratch_len()];
@@ -72,7 +77,7 @@ proptest! {
     #[test]
     fn output_transform_and_grad_output_are_adjoint((tiles, images, cout) in tiled(), seed in any::<u64>()) {
         let mut rng = ember_tensor::Rng::new(seed);
-        let len = winograd_len(cout * tiles.columns(images));
+        let len = tiles.buffer_len(cout, images);
         let mut m = randv(len, &mut rng);
         zero_unused(&mut m, cout, &tiles, images);
         let dy = randv(images * cout * tiles.ho * tiles.wo, &mut rng);
@@ -88,17 +93,17 @@ proptest! {
 
     #[test]
     fn weight_transform_and_weight_grad_are_adjoint(
-        cout in 1usize..=8, cin in 1usize..=8, seed in any::<u64>(),
+        tile in any_tile(), cout in 1usize..=8, cin in 1usize..=8, seed in any::<u64>(),
     ) {
         let mut rng = ember_tensor::Rng::new(seed);
         let g = randv(cout * cin * 9, &mut rng);
-        let du = randv(winograd_len(cout * cin), &mut rng);
-        let mut u = vec![0.0; winograd_weights_len(cout, cin, false)];
-        winograd_weights(&g, cout, cin, false, &mut u);
-        // U is packed in panels; read it back as [16][cout][cin] like dU.
+        let du = randv(tile.buffer_len(cout * cin), &mut rng);
+        let mut u = vec![0.0; winograd_weights_len(tile, cout, cin, false)];
+        winograd_weights(tile, &g, cout, cin, false, &mut u);
+        // U is packed in panels; read it back as [positions][cout][cin] like dU.
         let (pu, pd) = (winograd_plane(panel_len(cout, cin)), winograd_plane(cout * cin));
         let mut lhs = 0.0;
-        for p in 0..WINOGRAD_POSITIONS {
+        for p in 0..tile.positions() {
             for co in 0..cout {
                 for ci in 0..cin {
                     let at = panel_index(co, ci, cin);
@@ -107,7 +112,7 @@ proptest! {
             }
         }
         let mut gw = vec![0.0; g.len()];
-        winograd_weight_grad(&du, cout, cin, &mut gw);
+        winograd_weight_grad(tile, &du, cout, cin, &mut gw);
         let rhs = dot(&g, &gw);
         prop_assert!(close(lhs, rhs, dot(&g, &g).sqrt() * dot(&du, &du).sqrt()), "{lhs} vs {rhs}");
     }

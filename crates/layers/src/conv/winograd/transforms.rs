@@ -1,5 +1,6 @@
 //! The Winograd F(2x2, 3x3) transforms: weights, input, output, and their adjoints for the
-//! backward pass.
+//! backward pass; each hands a [`WinogradTile::F4`] tiling to its F(4x4, 3x3) counterpart in
+//! `transforms4`.
 //!
 //! The output is cut into 2x2 tiles, each reading a 4x4 input tile (tiles overlap by two).
 //! With the F(2, 3) matrices of Lavin & Gray, `B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0;
@@ -24,8 +25,39 @@ use crate::conv::copy::copy_short;
 use crate::conv::epilogue::Epilogue;
 use crate::conv::panel_gemm::{PANEL_N, panel_index, panel_len};
 
-/// Tile positions in the transformed domain (4 x 4).
+use super::transforms4;
+
+/// Tile positions in the transformed domain of F(2x2, 3x3) (4 x 4).
 pub const WINOGRAD_POSITIONS: usize = 16;
+
+/// The output tile of a Winograd variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WinogradTile {
+    /// F(2x2, 3x3): 2x2 outputs from 4x4 inputs, 16 positions.
+    F2,
+    /// F(4x4, 3x3): 4x4 outputs from 6x6 inputs, 36 positions.
+    F4,
+}
+
+impl WinogradTile {
+    /// Outputs along each side of a tile.
+    pub fn size(self) -> usize {
+        match self {
+            WinogradTile::F2 => 2,
+            WinogradTile::F4 => 4,
+        }
+    }
+
+    /// Positions of the transformed domain: `(size + 2)^2`.
+    pub fn positions(self) -> usize {
+        (self.size() + 2) * (self.size() + 2)
+    }
+
+    /// Elements of a transformed buffer whose planes hold `len` elements each.
+    pub fn buffer_len(self, len: usize) -> usize {
+        self.positions() * winograd_plane(len)
+    }
+}
 
 /// Distance between consecutive positions of a transformed buffer whose planes hold `len`
 /// elements: `len` rounded up to 4 KiB plus one cache line, so that the 16 planes a tile
@@ -35,12 +67,13 @@ pub fn winograd_plane(len: usize) -> usize {
     len.div_ceil(1024) * 1024 + 16
 }
 
-/// Elements of a transformed buffer of 16 planes of `len` elements each.
+/// Elements of a transformed buffer of 16 planes of `len` elements each (F(2x2, 3x3); see
+/// [`WinogradTile::buffer_len`]).
 pub fn winograd_len(len: usize) -> usize {
-    WINOGRAD_POSITIONS * winograd_plane(len)
+    WinogradTile::F2.buffer_len(len)
 }
 
-/// The tiling of one image: sizes of the input, its output and the 2x2 tile grid.
+/// The tiling of one image: sizes of the input, its output and the tile grid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WinogradTiles {
     /// Input height.
@@ -53,26 +86,36 @@ pub struct WinogradTiles {
     pub ho: usize,
     /// Output width `w + 2pw - 2`.
     pub wo: usize,
-    /// Tile rows `ceil(ho / 2)`.
+    /// Tile rows `ceil(ho / size)`.
     pub th: usize,
-    /// Tile columns `ceil(wo / 2)`.
+    /// Tile columns `ceil(wo / size)`.
     pub tw: usize,
+    /// The variant, whose tiles are `size x size` outputs.
+    pub tile: WinogradTile,
 }
 
 impl WinogradTiles {
-    /// The tiling of an `h x w` input padded by `pad` (the output must be at least 1x1:
-    /// `h + 2ph >= 3` and `w + 2pw >= 3`, else `None`).
+    /// The F(2x2, 3x3) tiling of an `h x w` input padded by `pad` (the output must be at
+    /// least 1x1: `h + 2ph >= 3` and `w + 2pw >= 3`, else `None`).
     pub fn new(h: usize, w: usize, pad: Pair) -> Option<Self> {
+        Self::with_tile(WinogradTile::F2, h, w, pad)
+    }
+
+    /// The tiling of an `h x w` input padded by `pad` into `tile`'s tiles (`None` as for
+    /// [`WinogradTiles::new`]).
+    pub fn with_tile(tile: WinogradTile, h: usize, w: usize, pad: Pair) -> Option<Self> {
         let ho = (h + 2 * pad.0).checked_sub(2).filter(|&v| v > 0)?;
         let wo = (w + 2 * pad.1).checked_sub(2).filter(|&v| v > 0)?;
+        let m = tile.size();
         Some(WinogradTiles {
             h,
             w,
             pad,
             ho,
             wo,
-            th: ho.div_ceil(2),
-            tw: wo.div_ceil(2),
+            th: ho.div_ceil(m),
+            tw: wo.div_ceil(m),
+            tile,
         })
     }
 
@@ -92,22 +135,40 @@ impl WinogradTiles {
 
     /// The row length `T` and plane distance of a transformed buffer of `rows` rows for
     /// `images` images, checking that `len` holds it (panics naming `what` otherwise).
-    fn planes(&self, images: usize, rows: usize, len: usize, what: &str) -> (usize, usize) {
+    pub(super) fn planes(
+        &self,
+        images: usize,
+        rows: usize,
+        len: usize,
+        what: &str,
+    ) -> (usize, usize) {
         let stride = self.columns(images);
-        assert!(len >= winograd_len(rows * stride), "{what} too short");
+        assert!(
+            len >= self.tile.buffer_len(rows * stride),
+            "{what} too short"
+        );
         (stride, winograd_plane(rows * stride))
     }
 
-    /// Width of a padded input row covering every tile: `2 * tw + 2`.
-    fn row_len(&self) -> usize {
-        2 * self.tw + 2
+    /// Elements of a transformed buffer of `rows` rows for `images` images.
+    pub fn buffer_len(&self, rows: usize, images: usize) -> usize {
+        self.tile.buffer_len(rows * self.columns(images))
+    }
+
+    /// Width of a padded input row covering every tile: `size * tw + 2`.
+    pub(super) fn row_len(&self) -> usize {
+        self.tile.size() * self.tw + 2
     }
 
     /// Scratch elements each transform needs (the largest of them).
     pub fn scratch_len(&self) -> usize {
-        let input = self.row_len() + 8 * (self.th + 1) * self.tw;
-        let input_grad = (2 * self.th + 2) * self.row_len();
-        input.max(input_grad).max(12 * self.per_image())
+        let m = self.tile.size();
+        // The input transform's row and its planes of row-transformed tiles (by position
+        // along the row and row residue), the output transforms' planes.
+        let input = self.row_len() + (m + 2) * m * (self.th + 1) * self.tw;
+        let input_grad = (m * self.th + 2) * self.row_len();
+        let output = (m * m + (m + 2) * m) * self.per_image();
+        input.max(input_grad).max(output)
     }
 }
 
@@ -138,27 +199,41 @@ fn b4(x: [f32; 4]) -> [f32; 4] {
 }
 
 /// Length of the transformed weights [`winograd_weights`] writes.
-pub fn winograd_weights_len(cout: usize, cin: usize, adjoint: bool) -> usize {
+pub fn winograd_weights_len(tile: WinogradTile, cout: usize, cin: usize, adjoint: bool) -> usize {
     if adjoint {
-        winograd_len(panel_len(cin, cout))
+        tile.buffer_len(panel_len(cin, cout))
     } else {
-        winograd_len(panel_len(cout, cin))
+        tile.buffer_len(panel_len(cout, cin))
     }
 }
 
-/// Transforms an OIHW `[cout, cin, 3, 3]` weight into `U = G g G^T`, each position's
-/// matrix packed for [`panel_gemm`](crate::conv::panel_gemm()): `cout x cin` for the forward
-/// pass, or with `adjoint` its transpose `cin x cout` for the input gradient. Planes
-/// [`winograd_plane`] of the packed length apart. Panics if a slice is too short.
-pub fn winograd_weights(weight: &[f32], cout: usize, cin: usize, adjoint: bool, u: &mut [f32]) {
+/// Transforms an OIHW `[cout, cin, 3, 3]` weight into `U = G g G^T` for `tile`, each
+/// position's matrix packed for [`panel_gemm`](crate::conv::panel_gemm()): `cout x cin` for
+/// the forward pass, or with `adjoint` its transpose `cin x cout` for the input gradient.
+/// Planes [`winograd_plane`] of the packed length apart. Panics if a slice is too short.
+pub fn winograd_weights(
+    tile: WinogradTile,
+    weight: &[f32],
+    cout: usize,
+    cin: usize,
+    adjoint: bool,
+    u: &mut [f32],
+) {
     let len = cout * cin;
     assert!(
         weight.len() >= len * 9,
         "winograd_weights: weight too short"
     );
+    assert!(
+        u.len() >= winograd_weights_len(tile, cout, cin, adjoint),
+        "winograd_weights: u too short"
+    );
+    if tile == WinogradTile::F4 {
+        return transforms4::weights(weight, cout, cin, adjoint, u);
+    }
     let (rows, cols) = if adjoint { (cin, cout) } else { (cout, cin) };
     let plane = winograd_plane(panel_len(rows, cols));
-    let u = &mut u[..winograd_weights_len(cout, cin, adjoint)];
+    let u = &mut u[..winograd_weights_len(tile, cout, cin, adjoint)];
     // The last panel's padding rows must be zero.
     u.fill(0.0);
     for (k, g) in weight[..len * 9].chunks_exact(9).enumerate() {
@@ -179,15 +254,24 @@ pub fn winograd_weights(weight: &[f32], cout: usize, cin: usize, adjoint: bool, 
     }
 }
 
-/// Adds the weight gradient `G^T dU G` of `du = [16][cout][cin]` to the OIHW `gw`.
-/// Panics if a slice is too short.
-pub fn winograd_weight_grad(du: &[f32], cout: usize, cin: usize, gw: &mut [f32]) {
+/// Adds the weight gradient `G^T dU G` of `du` (`tile`'s positions of `cout x cin`) to the
+/// OIHW `gw`. Panics if a slice is too short.
+pub fn winograd_weight_grad(
+    tile: WinogradTile,
+    du: &[f32],
+    cout: usize,
+    cin: usize,
+    gw: &mut [f32],
+) {
     let len = cout * cin;
     assert!(
-        du.len() >= winograd_len(len),
+        du.len() >= tile.buffer_len(len),
         "winograd_weight_grad: du too short"
     );
     assert!(gw.len() >= len * 9, "winograd_weight_grad: gw too short");
+    if tile == WinogradTile::F4 {
+        return transforms4::weight_grad(du, cout, cin, gw);
+    }
     let plane = winograd_plane(len);
     for (k, g) in gw[..len * 9].chunks_exact_mut(9).enumerate() {
         let d = |i: usize, j: usize| du[(i * 4 + j) * plane + k];
@@ -242,6 +326,10 @@ simd_fn! {
             x.len() >= images * cin * h * w,
             "winograd_input: x too short"
         );
+        assert!(scratch.len() >= tiles.scratch_len(), "winograd_input: scratch too short");
+        if tiles.tile == WinogradTile::F4 {
+            return transforms4::input(x, images, cin, tiles, v, scratch);
+        }
         let (stride, ps) = tiles.planes(images, cin, v.len(), "winograd_input: v");
         let rl = tiles.row_len();
         let hlen = (th + 1) * tw;
@@ -300,6 +388,10 @@ simd_fn! {
             y.len() >= images * cout * ho * wo,
             "winograd_output: y too short"
         );
+        assert!(scratch.len() >= tiles.scratch_len(), "winograd_output: scratch too short");
+        if tiles.tile == WinogradTile::F4 {
+            return transforms4::output(m, images, cout, tiles, ep, scratch, y);
+        }
         // s[a][j]: A^T down column j (a = 0, 1); then out[a][b] along the rows.
         let (s, out) = scratch[..12 * per].split_at_mut(8 * per);
         for n in 0..images {
@@ -354,6 +446,10 @@ simd_fn! {
             gy.len() >= images * cout * ho * wo,
             "winograd_grad_output: gy too short"
         );
+        assert!(scratch.len() >= tiles.scratch_len(), "winograd_grad_output: scratch too short");
+        if tiles.tile == WinogradTile::F4 {
+            return transforms4::grad_output(gy, images, cout, tiles, scratch, dm);
+        }
         let (stride, ps) = tiles.planes(images, cout, dm.len(), "winograd_grad_output: dm");
         // d[a][b]: the tiles' 2x2 gradients by position; q[i][b]: A down the columns.
         let (d, q) = scratch[..12 * per].split_at_mut(4 * per);
@@ -424,6 +520,10 @@ simd_fn! {
             gx.len() >= images * cin * h * w,
             "winograd_input_grad: gx too short"
         );
+        assert!(scratch.len() >= tiles.scratch_len(), "winograd_input_grad: scratch too short");
+        if tiles.tile == WinogradTile::F4 {
+            return transforms4::input_grad(dv, images, cin, tiles, scratch, gx);
+        }
         let rl = tiles.row_len();
         let plane = &mut scratch[..tiles.scratch_len()];
         for n in 0..images {
