@@ -2,7 +2,7 @@
 //! five CIFAR-sized 3x3 shapes of `torch_bench.py convbench` (N = 64, stride 1, pad 1), at
 //! 2 threads. FLOPs = 2*N*Cout*Ho*Wo*Cin*k*k forward; forward+backward counts 3x.
 //! `EMBER_CONV_ALGOS=1` also times each algorithm forced (im2col + GEMM, direct 3x3,
-//! Winograd):
+//! Winograd F(2x2, 3x3) and F(4x4, 3x3)):
 //! the measurement behind `ConvAlgorithm::choose`. `EMBER_BENCH_QUICK=1` shortens runs.
 #![allow(missing_docs)]
 
@@ -20,6 +20,7 @@ fn bench_conv(c: &mut Criterion) {
         algos.push(("im2col", ConvAlgorithm::Im2colGemm));
         algos.push(("direct", ConvAlgorithm::Direct3x3));
         algos.push(("winograd", ConvAlgorithm::Winograd));
+        algos.push(("winograd4", ConvAlgorithm::Winograd4x4));
     }
     let threads = 2;
     let pool = ember_benches::pool(threads);
