@@ -46,7 +46,12 @@ pub struct BatchNorm2d {
     /// Per channel, from the last forward: the mean and 1/std used to normalise.
     mean: Vec<f32>,
     invstd: Vec<f32>,
-    /// Per channel workspace: `y = x * scale + shift`, and backward's two sums.
+    /// The batch mean (f64) minus `mean`: the kernels centre on the f32 `mean` and fold
+    /// this residual into their constants, so that neither pass multiplies a large `x` by
+    /// a large factor only to cancel it (a nearly constant channel has invstd near
+    /// 1/sqrt(eps)).
+    mean_residual: Vec<f64>,
+    /// Per channel workspace: `y = (x - mean) * scale + shift`, and backward's two sums.
     scale: Vec<f32>,
     shift: Vec<f32>,
     sum_g: Vec<f32>,
@@ -82,6 +87,7 @@ impl BatchNorm2d {
             running_var: Tensor::full([channels], 1.0),
             num_batches_tracked: Tensor::zeros(Shape::scalar()),
             mean: vec![0.0; channels],
+            mean_residual: vec![0.0; channels],
             invstd: vec![0.0; channels],
             scale: vec![0.0; channels],
             shift: vec![0.0; channels],
@@ -210,7 +216,9 @@ impl BatchNorm2d {
         for c in 0..c_count {
             let d = self.sums[c] / count;
             let var = (self.sums[c_count + c] / count - d * d).max(0.0);
-            self.mean[c] = (self.mean[c] as f64 + d) as f32;
+            let mean = self.mean[c] as f64 + d;
+            self.mean[c] = mean as f32;
+            self.mean_residual[c] = mean - self.mean[c] as f64;
             self.invstd[c] = (1.0 / (var + eps).sqrt()) as f32;
             rm[c] = (1.0 - mom) * rm[c] + mom * self.mean[c];
             rv[c] = (1.0 - mom) * rv[c] + mom * var as f32 * unbias;
@@ -224,6 +232,7 @@ impl BatchNorm2d {
         let rv = self.running_var.data();
         for c in 0..self.channels {
             self.mean[c] = rm[c];
+            self.mean_residual[c] = 0.0;
             self.invstd[c] = (1.0 / (rv[c] as f64 + self.eps as f64).sqrt()) as f32;
         }
     }
@@ -273,19 +282,19 @@ fn grad_sums(g: &[f32], x: &[f32], m: f32) -> (f32, f32) {
     (sg.iter().sum::<f32>() + tg, sgx.iter().sum::<f32>() + tgx)
 }
 
-/// `out = x * a + b`.
+/// `out = (x - m) * a + b`.
 #[inline(always)]
-fn affine(x: &[f32], a: f32, b: f32, out: &mut [f32]) {
+fn affine(x: &[f32], m: f32, a: f32, b: f32, out: &mut [f32]) {
     for (o, &v) in out.iter_mut().zip(x) {
-        *o = v * a + b;
+        *o = (v - m) * a + b;
     }
 }
 
-/// `out = g * a + x * b + c`.
+/// `out = g * a + (x - m) * b + c`.
 #[inline(always)]
-fn affine2(g: &[f32], a: f32, x: &[f32], b: f32, c: f32, out: &mut [f32]) {
+fn affine2(g: &[f32], a: f32, x: &[f32], m: f32, b: f32, c: f32, out: &mut [f32]) {
     for ((o, &g), &x) in out.iter_mut().zip(g).zip(x) {
-        *o = g * a + (x * b + c);
+        *o = g * a + ((x - m) * b + c);
     }
 }
 
@@ -303,9 +312,9 @@ impl Layer for BatchNorm2d {
             let gamma = self.weight.as_ref().map_or(1.0, |p| p.value.data()[c]);
             let beta = self.bias.as_ref().map_or(0.0, |p| p.value.data()[c]);
             self.scale[c] = gamma * self.invstd[c];
-            self.shift[c] = beta - self.mean[c] * self.scale[c];
+            self.shift[c] = (beta as f64 - self.mean_residual[c] * self.scale[c] as f64) as f32;
         }
-        let (scale, shift) = (&self.scale, &self.shift);
+        let (mean, scale, shift) = (&self.mean, &self.scale, &self.shift);
         let out = self.bufs.out_for(shape);
         if hw > 0 {
             // One task per image, its planes in one dispatch.
@@ -316,7 +325,7 @@ impl Layer for BatchNorm2d {
                 .for_each(|(o, x)| {
                     simd_dispatch!(_s => {
                         for (c, (o, x)) in o.chunks_exact_mut(hw).zip(x.chunks_exact(hw)).enumerate() {
-                            affine(x, scale[c], shift[c], o);
+                            affine(x, mean[c], scale[c], shift[c], o);
                         }
                     })
                 });
@@ -330,7 +339,7 @@ impl Layer for BatchNorm2d {
         let (n, c_count, h, w) = x.shape().nchw().unwrap_or((0, 0, 0, 0));
         let hw = h * w;
         let (xs, gs) = (x.data(), grad_out.data());
-        let mean = &self.mean;
+        let (mean, residual) = (&self.mean, &self.mean_residual);
         self.sum_g
             .par_iter_mut()
             .zip(self.sum_gxm.par_iter_mut())
@@ -347,7 +356,8 @@ impl Layer for BatchNorm2d {
                     (a, b)
                 });
                 *sg = a as f32;
-                *sgx = b as f32;
+                // Centred on the exact batch mean: sum(g (x - mean - residual)).
+                *sgx = (b - residual[c] * a) as f32;
             });
         if let (Some(wp), Some(bp)) = (&mut self.weight, &mut self.bias) {
             let (dw, db) = (wp.grad.data_mut(), bp.grad.data_mut());
@@ -375,14 +385,16 @@ impl Layer for BatchNorm2d {
         if !need_input_grad {
             return self.bufs.skip_grad();
         }
-        // dx = a g + b x + c per channel: in training the batch statistics depend on x, so
-        // dx = gamma*invstd * (g - mean(g) - xhat * mean(g * xhat)).
+        // dx = a g + b (x - mean) + c per channel: in training the batch statistics depend
+        // on x, so dx = gamma*invstd * (g - mean(g) - xhat * mean(g * xhat)).
         for c in 0..c_count {
             let gamma = self.weight.as_ref().map_or(1.0, |p| p.value.data()[c]);
             let a = gamma * self.invstd[c];
             let (b, c0) = if self.last_mode == Mode::Train {
                 let b = -a * self.invstd[c] * self.invstd[c] * self.sum_gxm[c] / count;
-                (b, -a * self.sum_g[c] / count - b * self.mean[c])
+                let c0 = -a as f64 * self.sum_g[c] as f64 / count as f64
+                    - b as f64 * self.mean_residual[c];
+                (b, c0 as f32)
             } else {
                 (0.0, 0.0)
             };
@@ -390,7 +402,7 @@ impl Layer for BatchNorm2d {
             self.shift[c] = b;
             self.sum_g[c] = c0;
         }
-        let (a, b, c0) = (&self.scale, &self.shift, &self.sum_g);
+        let (mean, a, b, c0) = (&self.mean, &self.scale, &self.shift, &self.sum_g);
         let dx = self.bufs.grad_for(x.shape());
         if hw > 0 {
             let item = c_count * hw;
@@ -401,7 +413,7 @@ impl Layer for BatchNorm2d {
                     simd_dispatch!(_s => {
                         let planes = o.chunks_exact_mut(hw).zip(g.chunks_exact(hw).zip(x.chunks_exact(hw)));
                         for (c, (o, (g, x))) in planes.enumerate() {
-                            affine2(g, a[c], x, b[c], c0[c], o);
+                            affine2(g, a[c], x, mean[c], b[c], c0[c], o);
                         }
                     })
                 });
