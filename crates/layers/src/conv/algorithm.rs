@@ -116,11 +116,12 @@ impl ConvAlgorithm {
     /// for the rest.
     pub fn choose_weight_grad(self, g: &ConvGeometry) -> ConvAlgorithm {
         let direct = Self::direct_applies(g);
+        let forward = self.choose(g);
         match self {
             ConvAlgorithm::Auto | ConvAlgorithm::Winograd | ConvAlgorithm::Winograd4x4
-                if self.choose(g).winograd_tile().is_some() =>
+                if forward.winograd_tile().is_some() =>
             {
-                self.choose(g)
+                forward
             }
             ConvAlgorithm::Direct3x3 if direct => ConvAlgorithm::Direct3x3,
             ConvAlgorithm::Auto if direct && g.out_w() >= 12 => ConvAlgorithm::Direct3x3,

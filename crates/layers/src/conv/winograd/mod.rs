@@ -140,10 +140,10 @@ pub(super) fn forward(
     for first in (0..images).step_by(step) {
         let n = step.min(images - first);
         let t = tiles.columns(n);
-        let v = grow(&mut s.input, tile.buffer_len(cin * t));
+        let v = grow(&mut s.input, tiles.buffer_len(cin, n));
         let scratch = grow(&mut s.transform, tiles.scratch_len());
         winograd_input(&xs[first * in_item..], n, cin, &tiles, v, scratch);
-        let m = grow(&mut s.output, tile.buffer_len(cout * t));
+        let m = grow(&mut s.output, tiles.buffer_len(cout, n));
         let (pu, pv) = (
             winograd_plane(panel_len(cout, cin)),
             winograd_plane(cin * t),
@@ -172,10 +172,10 @@ pub(super) fn backward(
     let tiles = tiles(tile, g);
     let (cin, cout) = (g.in_channels, g.out_channels);
     let (t, cols) = (tiles.columns(n), n * tiles.per_image());
-    let dm = grow(&mut s.output, tile.buffer_len(cout * t));
+    let dm = grow(&mut s.output, tiles.buffer_len(cout, n));
     let scratch = grow(&mut s.transform, tiles.scratch_len());
     winograd_grad_output(b.gy, n, cout, &tiles, scratch, dm);
-    let v = grow(&mut s.input, tile.buffer_len(cin * t));
+    let v = grow(&mut s.input, tiles.buffer_len(cin, n));
     let (pm, pv) = (winograd_plane(cout * t), winograd_plane(cin * t));
     if let Some(du) = weight_sum {
         winograd_input(b.x, n, cin, &tiles, v, scratch);

@@ -224,33 +224,12 @@ pub fn winograd_weights(
         weight.len() >= len * 9,
         "winograd_weights: weight too short"
     );
-    assert!(
-        u.len() >= winograd_weights_len(tile, cout, cin, adjoint),
-        "winograd_weights: u too short"
-    );
-    if tile == WinogradTile::F4 {
-        return transforms4::weights(weight, cout, cin, adjoint, u);
-    }
-    let (rows, cols) = if adjoint { (cin, cout) } else { (cout, cin) };
-    let plane = winograd_plane(panel_len(rows, cols));
-    let u = &mut u[..winograd_weights_len(tile, cout, cin, adjoint)];
-    // The last panel's padding rows must be zero.
-    u.fill(0.0);
-    for (k, g) in weight[..len * 9].chunks_exact(9).enumerate() {
-        let (co, ci) = (k / cin, k % cin);
-        let at = if adjoint {
-            panel_index(ci, co, cols)
-        } else {
-            panel_index(co, ci, cols)
-        };
-        // Columns of G g (4 x 3), then rows: (G (G g)^T)^T = G g G^T.
-        let gc: [[f32; 4]; 3] = std::array::from_fn(|c| g3([g[c], g[3 + c], g[6 + c]]));
-        for i in 0..4 {
-            let row = g3([gc[0][i], gc[1][i], gc[2][i]]);
-            for (j, &r) in row.iter().enumerate() {
-                u[(i * 4 + j) * plane + at] = r;
-            }
-        }
+    let u_len = winograd_weights_len(tile, cout, cin, adjoint);
+    assert!(u.len() >= u_len, "winograd_weights: u too short");
+    let kernels = KernelLayout { cout, cin, adjoint };
+    match tile {
+        WinogradTile::F2 => kernels.transform(g3, &weight[..len * 9], &mut u[..u_len]),
+        WinogradTile::F4 => kernels.transform(transforms4::g6, &weight[..len * 9], &mut u[..u_len]),
     }
 }
 
@@ -269,17 +248,78 @@ pub fn winograd_weight_grad(
         "winograd_weight_grad: du too short"
     );
     assert!(gw.len() >= len * 9, "winograd_weight_grad: gw too short");
-    if tile == WinogradTile::F4 {
-        return transforms4::weight_grad(du, cout, cin, gw);
-    }
     let plane = winograd_plane(len);
-    for (k, g) in gw[..len * 9].chunks_exact_mut(9).enumerate() {
-        let d = |i: usize, j: usize| du[(i * 4 + j) * plane + k];
-        let rows: [[f32; 3]; 4] =
-            std::array::from_fn(|i| gt4([d(i, 0), d(i, 1), d(i, 2), d(i, 3)]));
+    match tile {
+        WinogradTile::F2 => weight_grad_with(gt4, du, plane, &mut gw[..len * 9]),
+        WinogradTile::F4 => weight_grad_with(transforms4::gt6, du, plane, &mut gw[..len * 9]),
+    }
+}
+
+/// Where [`winograd_weights`] puts each kernel's transform.
+struct KernelLayout {
+    cout: usize,
+    cin: usize,
+    adjoint: bool,
+}
+
+impl KernelLayout {
+    /// `U = G g G^T` of every kernel of `weight` into `u` (zeroed first: the last panel's
+    /// padding rows must be zero), `g_axis` being `G` along one axis (`N` points).
+    fn transform<const N: usize>(
+        &self,
+        g_axis: impl Fn([f32; 3]) -> [f32; N],
+        weight: &[f32],
+        u: &mut [f32],
+    ) {
+        let (rows, cols) = if self.adjoint {
+            (self.cin, self.cout)
+        } else {
+            (self.cout, self.cin)
+        };
+        let plane = winograd_plane(panel_len(rows, cols));
+        u.fill(0.0);
+        for (k, g) in weight.chunks_exact(9).enumerate() {
+            let (co, ci) = (k / self.cin, k % self.cin);
+            let at = if self.adjoint {
+                panel_index(ci, co, cols)
+            } else {
+                panel_index(co, ci, cols)
+            };
+            // Columns of G g (N x 3), then rows: (G (G g)^T)^T = G g G^T.
+            let gc = [0, 1, 2].map(|c| g_axis([g[c], g[3 + c], g[6 + c]]));
+            for i in 0..N {
+                let row = g_axis([gc[0][i], gc[1][i], gc[2][i]]);
+                for (j, &r) in row.iter().enumerate() {
+                    u[(i * N + j) * plane + at] = r;
+                }
+            }
+        }
+    }
+}
+
+/// Adds `G^T dU G` of `du` (`N x N` planes of `plane` elements, one entry per kernel) to
+/// the kernels of `gw`, `gt_axis` being `G^T` along one axis.
+fn weight_grad_with<const N: usize>(
+    gt_axis: impl Fn([f32; N]) -> [f32; 3],
+    du: &[f32],
+    plane: usize,
+    gw: &mut [f32],
+) {
+    for (k, g) in gw.chunks_exact_mut(9).enumerate() {
+        let mut rows = [[0.0f32; 3]; N];
+        for (i, row) in rows.iter_mut().enumerate() {
+            let mut d = [0.0f32; N];
+            for (j, v) in d.iter_mut().enumerate() {
+                *v = du[(i * N + j) * plane + k];
+            }
+            *row = gt_axis(d);
+        }
         for c in 0..3 {
-            let col = gt4([rows[0][c], rows[1][c], rows[2][c], rows[3][c]]);
-            for (r, &v) in col.iter().enumerate() {
+            let mut col = [0.0f32; N];
+            for (v, row) in col.iter_mut().zip(&rows) {
+                *v = row[c];
+            }
+            for (r, &v) in gt_axis(col).iter().enumerate() {
                 g[r * 3 + c] += v;
             }
         }
@@ -534,8 +574,9 @@ simd_fn! {
                     for tx in 0..tiles.tw {
                         let t = tbase + ty * tiles.tw + tx;
                         let e = |p: usize| dv[p * ps + t];
-                        let cols: [[f32; 4]; 4] =
-                            std::array::from_fn(|j| b4([e(j), e(4 + j), e(8 + j), e(12 + j)]));
+                        // Not `array::from_fn`: its closure calls were not inlined here.
+                        let col = |j: usize| b4([e(j), e(4 + j), e(8 + j), e(12 + j)]);
+                        let cols = [col(0), col(1), col(2), col(3)];
                         for a in 0..4 {
                             let out = b4([cols[0][a], cols[1][a], cols[2][a], cols[3][a]]);
                             let dst = &mut plane[(2 * ty + a) * rl + 2 * tx..][..4];

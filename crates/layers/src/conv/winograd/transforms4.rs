@@ -13,9 +13,8 @@
 
 use crate::conv::copy::copy_short;
 use crate::conv::epilogue::Epilogue;
-use crate::conv::panel_gemm::panel_index;
 
-use super::transforms::{WinogradTile, WinogradTiles, winograd_plane, winograd_weights_len};
+use super::transforms::WinogradTiles;
 
 /// `B^T x`: the input transform along one axis.
 #[inline(always)]
@@ -68,7 +67,7 @@ fn a6(x: [f32; 4]) -> [f32; 6] {
 
 /// `G x`: the filter transform along one axis.
 #[inline(always)]
-fn g6(x: [f32; 3]) -> [f32; 6] {
+pub(super) fn g6(x: [f32; 3]) -> [f32; 6] {
     let (s, t) = (x[0] + x[2], x[0] / 24.0 + x[2] / 6.0);
     [
         x[0] / 4.0,
@@ -82,7 +81,7 @@ fn g6(x: [f32; 3]) -> [f32; 6] {
 
 /// `G^T x`: the adjoint of [`g6`].
 #[inline(always)]
-fn gt6(x: [f32; 6]) -> [f32; 3] {
+pub(super) fn gt6(x: [f32; 6]) -> [f32; 3] {
     let (p, m) = (x[1] + x[2], x[1] - x[2]);
     let (q, n) = (x[3] + x[4], x[3] - x[4]);
     [
@@ -90,47 +89,6 @@ fn gt6(x: [f32; 6]) -> [f32; 3] {
         -m / 6.0 + n / 12.0,
         -p / 6.0 + q / 6.0 + x[5],
     ]
-}
-
-/// `U = G g G^T` of every 3x3 kernel of `weight`, see
-/// [`winograd_weights`](super::winograd_weights).
-pub(super) fn weights(weight: &[f32], cout: usize, cin: usize, adjoint: bool, u: &mut [f32]) {
-    let len = cout * cin;
-    let (rows, cols) = if adjoint { (cin, cout) } else { (cout, cin) };
-    let plane = winograd_plane(crate::conv::panel_gemm::panel_len(rows, cols));
-    let u = &mut u[..winograd_weights_len(WinogradTile::F4, cout, cin, adjoint)];
-    u.fill(0.0);
-    for (k, g) in weight[..len * 9].chunks_exact(9).enumerate() {
-        let (co, ci) = (k / cin, k % cin);
-        let at = if adjoint {
-            panel_index(ci, co, cols)
-        } else {
-            panel_index(co, ci, cols)
-        };
-        let gc: [[f32; 6]; 3] = std::array::from_fn(|c| g6([g[c], g[3 + c], g[6 + c]]));
-        for i in 0..6 {
-            let row = g6([gc[0][i], gc[1][i], gc[2][i]]);
-            for (j, &r) in row.iter().enumerate() {
-                u[(i * 6 + j) * plane + at] = r;
-            }
-        }
-    }
-}
-
-/// Adds `G^T dU G` of `du = [36][cout][cin]` to the OIHW `gw`.
-pub(super) fn weight_grad(du: &[f32], cout: usize, cin: usize, gw: &mut [f32]) {
-    let len = cout * cin;
-    let plane = winograd_plane(len);
-    for (k, g) in gw[..len * 9].chunks_exact_mut(9).enumerate() {
-        let d = |i: usize, j: usize| du[(i * 6 + j) * plane + k];
-        let rows: [[f32; 3]; 6] = std::array::from_fn(|i| gt6(std::array::from_fn(|j| d(i, j))));
-        for c in 0..3 {
-            let col = gt6(std::array::from_fn(|i| rows[i][c]));
-            for (r, &v) in col.iter().enumerate() {
-                g[r * 3 + c] += v;
-            }
-        }
-    }
 }
 
 /// Lanes of a block of [`planes`]: one AVX-512 vector.
