@@ -226,10 +226,10 @@ pub fn winograd_weights(
     );
     let u_len = winograd_weights_len(tile, cout, cin, adjoint);
     assert!(u.len() >= u_len, "winograd_weights: u too short");
-    let kernels = KernelLayout { cout, cin, adjoint };
+    let (weight, u) = (&weight[..len * 9], &mut u[..u_len]);
     match tile {
-        WinogradTile::F2 => kernels.transform(g3, &weight[..len * 9], &mut u[..u_len]),
-        WinogradTile::F4 => kernels.transform(transforms4::g6, &weight[..len * 9], &mut u[..u_len]),
+        WinogradTile::F2 => weights_with(g3, weight, cout, cin, adjoint, u),
+        WinogradTile::F4 => weights_with(transforms4::g6, weight, cout, cin, adjoint, u),
     }
 }
 
@@ -255,43 +255,33 @@ pub fn winograd_weight_grad(
     }
 }
 
-/// Where [`winograd_weights`] puts each kernel's transform.
-struct KernelLayout {
+/// `U = G g G^T` of every kernel of `weight` into `u` (zeroed first: the last panel's
+/// padding rows must be zero), laid out as [`winograd_weights`] says, `g_axis` being `G`
+/// along one axis (`N` points).
+fn weights_with<const N: usize>(
+    g_axis: impl Fn([f32; 3]) -> [f32; N],
+    weight: &[f32],
     cout: usize,
     cin: usize,
     adjoint: bool,
-}
-
-impl KernelLayout {
-    /// `U = G g G^T` of every kernel of `weight` into `u` (zeroed first: the last panel's
-    /// padding rows must be zero), `g_axis` being `G` along one axis (`N` points).
-    fn transform<const N: usize>(
-        &self,
-        g_axis: impl Fn([f32; 3]) -> [f32; N],
-        weight: &[f32],
-        u: &mut [f32],
-    ) {
-        let (rows, cols) = if self.adjoint {
-            (self.cin, self.cout)
+    u: &mut [f32],
+) {
+    let (rows, cols) = if adjoint { (cin, cout) } else { (cout, cin) };
+    let plane = winograd_plane(panel_len(rows, cols));
+    u.fill(0.0);
+    for (k, g) in weight.chunks_exact(9).enumerate() {
+        let (co, ci) = (k / cin, k % cin);
+        let at = if adjoint {
+            panel_index(ci, co, cols)
         } else {
-            (self.cout, self.cin)
+            panel_index(co, ci, cols)
         };
-        let plane = winograd_plane(panel_len(rows, cols));
-        u.fill(0.0);
-        for (k, g) in weight.chunks_exact(9).enumerate() {
-            let (co, ci) = (k / self.cin, k % self.cin);
-            let at = if self.adjoint {
-                panel_index(ci, co, cols)
-            } else {
-                panel_index(co, ci, cols)
-            };
-            // Columns of G g (N x 3), then rows: (G (G g)^T)^T = G g G^T.
-            let gc = [0, 1, 2].map(|c| g_axis([g[c], g[3 + c], g[6 + c]]));
-            for i in 0..N {
-                let row = g_axis([gc[0][i], gc[1][i], gc[2][i]]);
-                for (j, &r) in row.iter().enumerate() {
-                    u[(i * N + j) * plane + at] = r;
-                }
+        // Columns of G g (N x 3), then rows: (G (G g)^T)^T = G g G^T.
+        let gc = [0, 1, 2].map(|c| g_axis([g[c], g[3 + c], g[6 + c]]));
+        for i in 0..N {
+            let row = g_axis([gc[0][i], gc[1][i], gc[2][i]]);
+            for (j, &r) in row.iter().enumerate() {
+                u[(i * N + j) * plane + at] = r;
             }
         }
     }
