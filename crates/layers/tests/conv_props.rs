@@ -85,7 +85,8 @@ fn check_layer(
     relu: bool,
     seed: u64,
 ) -> Result<(), TestCaseError> {
-    let tol = if algo == ConvAlgorithm::Winograd4x4 {
+    // The tolerance of the algorithm that runs (`Auto` resolves to F(4x4, 3x3) too).
+    let tol = if algo.choose(g) == ConvAlgorithm::Winograd4x4 {
         TOL_F4
     } else {
         TOL
@@ -269,6 +270,19 @@ proptest! {
         check_layer(&g, ConvAlgorithm::Auto, true, relu, seed)?;
     }
 
+    /// From 64 channels on outputs of at least 7x7 `Auto` picks F(4x4, 3x3) for every pass,
+    /// held to F(4x4, 3x3)'s tolerance.
+    #[test]
+    fn auto_winograd4x4_matches_reference(cin in 64usize..=66, cout in 64usize..=67, p in 0usize..=1,
+                                          batch in 1usize..=3, h in 7usize..=11, w in 7usize..=11,
+                                          relu in any::<bool>(), seed in any::<u64>()) {
+        let g = conv3x3(batch, cin, (h, w), cout, Pair(p, p));
+        prop_assume!(g.validate().is_ok() && g.out_h() >= 7 && g.out_w() >= 7);
+        prop_assert!(ConvAlgorithm::Auto.choose(&g) == ConvAlgorithm::Winograd4x4);
+        prop_assert!(ConvAlgorithm::Auto.choose_weight_grad(&g) == ConvAlgorithm::Winograd4x4);
+        check_layer(&g, ConvAlgorithm::Auto, true, relu, seed)?;
+    }
+
     #[test]
     fn auto_layer_matches_reference(g in direct_geometry(), seed in any::<u64>()) {
         prop_assume!(g.validate().is_ok());
@@ -430,8 +444,9 @@ fn batched_weight_gradient_runs_and_tails_match_reference() {
     }
 }
 
-/// The measured rule: Winograd from 16 channels on outputs up to 64x64, the direct kernel
-/// for the 3-channel first layer and for larger images, im2col + GEMM off 3x3 stride 1.
+/// The measured rule: Winograd from 16 channels on outputs up to 64x64 (F(4x4, 3x3) from 64
+/// channels on outputs of at least 7x7), the direct kernel for the 3-channel first layer and
+/// for larger images, im2col + GEMM off 3x3 stride 1.
 #[test]
 fn auto_rule_by_shape() {
     let g = |cin: usize, hw: usize, cout: usize| conv3x3(1, cin, (hw, hw), cout, Pair(1, 1));
@@ -440,9 +455,10 @@ fn auto_rule_by_shape() {
         ..g(32, 16, 64)
     };
     let auto = ConvAlgorithm::Auto;
-    let (direct, wino, gemm) = (
+    let (direct, wino, wino4, gemm) = (
         ConvAlgorithm::Direct3x3,
         ConvAlgorithm::Winograd,
+        ConvAlgorithm::Winograd4x4,
         ConvAlgorithm::Im2colGemm,
     );
     for level in Level::available() {
@@ -452,9 +468,13 @@ fn auto_rule_by_shape() {
             for (geom, fwd, wgrad) in [
                 (g(3, 32, 32), direct, direct),
                 (g(32, 16, 64), wino, wino),
-                (g(256, 8, 256), wino, wino),
+                (g(256, 8, 256), wino4, wino4),
+                (g(256, 7, 256), wino4, wino4),
+                (g(256, 5, 256), wino, wino),
+                (g(64, 8, 63), wino, wino),
+                (g(63, 15, 64), wino, wino),
                 (g(32, 64, 32), shallow_wide, shallow_wide),
-                (g(64, 64, 64), wino, wino),
+                (g(64, 64, 64), wino4, wino4),
                 (g(32, 65, 32), direct, direct),
                 (g(8, 8, 8), direct, gemm),
                 (strided, gemm, gemm),

@@ -23,11 +23,9 @@ pub enum ConvAlgorithm {
     Winograd,
     /// Winograd F(4x4, 3x3) for every pass: fewer products than F(2x2, 3x3) (2.25
     /// multiplications per output against 4) for larger transforms and larger rounding
-    /// errors; covers and falls back as [`ConvAlgorithm::Winograd`] does. `Auto` does not
-    /// take it: on Zen 5 (AVX-512, 2 threads, one noisy run) its forward pass ran at
-    /// 0.48-0.66x F(2x2, 3x3)'s on the four deeper convbench shapes and forward + backward
-    /// at 0.64-1.03x, its transforms (scalar per tile along the rows) costing more than the
-    /// smaller products save.
+    /// errors; covers and falls back as [`ConvAlgorithm::Winograd`] does. `Auto` takes it
+    /// where Winograd applies with at least 64 channels in and out and outputs at least 7x7
+    /// (see [`ConvAlgorithm::choose`]).
     Winograd4x4,
 }
 
@@ -69,12 +67,19 @@ impl ConvAlgorithm {
     /// kernel for the 3-channel first layer (forward 142 against Winograd's 64) and wherever
     /// it applies and Winograd does not; im2col + GEMM otherwise. With AVX-512 the direct
     /// kernel also takes layers of at most 32 input channels with outputs wider than 16.
+    /// Of the two Winograd tiles, F(4x4, 3x3) from 64 channels (see `winograd4x4_wins`).
     pub fn choose(self, g: &ConvGeometry) -> ConvAlgorithm {
         match self {
             ConvAlgorithm::Winograd | ConvAlgorithm::Winograd4x4 if Self::winograd_applies(g) => {
                 self
             }
-            ConvAlgorithm::Auto if Self::winograd_wins(g) => ConvAlgorithm::Winograd,
+            ConvAlgorithm::Auto if Self::winograd_wins(g) => {
+                if Self::winograd4x4_wins(g) {
+                    ConvAlgorithm::Winograd4x4
+                } else {
+                    ConvAlgorithm::Winograd
+                }
+            }
             ConvAlgorithm::Auto | ConvAlgorithm::Direct3x3 if Self::direct_applies(g) => {
                 ConvAlgorithm::Direct3x3
             }
@@ -93,6 +98,19 @@ impl ConvAlgorithm {
             && g.in_channels >= 16
             && g.out_channels >= 16
             && !Self::direct_wins_wide(g)
+    }
+
+    /// Where F(4x4, 3x3) beats F(2x2, 3x3): at least 64 channels in and out (the products
+    /// it saves outweigh its larger transforms) and outputs of at least 7x7 (smaller ones
+    /// leave most of a 4x4 tile unused). Measured on Zen 4 (1 thread, CPU time, forward +
+    /// backward, GFLOP/s): 120 against 106 with 64 channels on 15x15, 182 against 148 for
+    /// 64 to 256 on 15x15, 148-154 against 123-125 with 256 on 7x7, 120-122 against 107-109
+    /// with 128 on 7x7, 134-139 against 126-131 with 64 to 128 on 8x8; forward alone on that
+    /// last shape 115-124 against 130-133 with AVX-512 (and 142 against 131 with AVX2), the
+    /// others ahead or level. With AVX2 and portable SIMD F(4x4, 3x3) is further ahead; with
+    /// 256 channels on 3x3 outputs the two tie.
+    fn winograd4x4_wins(g: &ConvGeometry) -> bool {
+        g.in_channels >= 64 && g.out_channels >= 64 && g.out_h() >= 7 && g.out_w() >= 7
     }
 
     /// Where the direct kernel beats Winograd although both channel counts are at least 16:
@@ -156,6 +174,7 @@ mod tests {
         let wide = conv3x3(24, 31, 64);
         let narrow = conv3x3(32, 16, 64);
         let deep = conv3x3(64, 32, 64);
+        let tiny = conv3x3(64, 4, 64);
         for level in Level::available() {
             with_level(level, || {
                 let direct = level == Level::Avx512;
@@ -171,7 +190,11 @@ mod tests {
                     "{level}"
                 );
                 assert_eq!(ConvAlgorithm::Auto.choose(&narrow), ConvAlgorithm::Winograd);
-                assert_eq!(ConvAlgorithm::Auto.choose(&deep), ConvAlgorithm::Winograd);
+                assert_eq!(
+                    ConvAlgorithm::Auto.choose(&deep),
+                    ConvAlgorithm::Winograd4x4
+                );
+                assert_eq!(ConvAlgorithm::Auto.choose(&tiny), ConvAlgorithm::Winograd);
                 assert_eq!(
                     ConvAlgorithm::Auto.choose(&conv3x3(3, 32, 32)),
                     ConvAlgorithm::Direct3x3

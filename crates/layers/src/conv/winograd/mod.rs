@@ -141,7 +141,7 @@ pub(super) fn forward(
         let n = step.min(images - first);
         let t = tiles.columns(n);
         let v = grow(&mut s.input, tiles.buffer_len(cin, n));
-        let scratch = grow(&mut s.transform, tiles.scratch_len());
+        let scratch = grow(&mut s.transform, tiles.scratch_len(n));
         winograd_input(&xs[first * in_item..], n, cin, &tiles, v, scratch);
         let m = grow(&mut s.output, tiles.buffer_len(cout, n));
         let (pu, pv) = (
@@ -173,7 +173,7 @@ pub(super) fn backward(
     let (cin, cout) = (g.in_channels, g.out_channels);
     let (t, cols) = (tiles.columns(n), n * tiles.per_image());
     let dm = grow(&mut s.output, tiles.buffer_len(cout, n));
-    let scratch = grow(&mut s.transform, tiles.scratch_len());
+    let scratch = grow(&mut s.transform, tiles.scratch_len(n));
     winograd_grad_output(b.gy, n, cout, &tiles, scratch, dm);
     let v = grow(&mut s.input, tiles.buffer_len(cin, n));
     let (pm, pv) = (winograd_plane(cout * t), winograd_plane(cin * t));

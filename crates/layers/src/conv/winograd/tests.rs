@@ -65,7 +65,7 @@ proptest! {
         let len = tiles.buffer_len(cin, images);
         let mut dv = randv(len, &mut rng);
         zero_unused(&mut dv, cin, &tiles, images);
-        let mut scratch = vec![0.0; tiles.scratch_len()];
+        let mut scratch = vec![0.0; tiles.scratch_len(images)];
         let mut v = vec![0.0; len];
         winograd_input(&x, images, cin, &tiles, &mut v, &mut scratch);
         let mut gx = vec![f32::NAN; x.len()];
@@ -81,7 +81,7 @@ proptest! {
         let mut m = randv(len, &mut rng);
         zero_unused(&mut m, cout, &tiles, images);
         let dy = randv(images * cout * tiles.ho * tiles.wo, &mut rng);
-        let mut scratch = vec![0.0; tiles.scratch_len()];
+        let mut scratch = vec![0.0; tiles.scratch_len(images)];
         let mut y = vec![f32::NAN; dy.len()];
         winograd_output(&m, images, cout, &tiles, Epilogue::NONE, &mut scratch, &mut y);
         let mut dm = vec![0.0; len];

@@ -160,15 +160,18 @@ impl WinogradTiles {
         self.tile.size() * self.tw + 2
     }
 
-    /// Scratch elements each transform needs (the largest of them).
-    pub fn scratch_len(&self) -> usize {
-        let m = self.tile.size();
-        // The input transform's row and its planes of row-transformed tiles (by position
-        // along the row and row residue), the output transforms' planes.
-        let input = self.row_len() + (m + 2) * m * (self.th + 1) * self.tw;
+    /// Scratch elements each transform needs (the largest of them) for `images` images.
+    pub fn scratch_len(&self, images: usize) -> usize {
+        let (m, per) = (self.tile.size(), self.per_image());
+        // The input transform's row and its planes of row-transformed tiles, the output
+        // transforms' planes: per image for F(2x2, 3x3) (by row parity), over all images
+        // for F(4x4, 3x3) (by tile row).
+        let (input, output) = match self.tile {
+            WinogradTile::F2 => (8 * (self.th + 1) * self.tw, 12 * per),
+            WinogradTile::F4 => (36 * images * per, 40 * images * per),
+        };
         let input_grad = (m * self.th + 2) * self.row_len();
-        let output = (m * m + (m + 2) * m) * self.per_image();
-        input.max(input_grad).max(output)
+        (self.row_len() + input).max(input_grad).max(output)
     }
 }
 
@@ -336,7 +339,7 @@ fn zip3(out: &mut [f32], a: &[f32], b: &[f32], c: &[f32], op: impl Fn(f32, f32, 
 simd_fn! {
     /// Transforms `images` NCHW images `x = [images][cin][h][w]` into `v = [16][cin][T]`,
     /// `T` = [`WinogradTiles::columns`], `B^T d B` per tile. `scratch` holds
-    /// [`WinogradTiles::scratch_len`]. Panics if a slice is too short.
+    /// [`WinogradTiles::scratch_len`] of `images`. Panics if a slice is too short.
     ///
     /// `B^T` runs along each padded row first (per tile, scalar), into planes split by row
     /// parity; down the columns it is then four element-wise steps over all of an image's
@@ -356,7 +359,7 @@ simd_fn! {
             x.len() >= images * cin * h * w,
             "winograd_input: x too short"
         );
-        assert!(scratch.len() >= tiles.scratch_len(), "winograd_input: scratch too short");
+        assert!(scratch.len() >= tiles.scratch_len(images), "winograd_input: scratch too short");
         if tiles.tile == WinogradTile::F4 {
             return transforms4::input(x, images, cin, tiles, v, scratch);
         }
@@ -401,8 +404,8 @@ simd_fn! {
 
 simd_fn! {
     /// Inverse output transform: `y = [images][cout][ho][wo]` from `m = [16][cout][T]`,
-    /// `A^T M A` per tile, then the epilogue. `scratch` holds [`WinogradTiles::scratch_len`].
-    /// Panics if a slice is too short.
+    /// `A^T M A` per tile, then the epilogue. `scratch` holds [`WinogradTiles::scratch_len`]
+    /// of `images`. Panics if a slice is too short.
     pub fn winograd_output(
         m: &[f32],
         images: usize,
@@ -418,7 +421,7 @@ simd_fn! {
             y.len() >= images * cout * ho * wo,
             "winograd_output: y too short"
         );
-        assert!(scratch.len() >= tiles.scratch_len(), "winograd_output: scratch too short");
+        assert!(scratch.len() >= tiles.scratch_len(images), "winograd_output: scratch too short");
         if tiles.tile == WinogradTile::F4 {
             return transforms4::output(m, images, cout, tiles, ep, scratch, y);
         }
@@ -462,7 +465,7 @@ simd_fn! {
 simd_fn! {
     /// Transforms the output gradient `gy = [images][cout][ho][wo]` into `dm = [16][cout][T]`,
     /// `A dY A^T` per tile; positions past the output count as zero. `scratch` holds
-    /// [`WinogradTiles::scratch_len`]. Panics if a slice is too short.
+    /// [`WinogradTiles::scratch_len`] of `images`. Panics if a slice is too short.
     pub fn winograd_grad_output(
         gy: &[f32],
         images: usize,
@@ -476,7 +479,7 @@ simd_fn! {
             gy.len() >= images * cout * ho * wo,
             "winograd_grad_output: gy too short"
         );
-        assert!(scratch.len() >= tiles.scratch_len(), "winograd_grad_output: scratch too short");
+        assert!(scratch.len() >= tiles.scratch_len(images), "winograd_grad_output: scratch too short");
         if tiles.tile == WinogradTile::F4 {
             return transforms4::grad_output(gy, images, cout, tiles, scratch, dm);
         }
@@ -535,7 +538,7 @@ simd_fn! {
 simd_fn! {
     /// Inverse input transform for the input gradient: `gx = [images][cin][h][w]` (overwritten)
     /// from `dv = [16][cin][T]`, summing `B dV B^T` over the overlapping tiles. `scratch` holds
-    /// [`WinogradTiles::scratch_len`]. Panics if a slice is too short.
+    /// [`WinogradTiles::scratch_len`] of `images`. Panics if a slice is too short.
     pub fn winograd_input_grad(
         dv: &[f32],
         images: usize,
@@ -550,12 +553,12 @@ simd_fn! {
             gx.len() >= images * cin * h * w,
             "winograd_input_grad: gx too short"
         );
-        assert!(scratch.len() >= tiles.scratch_len(), "winograd_input_grad: scratch too short");
+        assert!(scratch.len() >= tiles.scratch_len(images), "winograd_input_grad: scratch too short");
         if tiles.tile == WinogradTile::F4 {
             return transforms4::input_grad(dv, images, cin, tiles, scratch, gx);
         }
         let rl = tiles.row_len();
-        let plane = &mut scratch[..tiles.scratch_len()];
+        let plane = &mut scratch[..tiles.scratch_len(images)];
         for n in 0..images {
             for ci in 0..cin {
                 plane.fill(0.0);

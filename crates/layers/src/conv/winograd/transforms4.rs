@@ -145,9 +145,10 @@ fn disjoint<const N: usize>(
     out.map(|s| s.expect("filled above"))
 }
 
-/// See [`winograd_input`](super::winograd_input): `B^T` along each padded row per tile into
-/// planes split by row residue mod 4, then down the columns element-wise over an image's
-/// tiles (rows `4 ty + k` of a tile are row `ty + k / 4` of residue plane `k % 4`).
+/// See [`winograd_input`](super::winograd_input): `B^T` along each padded row per tile
+/// (scalar) into a plane per tile column `j` and tile row `k` (input row `4 ty + k` of tile
+/// row `ty`), then down the columns element-wise over the tiles of all `images` at once, so
+/// that small images (four tiles on 7x7) still fill the vectors.
 #[inline(always)]
 pub(super) fn input(
     x: &[f32],
@@ -160,12 +161,12 @@ pub(super) fn input(
     let (h, w, th, tw) = (tiles.h, tiles.w, tiles.th, tiles.tw);
     let per = tiles.per_image();
     let (stride, ps) = tiles.planes(images, cin, v.len(), "winograd_input: v");
+    let cols = images * per;
     let rl = tiles.row_len();
-    let hlen = (th + 1) * tw;
-    let (row, hs) = scratch[..rl + 24 * hlen].split_at_mut(rl);
+    let (row, hs) = scratch[..rl + 36 * cols].split_at_mut(rl);
     row.fill(0.0);
-    for n in 0..images {
-        for ci in 0..cin {
+    for ci in 0..cin {
+        for n in 0..images {
             let xc = &x[(n * cin + ci) * h * w..][..h * w];
             for r in 0..4 * th + 2 {
                 let inner = &mut row[tiles.pad.1..tiles.pad.1 + w];
@@ -173,28 +174,33 @@ pub(super) fn input(
                     Some(y) => copy_short(inner, &xc[y * w..(y + 1) * w]),
                     None => inner.iter_mut().for_each(|v| *v = 0.0),
                 }
-                let at = (r % 4) * hlen + (r / 4) * tw;
-                for tx in 0..tw {
-                    let t = bt6(std::array::from_fn(|k| row[4 * tx + k]));
-                    for (j, &val) in t.iter().enumerate() {
-                        hs[j * 4 * hlen + at + tx] = val;
+                // Row r is row k = r % 4 of tile row r / 4 and, for k < 2, row k + 4 of
+                // the tile row above.
+                let below = (r / 4 < th).then_some((r % 4, r / 4));
+                let above = (r % 4 < 2 && r >= 4).then(|| (r % 4 + 4, r / 4 - 1));
+                for (k, ty) in [below, above].into_iter().flatten() {
+                    let at = k * cols + n * per + ty * tw;
+                    for tx in 0..tw {
+                        let t = bt6(std::array::from_fn(|i| row[4 * tx + i]));
+                        for (j, &val) in t.iter().enumerate() {
+                            hs[j * 6 * cols + at + tx] = val;
+                        }
                     }
                 }
             }
-            let base = ci * stride + n * per;
-            for j in 0..6 {
-                let hj = &hs[j * 4 * hlen..(j + 1) * 4 * hlen];
-                let src: [&[f32]; 6] =
-                    std::array::from_fn(|k| &hj[(k % 4) * hlen + (k / 4) * tw..]);
-                let dst = disjoint::<6>(&mut v[base + j * ps..], per, |i| i * 6 * ps);
-                planes(src, dst, per, bt6);
-            }
+        }
+        for j in 0..6 {
+            let hj = &hs[j * 6 * cols..(j + 1) * 6 * cols];
+            let src: [&[f32]; 6] = std::array::from_fn(|k| &hj[k * cols..]);
+            let dst = disjoint::<6>(&mut v[ci * stride + j * ps..], cols, |i| i * 6 * ps);
+            planes(src, dst, cols, bt6);
         }
     }
 }
 
 /// See [`winograd_output`](super::winograd_output): `A^T` down the columns, then along the
-/// rows, element-wise over an image's tiles, then each tile's 4x4 outputs to their rows.
+/// rows, element-wise over the tiles of all `images`, then each tile's 4x4 outputs to their
+/// rows.
 #[inline(always)]
 pub(super) fn output(
     m: &[f32],
@@ -207,26 +213,27 @@ pub(super) fn output(
 ) {
     let (ho, wo, tw, per) = (tiles.ho, tiles.wo, tiles.tw, tiles.per_image());
     let (stride, ps) = tiles.planes(images, cout, m.len(), "winograd_output: m");
+    let cols = images * per;
     // s[j][a]: A^T down column j; out[a][b]: then along row a.
-    let (s, out) = scratch[..40 * per].split_at_mut(24 * per);
-    for n in 0..images {
-        for co in 0..cout {
-            let base = co * stride + n * per;
-            for j in 0..6 {
-                let src: [&[f32]; 6] = std::array::from_fn(|i| &m[(i * 6 + j) * ps + base..]);
-                let dst = disjoint::<4>(&mut s[j * 4 * per..], per, |a| a * per);
-                planes(src, dst, per, at6);
-            }
-            for a in 0..4 {
-                let src: [&[f32]; 6] = std::array::from_fn(|j| &s[(j * 4 + a) * per..]);
-                let dst = disjoint::<4>(&mut out[a * 4 * per..], per, |b| b * per);
-                planes(src, dst, per, at6);
-            }
-            let e = ep.channel(co);
+    let (s, out) = scratch[..40 * cols].split_at_mut(24 * cols);
+    for co in 0..cout {
+        let base = co * stride;
+        for j in 0..6 {
+            let src: [&[f32]; 6] = std::array::from_fn(|i| &m[(i * 6 + j) * ps + base..]);
+            let dst = disjoint::<4>(&mut s[j * 4 * cols..], cols, |a| a * cols);
+            planes(src, dst, cols, at6);
+        }
+        for a in 0..4 {
+            let src: [&[f32]; 6] = std::array::from_fn(|j| &s[(j * 4 + a) * cols..]);
+            let dst = disjoint::<4>(&mut out[a * 4 * cols..], cols, |b| b * cols);
+            planes(src, dst, cols, at6);
+        }
+        let e = ep.channel(co);
+        for n in 0..images {
             let yc = &mut y[(n * cout + co) * ho * wo..][..ho * wo];
             for (oy, yrow) in yc.chunks_exact_mut(wo).enumerate() {
-                let at = (oy % 4) * 4 * per + (oy / 4) * tw;
-                let o: [&[f32]; 4] = std::array::from_fn(|b| &out[at + b * per..][..tw]);
+                let at = (oy % 4) * 4 * cols + n * per + (oy / 4) * tw;
+                let o: [&[f32]; 4] = std::array::from_fn(|b| &out[at + b * cols..][..tw]);
                 let mut quads = yrow.chunks_exact_mut(4);
                 for (tx, quad) in (&mut quads).enumerate() {
                     for (b, q) in quad.iter_mut().enumerate() {
@@ -243,7 +250,8 @@ pub(super) fn output(
 }
 
 /// See [`winograd_grad_output`](super::winograd_grad_output): each tile's 4x4 gradients to
-/// planes by position, then `A` down the columns and along the rows element-wise.
+/// planes by position, then `A` down the columns and along the rows element-wise over the
+/// tiles of all `images`.
 #[inline(always)]
 pub(super) fn grad_output(
     gy: &[f32],
@@ -255,19 +263,20 @@ pub(super) fn grad_output(
 ) {
     let (ho, wo, tw, per) = (tiles.ho, tiles.wo, tiles.tw, tiles.per_image());
     let (stride, ps) = tiles.planes(images, cout, dm.len(), "winograd_grad_output: dm");
+    let cols = images * per;
     // d[a][b]: the tiles' gradients by position; q[b][i]: A down column b.
-    let (d, q) = scratch[..40 * per].split_at_mut(16 * per);
+    let (d, q) = scratch[..40 * cols].split_at_mut(16 * cols);
     if ho % 4 != 0 || wo % 4 != 0 {
         d.fill(0.0);
     }
-    for n in 0..images {
-        for co in 0..cout {
+    for co in 0..cout {
+        for n in 0..images {
             let gc = &gy[(n * cout + co) * ho * wo..][..ho * wo];
             for (oy, grow) in gc.chunks_exact(wo).enumerate() {
-                let at = (oy % 4) * 4 * per + (oy / 4) * tw;
-                let (d0, rest) = d[at..].split_at_mut(per);
-                let (d1, rest) = rest.split_at_mut(per);
-                let (d2, d3) = rest.split_at_mut(per);
+                let at = (oy % 4) * 4 * cols + n * per + (oy / 4) * tw;
+                let (d0, rest) = d[at..].split_at_mut(cols);
+                let (d1, rest) = rest.split_at_mut(cols);
+                let (d2, d3) = rest.split_at_mut(cols);
                 let mut dst = [&mut d0[..tw], &mut d1[..tw], &mut d2[..tw], &mut d3[..tw]];
                 let mut quads = grow.chunks_exact(4);
                 for (tx, quad) in (&mut quads).enumerate() {
@@ -279,17 +288,17 @@ pub(super) fn grad_output(
                     db[wo / 4] = g;
                 }
             }
-            for b in 0..4 {
-                let src: [&[f32]; 4] = std::array::from_fn(|a| &d[(a * 4 + b) * per..]);
-                let dst = disjoint::<6>(&mut q[b * 6 * per..], per, |i| i * per);
-                planes(src, dst, per, a6);
-            }
-            let base = co * stride + n * per;
-            for i in 0..6 {
-                let src: [&[f32]; 4] = std::array::from_fn(|b| &q[(b * 6 + i) * per..]);
-                let dst = disjoint::<6>(&mut dm[base + i * 6 * ps..], per, |j| j * ps);
-                planes(src, dst, per, a6);
-            }
+        }
+        for b in 0..4 {
+            let src: [&[f32]; 4] = std::array::from_fn(|a| &d[(a * 4 + b) * cols..]);
+            let dst = disjoint::<6>(&mut q[b * 6 * cols..], cols, |i| i * cols);
+            planes(src, dst, cols, a6);
+        }
+        let base = co * stride;
+        for i in 0..6 {
+            let src: [&[f32]; 4] = std::array::from_fn(|b| &q[(b * 6 + i) * cols..]);
+            let dst = disjoint::<6>(&mut dm[base + i * 6 * ps..], cols, |j| j * ps);
+            planes(src, dst, cols, a6);
         }
     }
 }
