@@ -24,8 +24,8 @@ pub enum ConvAlgorithm {
     /// Winograd F(4x4, 3x3) for every pass: fewer products than F(2x2, 3x3) (2.25
     /// multiplications per output against 4) for larger transforms and larger rounding
     /// errors; covers and falls back as [`ConvAlgorithm::Winograd`] does. `Auto` takes it
-    /// where Winograd applies with at least 64 channels in and out and outputs at least 7x7
-    /// (see [`ConvAlgorithm::choose`]).
+    /// where Winograd applies with at least 64 channels in and out on outputs of at least
+    /// 7x7 (12x12 below 128 channels in; see [`ConvAlgorithm::choose`]).
     Winograd4x4,
 }
 
@@ -101,16 +101,21 @@ impl ConvAlgorithm {
     }
 
     /// Where F(4x4, 3x3) beats F(2x2, 3x3): at least 64 channels in and out (the products
-    /// it saves outweigh its larger transforms) and outputs of at least 7x7 (smaller ones
-    /// leave most of a 4x4 tile unused). Measured on Zen 4 (1 thread, CPU time, forward +
-    /// backward, GFLOP/s): 120 against 106 with 64 channels on 15x15, 182 against 148 for
-    /// 64 to 256 on 15x15, 148-154 against 123-125 with 256 on 7x7, 120-122 against 107-109
-    /// with 128 on 7x7, 134-139 against 126-131 with 64 to 128 on 8x8; forward alone on that
-    /// last shape 115-124 against 130-133 with AVX-512 (and 142 against 131 with AVX2), the
-    /// others ahead or level. With AVX2 and portable SIMD F(4x4, 3x3) is further ahead; with
-    /// 256 channels on 3x3 outputs the two tie.
+    /// it saves outweigh its larger transforms), outputs of at least 7x7 (smaller ones leave
+    /// most of a 4x4 tile unused), and with fewer than 128 channels in, outputs of at least
+    /// 12x12. Measured on Zen 4 (1 thread, CPU time, forward + backward, GFLOP/s): 120
+    /// against 106 with 64 channels on 15x15, 182 against 148 for 64 to 256 on 15x15,
+    /// 148-154 against 123-125 with 256 on 7x7, 120-122 against 107-109 with 128 on 7x7,
+    /// 194 against 162 with 128 on 16x16; with AVX2 and portable SIMD further ahead. From
+    /// 64 channels on 8x8 forward + backward gains (134-139 against 126-131) but the forward
+    /// pass alone loses with AVX-512 (115-124 against 130-133), so inference keeps F(2x2,
+    /// 3x3) there; with 256 channels on 3x3 outputs the two tie.
     fn winograd4x4_wins(g: &ConvGeometry) -> bool {
-        g.in_channels >= 64 && g.out_channels >= 64 && g.out_h() >= 7 && g.out_w() >= 7
+        let side = g.out_h().min(g.out_w());
+        g.in_channels >= 64
+            && g.out_channels >= 64
+            && side >= 7
+            && (g.in_channels >= 128 || side >= 12)
     }
 
     /// Where the direct kernel beats Winograd although both channel counts are at least 16:
