@@ -25,7 +25,7 @@ pub enum ConvAlgorithm {
     /// multiplications per output against 4) for larger transforms and larger rounding
     /// errors; covers and falls back as [`ConvAlgorithm::Winograd`] does. `Auto` takes it
     /// where Winograd applies with at least 64 channels in and out on outputs of at least
-    /// 7x7 (12x12 below 128 channels in; see [`ConvAlgorithm::choose`]).
+    /// 12x12, or 7x7 with 128 channels in and batches of 256 (see [`ConvAlgorithm::choose`]).
     Winograd4x4,
 }
 
@@ -109,13 +109,16 @@ impl ConvAlgorithm {
     /// 194 against 162 with 128 on 16x16; with AVX2 and portable SIMD further ahead. From
     /// 64 channels on 8x8 forward + backward gains (134-139 against 126-131) but the forward
     /// pass alone loses with AVX-512 (115-124 against 130-133), so inference keeps F(2x2,
-    /// 3x3) there; with 256 channels on 3x3 outputs the two tie.
+    /// 3x3) there; with 256 channels on 3x3 outputs the two tie. Below 12x12 a batch of 64
+    /// over 2 threads gives each chunk 8 images, 32 tiles of F(4x4, 3x3) (half a pass), and
+    /// there it lost (criterion, 2 threads, 256 channels on 8x8: 0.73x forward, 0.76x
+    /// forward + backward), so small outputs take it only from batches of 256.
     fn winograd4x4_wins(g: &ConvGeometry) -> bool {
         let side = g.out_h().min(g.out_w());
         g.in_channels >= 64
             && g.out_channels >= 64
             && side >= 7
-            && (g.in_channels >= 128 || side >= 12)
+            && (side >= 12 || (g.in_channels >= 128 && g.batch >= 256))
     }
 
     /// Where the direct kernel beats Winograd although both channel counts are at least 16:
