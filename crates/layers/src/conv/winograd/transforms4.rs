@@ -178,12 +178,12 @@ pub(super) fn input(
                 // the tile row above.
                 let below = (r / 4 < th).then_some((r % 4, r / 4));
                 let above = (r % 4 < 2 && r >= 4).then(|| (r % 4 + 4, r / 4 - 1));
-                for (k, ty) in [below, above].into_iter().flatten() {
-                    let at = k * cols + n * per + ty * tw;
-                    for tx in 0..tw {
-                        let t = bt6(std::array::from_fn(|i| row[4 * tx + i]));
+                for tx in 0..tw {
+                    let t = bt6(std::array::from_fn(|i| row[4 * tx + i]));
+                    for (k, ty) in [below, above].into_iter().flatten() {
+                        let at = k * cols + n * per + ty * tw + tx;
                         for (j, &val) in t.iter().enumerate() {
-                            hs[j * 6 * cols + at + tx] = val;
+                            hs[j * 6 * cols + at] = val;
                         }
                     }
                 }
