@@ -49,6 +49,59 @@ pub struct BenchResult {
     pub allreduce_ms: f64,
     /// Trainable parameters of the model.
     pub params: usize,
+    /// With `layers`: each top-level layer's share of the timed training steps.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<BenchLayer>,
+}
+
+/// One layer's time in the timed training steps of [`bench_in`] (with `layers`).
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchLayer {
+    /// Index in the model (top level).
+    pub index: usize,
+    /// What the layer is.
+    pub layer: String,
+    /// Milliseconds of its forward pass per step.
+    pub forward_ms: f64,
+    /// Milliseconds of its backward pass per step.
+    pub backward_ms: f64,
+    /// Its forward and backward as a fraction of the whole step (loss and optimizer
+    /// included).
+    pub share: f64,
+}
+
+impl BenchResult {
+    /// The per-layer table of `--layers`: one row per layer with time, then the rest of
+    /// the step (loss, optimizer, gradient averaging).
+    pub fn layer_table(&self) -> String {
+        let step_ms = 1e3 * self.batch as f64 / self.train_images_per_s;
+        let mut out = format!(
+            "{:>3}  {:<42} {:>10} {:>11} {:>6}\n",
+            "#", "layer", "fwd ms", "bwd ms", "share"
+        );
+        let mut layers_ms = 0.0;
+        for l in &self.layers {
+            layers_ms += l.forward_ms + l.backward_ms;
+            out += &format!(
+                "{:>3}  {:<42} {:>10.2} {:>11.2} {:>5.1}%\n",
+                l.index,
+                l.layer,
+                l.forward_ms,
+                l.backward_ms,
+                100.0 * l.share
+            );
+        }
+        let rest = (step_ms - layers_ms).max(0.0);
+        out += &format!(
+            "     {:<42} {:>22.2} {:>5.1}%\n     {:<42} {:>22.2}",
+            "rest (loss, optimizer, averaging)",
+            rest,
+            100.0 * rest / step_ms,
+            "step",
+            step_ms
+        );
+        out
+    }
 }
 
 /// The longest measurement `--seconds` may ask for.
@@ -76,17 +129,20 @@ fn timed(seconds: f64, warmup: usize, mut f: impl FnMut() -> Result<()>) -> Resu
 
 /// Measures a zoo model or spec file at batch `batch` (inference at `2 * batch`).
 pub fn bench(model: &str, batch: usize, seconds: f64, threads: usize) -> Result<BenchResult> {
-    bench_in(&Solo, model, batch, seconds, threads)
+    bench_in(&Solo, model, batch, seconds, threads, false)
 }
 
 /// [`bench()`] on every rank of `group`: each trains on its own batch and the gradients are
-/// averaged every step, as distributed training does; the ranks stop together.
+/// averaged every step, as distributed training does; the ranks stop together. With
+/// `layers`, also times each top-level layer in the timed training steps
+/// ([`BenchResult::layers`]).
 pub fn bench_in(
     group: &dyn Group,
     model: &str,
     batch: usize,
     seconds: f64,
     threads: usize,
+    layers: bool,
 ) -> Result<BenchResult> {
     if batch == 0 {
         return Err(Error::msg("--batch-size must be at least 1"));
@@ -137,6 +193,7 @@ pub fn bench_in(
             if step == WARMUP {
                 start = Instant::now();
                 allreduce_secs = 0.0;
+                net.set_timing(layers);
             }
             net.begin_step(step);
             let loss = softmax_cross_entropy(net.forward(&x, Mode::Train), &labels, 0.0, &mut grad);
@@ -163,6 +220,24 @@ pub fn bench_in(
                 break start.elapsed().as_secs_f64();
             }
         };
+        let step_secs = train_secs / train_steps.max(1) as f64;
+        let per_step = |d: std::time::Duration| 1e3 * d.as_secs_f64() / train_steps.max(1) as f64;
+        let layer_rows = net
+            .layer_times()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| t.forward_calls + t.backward_calls > 0)
+            .map(|t| BenchLayer {
+                index: t.index,
+                share: (t.forward + t.backward).as_secs_f64()
+                    / train_steps.max(1) as f64
+                    / step_secs,
+                forward_ms: per_step(t.forward),
+                backward_ms: per_step(t.backward),
+                layer: t.layer,
+            })
+            .collect();
+        net.set_timing(false);
         let allreduce_ms = if size > 1 {
             const REPS: u32 = 20;
             group.sum_f32(&mut flat); // line the ranks up
@@ -201,6 +276,7 @@ pub fn bench_in(
             allreduce_share: allreduce_secs / train_secs.max(1e-12),
             allreduce_ms,
             params,
+            layers: layer_rows,
         })
     })
 }

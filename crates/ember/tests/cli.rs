@@ -134,6 +134,39 @@ fn the_whole_workflow_from_the_command_line() {
     );
     assert_eq!(b["processes"], 1);
     assert_eq!(b["params"], 4 * 9 + 4 + 64 * 10 + 10);
+    assert!(b.get("layers").is_none(), "layers only with --layers: {b}");
+    let out = succeeded(bench("--layers"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    common::assert_contains(
+        &text,
+        &["training step by layer", "Conv2d(1->4", "Linear", "step"],
+    );
+    let out = ember_ok(&[
+        "bench",
+        "--model",
+        spec_s,
+        "--batch",
+        "8",
+        "--seconds",
+        "0.2",
+        "--threads",
+        "1",
+        "--layers",
+        "--json",
+    ]);
+    let b = &json_lines(&out.stdout)[0];
+    let layers = b["layers"].as_array().expect("a layers array");
+    assert!(layers.len() >= 2, "{b}");
+    let share: f64 = layers.iter().map(|l| l["share"].as_f64().unwrap()).sum();
+    assert!(
+        share > 0.0 && share <= 1.0 + 1e-9,
+        "layer shares sum to {share}"
+    );
+    assert!(
+        layers
+            .iter()
+            .all(|l| l["forward_ms"].as_f64().unwrap() >= 0.0)
+    );
     let out = succeeded(bench("--scaling"));
     let text = String::from_utf8_lossy(&out.stdout);
     common::assert_contains(&text, &["| nodes | 1 Gbit/s", "| 64 |"]);

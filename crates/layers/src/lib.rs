@@ -54,6 +54,7 @@ pub mod replica;
 pub mod residual;
 pub mod sequential;
 pub mod summary;
+pub mod timing;
 
 pub use activation::{Elementwise, ElementwiseOp, GELU, LeakyReLU, ReLU, Scale};
 pub use conv::Conv2d;
@@ -67,6 +68,7 @@ pub use pool::{AvgPool2d, GlobalAvgPool2d, MaxPool2d};
 pub use residual::Residual;
 pub use sequential::Sequential;
 pub use summary::{Summary, SummaryRow};
+pub use timing::LayerTime;
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

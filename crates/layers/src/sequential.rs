@@ -8,6 +8,7 @@ use ember_tensor::{Rng, Shape, Tensor};
 use crate::buffers::{Buffers, shape_or_panic};
 use crate::replica::ReplicaSum;
 use crate::summary::{Summary, SummaryRow};
+use crate::timing::{LayerTime, Pass, Timer};
 use crate::{Layer, LayerError, Mode, Param};
 
 /// Layers applied one after another, each reading the previous layer's output buffer (no
@@ -47,6 +48,8 @@ pub struct Sequential {
     fused: Vec<bool>,
     /// Used only while the container is empty (it is then the identity).
     bufs: Buffers,
+    /// Per-layer wall times, while [`Sequential::set_timing`] has them on.
+    timer: Option<Timer>,
 }
 
 impl Sequential {
@@ -143,6 +146,36 @@ impl Sequential {
         }
     }
 
+    /// Switches per-layer timing on (from zero) or off. While on, every top-level layer's
+    /// `forward` and `backward` wall time is summed; [`Sequential::layer_times`] reads the
+    /// sums. Layers inside a nested container count as one.
+    ///
+    /// ```
+    /// use ember_layers::{Flatten, Layer, Linear, Mode, ReLU, Sequential};
+    /// use ember_tensor::Tensor;
+    ///
+    /// let mut net = Sequential::new().add(Flatten).add(Linear::new(4, 2)).add(ReLU);
+    /// net.set_timing(true);
+    /// let x = Tensor::zeros([3, 1, 2, 2]);
+    /// net.forward(&x, Mode::Train);
+    /// let times = net.layer_times().expect("timing is on");
+    /// assert_eq!(times.len(), 3);
+    /// assert_eq!((times[1].layer.as_str(), times[1].forward_calls), ("Linear(4->2)", 1));
+    /// net.set_timing(false);
+    /// assert!(net.layer_times().is_none());
+    /// ```
+    pub fn set_timing(&mut self, on: bool) {
+        self.timer = on.then(Timer::default);
+    }
+
+    /// The per-layer times summed since [`Sequential::set_timing`] switched timing on, one
+    /// row per top-level layer (a ReLU fused into a neighbour shows no time: its work is in
+    /// the neighbour's); `None` while timing is off.
+    pub fn layer_times(&self) -> Option<Vec<LayerTime>> {
+        let t = self.timer.as_ref()?;
+        Some(t.rows(self.layers.len(), |i| self.layers[i].describe()))
+    }
+
     /// Sets every parameter gradient to zero.
     pub fn zero_grad(&mut self) {
         self.visit_params("", &mut |_, p| p.zero_grad());
@@ -225,7 +258,10 @@ impl Layer for Sequential {
             }
             let (done, rest) = self.layers.split_at_mut(i);
             let input = prev.map_or(x, |p: usize| done[p].output());
-            rest[0].forward(input, mode);
+            match self.timer.as_mut() {
+                Some(t) => t.time(i, Pass::Forward, || rest[0].forward(input, mode)),
+                None => rest[0].forward(input, mode),
+            };
             prev = Some(i);
         }
         self.output()
@@ -250,7 +286,11 @@ impl Layer for Sequential {
             let (current, after) = rest.split_at_mut(1);
             let input = prev.map_or(x, |p| before[p].output());
             let grad = next.map_or(grad_out, |n: usize| after[n - i - 1].input_grad());
-            current[0].backward(input, grad, prev.is_some() || need_input_grad);
+            let need = prev.is_some() || need_input_grad;
+            match self.timer.as_mut() {
+                Some(t) => t.time(i, Pass::Backward, || current[0].backward(input, grad, need)),
+                None => current[0].backward(input, grad, need),
+            };
             next = Some(i);
         }
         self.input_grad()

@@ -393,6 +393,10 @@ pub struct BenchArgs {
     /// step; each rank prints its images/s and the allreduce's share of the step.
     #[arg(long)]
     pub distributed: bool,
+    /// Also time each top-level layer in the training steps and print its forward and
+    /// backward milliseconds per step and share of the step (a profile without a profiler).
+    #[arg(long, conflicts_with = "serve")]
+    pub layers: bool,
     /// Also print the expected efficiency of data-parallel training on 2-64 such nodes
     /// (ring allreduce over 1, 10 and 25 Gbit/s links), from the measured step time.
     #[arg(long)]

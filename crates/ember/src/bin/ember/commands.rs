@@ -264,7 +264,14 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     }
     let group = join(a.distributed, 300.0)?;
     let r = on_every_rank(group.as_ref(), || {
-        ember::bench::bench_in(group.as_ref(), &a.model, a.batch_size, a.seconds, a.threads)
+        ember::bench::bench_in(
+            group.as_ref(),
+            &a.model,
+            a.batch_size,
+            a.seconds,
+            a.threads,
+            a.layers,
+        )
     })?;
     if a.json {
         println!("{}", serde_json::to_string(&r).unwrap_or_default());
@@ -290,6 +297,12 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             r.threads,
             r.simd
         );
+        if a.layers {
+            println!(
+                "\ntraining step by layer (wall time, all threads):\n{}",
+                r.layer_table()
+            );
+        }
     }
     if a.scaling && group.rank() == 0 {
         let step_s = r.batch as f64 / r.train_images_per_s;
