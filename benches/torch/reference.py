@@ -116,15 +116,54 @@ def throughput(a):
         opt.step()
 
     train = timed(train_step, a.seconds)
+    layers = layer_times(model, train_step, a.seconds) if a.layers else None
     xi = torch.randn(2 * a.batch, c, h, w).contiguous(memory_format=layout)
     model.eval()
     with torch.no_grad():
         infer = timed(lambda: model(xi), a.seconds)
-    print(json.dumps({
+    out = {
         "net": a.net, "threads": a.threads, "channels_last": a.channels_last, "batch": a.batch,
         "train": {"images_per_s": a.batch / train},
         "infer": {"images_per_s": 2 * a.batch / infer},
-    }), flush=True)
+    }
+    if layers is not None:
+        out["layers"] = layers
+    print(json.dumps(out), flush=True)
+
+
+def layer_times(model, train_step, seconds):
+    """Per top-level module: forward and backward milliseconds per training step (wall
+    time between hooks; CPU kernels run synchronously), as `ember bench --layers` reports."""
+    mods = list(model.children())
+    sums = [[0.0, 0.0] for _ in mods]
+    start = {}
+
+    def hooks(i, m):
+        def pre_fwd(_m, _x):
+            start[("f", i)] = time.perf_counter()
+
+        def post_fwd(_m, _x, _y):
+            sums[i][0] += time.perf_counter() - start[("f", i)]
+
+        def pre_bwd(_m, _gy):
+            start[("b", i)] = time.perf_counter()
+
+        def post_bwd(_m, _gx, _gy):
+            sums[i][1] += time.perf_counter() - start[("b", i)]
+
+        return [m.register_forward_pre_hook(pre_fwd), m.register_forward_hook(post_fwd),
+                m.register_full_backward_pre_hook(pre_bwd),
+                m.register_full_backward_hook(post_bwd)]
+
+    handles = [h for i, m in enumerate(mods) for h in hooks(i, m)]
+    steps, t0 = 0, time.perf_counter()
+    while steps < 3 or time.perf_counter() - t0 < seconds:
+        train_step()
+        steps += 1
+    for h in handles:
+        h.remove()
+    return [{"index": i, "layer": repr(m).split("\n")[0], "forward_ms": 1e3 * f / steps,
+             "backward_ms": 1e3 * b / steps} for i, (m, (f, b)) in enumerate(zip(mods, sums))]
 
 
 def convbench(a):
@@ -157,6 +196,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--layers", action="store_true",
+                    help="throughput: also time each top-level layer of the training step")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)

@@ -207,6 +207,19 @@ proptest! {
         check_layer(&g, ConvAlgorithm::Im2colGemm, bias, relu, seed)?;
     }
 
+    /// im2col + GEMM over several images per GEMM (small outputs put a few images' columns
+    /// side by side): any kernel, stride, dilation, padding and groups, 1x1 included, on one
+    /// thread so that a chunk holds up to a quarter of the batch.
+    #[test]
+    fn im2col_images_side_by_side_match_reference(g in geometry(), batch in 4usize..=14,
+                                                  bias in any::<bool>(), relu in any::<bool>(),
+                                                  seed in any::<u64>()) {
+        let g = ConvGeometry { batch, ..g };
+        prop_assume!(g.validate().is_ok());
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        pool.install(|| check_layer(&g, ConvAlgorithm::Im2colGemm, bias, relu, seed))?;
+    }
+
     #[test]
     fn direct_layer_matches_reference(g in direct_geometry(), bias in any::<bool>(), relu in any::<bool>(), seed in any::<u64>()) {
         prop_assume!(g.validate().is_ok());

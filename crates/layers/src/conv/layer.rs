@@ -329,7 +329,7 @@ impl Conv2d {
         let per_call = match (w_algo, wino) {
             (ConvAlgorithm::Direct3x3, _) => direct::images_per_call(&g),
             (_, Some(tile)) => winograd::images_per_pass(tile, &g),
-            _ => 1,
+            _ => im2col::images_per_call(&g),
         };
         let sum_len = weight_sum_len(w_algo, &g);
         let (in_item, out_item, plane) = (g.in_item(), g.out_item(), g.out_h() * g.out_w());
