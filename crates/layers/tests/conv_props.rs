@@ -458,7 +458,8 @@ fn batched_weight_gradient_runs_and_tails_match_reference() {
 }
 
 /// The measured rule: Winograd from 16 channels on outputs up to 64x64 (F(4x4, 3x3) from 64
-/// channels on outputs of at least 12x12, from 128 channels on at least 7x7 in batches of 256),
+/// channels on outputs of at least 12x12, from 128 channels on at least 7x7 in batches of 256
+/// and on 3x3 and 4x4 in batches of 1024),
 /// the direct
 /// kernel for the 3-channel first layer and for larger images, im2col + GEMM off 3x3 stride
 /// 1.
@@ -466,6 +467,7 @@ fn batched_weight_gradient_runs_and_tails_match_reference() {
 fn auto_rule_by_shape() {
     let g = |cin: usize, hw: usize, cout: usize| conv3x3(1, cin, (hw, hw), cout, Pair(1, 1));
     let big = |cin: usize, hw: usize, cout: usize| conv3x3(256, cin, (hw, hw), cout, Pair(1, 1));
+    let huge = |cin: usize, hw: usize, cout: usize| conv3x3(1024, cin, (hw, hw), cout, Pair(1, 1));
     let strided = ConvGeometry {
         stride: Pair(2, 2),
         ..g(32, 16, 64)
@@ -488,6 +490,11 @@ fn auto_rule_by_shape() {
                 (big(256, 8, 256), wino4, wino4),
                 (big(256, 7, 256), wino4, wino4),
                 (big(256, 5, 256), wino, wino),
+                (big(256, 3, 256), wino, wino),
+                (huge(256, 3, 256), wino4, wino4),
+                (huge(256, 4, 256), wino4, wino4),
+                (huge(256, 5, 256), wino, wino),
+                (huge(64, 3, 256), wino, wino),
                 (big(128, 7, 64), wino4, wino4),
                 (big(64, 8, 128), wino, wino),
                 (g(64, 8, 128), wino, wino),

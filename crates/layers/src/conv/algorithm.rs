@@ -25,7 +25,8 @@ pub enum ConvAlgorithm {
     /// multiplications per output against 4) for larger transforms and larger rounding
     /// errors; covers and falls back as [`ConvAlgorithm::Winograd`] does. `Auto` takes it
     /// where Winograd applies with at least 64 channels in and out on outputs of at least
-    /// 12x12, or 7x7 with 128 channels in and batches of 256 (see [`ConvAlgorithm::choose`]).
+    /// 12x12, or 7x7 with 128 channels in and batches of 256, or 3x3 and 4x4 with 128
+    /// channels in and batches of 1024 (see [`ConvAlgorithm::choose`]).
     Winograd4x4,
 }
 
@@ -112,13 +113,21 @@ impl ConvAlgorithm {
     /// 3x3) there; with 256 channels on 3x3 outputs the two tie. Below 12x12 a batch of 64
     /// over 2 threads gives each chunk 8 images, 32 tiles of F(4x4, 3x3) (half a pass), and
     /// there it lost (criterion, 2 threads, 256 channels on 8x8: 0.73x forward, 0.76x
-    /// forward + backward), so small outputs take it only from batches of 256.
+    /// forward + backward), so small outputs take it only from batches of 256. On 3x3 and
+    /// 4x4 outputs one tile of F(4x4, 3x3) (36 products) replaces four of F(2x2, 3x3) (64),
+    /// but an image is one tile, so a chunk fills a pass only in large batches: with 256
+    /// channels and a batch of 1024 (2 threads, `conv_speed`) forward + backward ran 1.06-1.38x
+    /// F(2x2, 3x3)'s speed on 3x3 (five runs) and 1.08-1.12x on 4x4 (two), the forward pass
+    /// alone 0.75-1.17x; at a batch of 256 the two were level. (On 5x5 and 6x6 outputs the two
+    /// tiles need the same number of products.)
     fn winograd4x4_wins(g: &ConvGeometry) -> bool {
         let side = g.out_h().min(g.out_w());
+        let deep = g.in_channels >= 128;
         g.in_channels >= 64
             && g.out_channels >= 64
-            && side >= 7
-            && (side >= 12 || (g.in_channels >= 128 && g.batch >= 256))
+            && (side >= 12
+                || (side >= 7 && deep && g.batch >= 256)
+                || ((3..=4).contains(&side) && deep && g.batch >= 1024))
     }
 
     /// Where the direct kernel beats Winograd although both channel counts are at least 16:
