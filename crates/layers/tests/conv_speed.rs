@@ -3,7 +3,10 @@
 //! --test conv_speed -- --ignored --nocapture`; `EMBER_ALGOS=direct,winograd` picks
 //! algorithms, `EMBER_THREADS=1 EMBER_CPU_TIME=1` times CPU time on one thread,
 //! `EMBER_SHAPES="n,cin,h,w,cout;..."` other 3x3 padding-1 shapes. The criterion bench is
-//! the real measure.
+//! the real measure. `xgrad` is what the input gradient adds to a backward pass that computes
+//! the weight gradient anyway: with Winograd the two share the output gradient's transform,
+//! so it understates what the input gradient costs on its own (by another algorithm than
+//! the weight gradient's, say).
 
 use std::time::Instant;
 
