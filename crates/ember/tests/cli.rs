@@ -112,8 +112,8 @@ fn the_whole_workflow_from_the_command_line() {
     let out = ember_ok(&["info"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("simd"));
 
-    let bench = |flag: &str| {
-        ember(&[
+    let bench = |flags: &[&str]| {
+        let mut args = vec![
             "bench",
             "--model",
             spec_s,
@@ -123,10 +123,11 @@ fn the_whole_workflow_from_the_command_line() {
             "0.2",
             "--threads",
             "1",
-            flag,
-        ])
+        ];
+        args.extend_from_slice(flags);
+        ember(&args)
     };
-    let out = succeeded(bench("--json"));
+    let out = succeeded(bench(&["--json"]));
     let b = &json_lines(&out.stdout)[0];
     assert!(
         b["train_images_per_s"].as_f64().unwrap() > 0.0
@@ -135,25 +136,13 @@ fn the_whole_workflow_from_the_command_line() {
     assert_eq!(b["processes"], 1);
     assert_eq!(b["params"], 4 * 9 + 4 + 64 * 10 + 10);
     assert!(b.get("layers").is_none(), "layers only with --layers: {b}");
-    let out = succeeded(bench("--layers"));
+    let out = succeeded(bench(&["--layers"]));
     let text = String::from_utf8_lossy(&out.stdout);
     common::assert_contains(
         &text,
         &["training step by layer", "Conv2d(1->4", "Linear", "step"],
     );
-    let out = ember_ok(&[
-        "bench",
-        "--model",
-        spec_s,
-        "--batch",
-        "8",
-        "--seconds",
-        "0.2",
-        "--threads",
-        "1",
-        "--layers",
-        "--json",
-    ]);
+    let out = succeeded(bench(&["--layers", "--json"]));
     let b = &json_lines(&out.stdout)[0];
     let layers = b["layers"].as_array().expect("a layers array");
     assert!(layers.len() >= 2, "{b}");
@@ -167,7 +156,7 @@ fn the_whole_workflow_from_the_command_line() {
             .iter()
             .all(|l| l["forward_ms"].as_f64().unwrap() >= 0.0)
     );
-    let out = succeeded(bench("--scaling"));
+    let out = succeeded(bench(&["--scaling"]));
     let text = String::from_utf8_lossy(&out.stdout);
     common::assert_contains(&text, &["| nodes | 1 Gbit/s", "| 64 |"]);
     std::fs::remove_dir_all(&dir).unwrap();
